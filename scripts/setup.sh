@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs everything newapi-ops' sandbox and tests need on a Debian 12 machine, idempotently:
+#   - Debian packages: etcd, MariaDB, Redis, Go + rsync (to build the control plane);
+#   - kube-apiserver, kube-controller-manager, kube-scheduler 1.20.2, built from Debian's
+#     `kubernetes` source package into a cache outside the repo (see shared/FACTS.md).
+# Prints nothing but progress on stderr; the last line on stdout is the directory holding the
+# control-plane binaries (KUBEBUILDER_ASSETS convention: kube-apiserver, etcd, ... side by side).
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+CACHE="${NEWAPI_OPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/newapi-ops}"
+K8S_VERSION=1.20.2
+BIN="$CACHE/k8s-$K8S_VERSION/bin"
+
+need_pkgs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have etcd || need_pkgs+=(etcd-server)
+{ have mariadbd || [ -x /usr/sbin/mariadbd ]; } || need_pkgs+=(mariadb-server)
+have mariadb || need_pkgs+=(mariadb-client)
+have redis-server || need_pkgs+=(redis-server)
+have tmux || need_pkgs+=(tmux)
+
+control_plane_ok() {
+  local d="$1"
+  [ -x "$d/kube-apiserver" ] && [ -x "$d/kube-controller-manager" ] && [ -x "$d/kube-scheduler" ]
+}
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && control_plane_ok "$KUBEBUILDER_ASSETS"; then
+  log "using control-plane binaries from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+  BIN="$KUBEBUILDER_ASSETS"
+  build=no
+elif control_plane_ok "$BIN"; then
+  build=no
+else
+  build=yes
+  have go || need_pkgs+=(golang-go)
+  have rsync || need_pkgs+=(rsync)
+  have dpkg-source || need_pkgs+=(dpkg-dev)
+  [ -d /usr/share/gocode/src/github.com/modern-go/reflect2 ] || need_pkgs+=(golang-github-modern-go-reflect2-dev)
+  [ -d /usr/share/gocode/src/github.com/json-iterator/go ] || need_pkgs+=(golang-github-json-iterator-go-dev)
+fi
+
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >&2
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
+  # The packaged services are not used: the sandbox starts its own instances on free ports.
+  for svc in mariadb redis-server etcd; do
+    $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+if [ "$build" = yes ]; then
+  src="$CACHE/src"
+  mkdir -p "$src"
+  if [ ! -d "$src/kubernetes-$K8S_VERSION" ]; then
+    log "fetching Debian's kubernetes $K8S_VERSION source package"
+    srclist=/etc/apt/sources.list.d/newapi-ops-deb-src.sources
+    if ! grep -rqs 'deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        | $SUDO tee "$srclist" >/dev/null
+      $SUDO apt-get update -qq >&2
+    fi
+    (cd "$src" && apt-get source -qq kubernetes >&2)
+    dir=$(find "$src" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
+    [ "$dir" = "$src/kubernetes-$K8S_VERSION" ] || mv "$dir" "$src/kubernetes-$K8S_VERSION"
+  fi
+  tree="$src/kubernetes-$K8S_VERSION"
+  # Go 1.19 + the vendored reflect2 1.0.1 panics on the API server's first POST: use Debian's newer copies.
+  for pkg in github.com/modern-go/reflect2 github.com/json-iterator/go; do
+    rm -rf "$tree/vendor/$pkg"
+    mkdir -p "$tree/vendor/$pkg"
+    find "/usr/share/gocode/src/$pkg" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' \
+      -exec cp {} "$tree/vendor/$pkg/" \;
+  done
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler (about 5 minutes on 2 cores)"
+  start=$(date +%s)
+  (cd "$tree" && CGO_ENABLED=0 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >&2)
+  mkdir -p "$BIN"
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    cp "$tree/_output/local/bin/linux/$(dpkg --print-architecture)/$b" "$BIN/$b" 2>/dev/null \
+      || cp "$(find "$tree/_output" -type f -name "$b" | head -n1)" "$BIN/$b"
+  done
+  log "control plane built in $(( $(date +%s) - start ))s into $BIN"
+fi
+
+# etcd sits beside the control plane, as in envtest's asset directory.
+if [ ! -x "$BIN/etcd" ] && [ -w "$BIN" ]; then ln -sf "$(command -v etcd)" "$BIN/etcd"; fi
+echo "$BIN"

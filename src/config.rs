@@ -1,0 +1,212 @@
+//! Settings: defaults that follow the seed deployment, overridden by `newapi-ops.toml` and then by
+//! flags. The file is parsed into a wire type with unknown fields denied, then resolved.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::GlobalArgs;
+use crate::error::{Error, Result};
+
+/// The file name looked up in the working directory, then in the user's config directory.
+pub const CONFIG_FILE: &str = "newapi-ops.toml";
+
+/// The namespace used when neither the config file nor `-n` names one.
+pub const DEFAULT_NAMESPACE: &str = "new-api";
+
+/// The config file as written by users.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigWire {
+    namespace: Option<String>,
+    #[serde(default)]
+    workloads: WorkloadsWire,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadsWire {
+    master: Option<String>,
+    slave: Option<String>,
+    mysql: Option<String>,
+    redis: Option<String>,
+    master_selector: Option<String>,
+    slave_selector: Option<String>,
+    mysql_selector: Option<String>,
+    redis_selector: Option<String>,
+}
+
+/// A workload of the deployment: the name of its controller and the label selector of its pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    pub name: String,
+    pub selector: Selector,
+}
+
+/// A set of `key=value` label requirements (equality only, which is what the seed uses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Selector(pub Vec<(String, String)>);
+
+impl Selector {
+    /// Parses `app=new-api,role=master`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}` is not of the form key=value"))?;
+            let (k, v) = (k.trim().trim_end_matches('='), v.trim());
+            if k.is_empty() || v.is_empty() {
+                return Err(format!("`{part}` has an empty key or value"));
+            }
+            out.push((k.to_string(), v.to_string()));
+        }
+        if out.is_empty() {
+            return Err("the selector is empty".into());
+        }
+        Ok(Selector(out))
+    }
+
+    /// Whether a pod's labels satisfy every requirement.
+    pub fn matches(&self, labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+        let Some(labels) = labels else {
+            return false;
+        };
+        self.0.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl From<Selector> for String {
+    fn from(s: Selector) -> String {
+        s.to_string()
+    }
+}
+
+/// The workloads of a New-API deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workloads {
+    pub master: Workload,
+    pub slave: Workload,
+    pub mysql: Workload,
+    pub redis: Workload,
+}
+
+/// Everything a command needs to know about where and what New-API is.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub namespace: String,
+    pub workloads: Workloads,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Resolves settings from defaults, the config file and the command line.
+    pub fn resolve(global: &GlobalArgs) -> Result<Settings> {
+        let (wire, config_file) = match &global.config {
+            Some(path) => (read_config(path)?, Some(path.clone())),
+            None => match find_config() {
+                Some(path) => (read_config(&path)?, Some(path)),
+                None => (ConfigWire::default(), None),
+            },
+        };
+        let file = config_file.clone().unwrap_or_default();
+        let sel = |value: &Option<String>, default: &str| -> Result<Selector> {
+            Selector::parse(value.as_deref().unwrap_or(default)).map_err(|detail| Error::Config {
+                path: file.clone(),
+                detail: format!("bad selector: {detail}"),
+            })
+        };
+        let w = &wire.workloads;
+        let n = &global.names;
+        let pick = |flag: &Option<String>, file: &Option<String>, default: &str| {
+            flag.clone()
+                .or_else(|| file.clone())
+                .unwrap_or_else(|| default.to_string())
+        };
+        let workloads = Workloads {
+            master: Workload {
+                name: pick(&n.master, &w.master, "new-api-master"),
+                selector: sel(&w.master_selector, "app=new-api,role=master")?,
+            },
+            slave: Workload {
+                name: pick(&n.slave, &w.slave, "new-api-slave"),
+                selector: sel(&w.slave_selector, "app=new-api,role=slave")?,
+            },
+            mysql: Workload {
+                name: pick(&n.mysql, &w.mysql, "mysql"),
+                selector: sel(&w.mysql_selector, "app=mysql")?,
+            },
+            redis: Workload {
+                name: pick(&n.redis, &w.redis, "redis"),
+                selector: sel(&w.redis_selector, "app=redis")?,
+            },
+        };
+        let namespace = global
+            .namespace
+            .clone()
+            .or(wire.namespace)
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        Ok(Settings {
+            namespace,
+            workloads,
+            config_file,
+        })
+    }
+}
+
+fn find_config() -> Option<PathBuf> {
+    let here = PathBuf::from(CONFIG_FILE);
+    if here.is_file() {
+        return Some(here);
+    }
+    let user = dirs::config_dir()?.join("newapi-ops").join(CONFIG_FILE);
+    user.is_file().then_some(user)
+}
+
+fn read_config(path: &Path) -> Result<ConfigWire> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
+    toml::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        detail: e.to_string().trim_end().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_parses_and_matches() {
+        let s = Selector::parse("app=new-api, role=slave").unwrap();
+        assert_eq!(s.to_string(), "app=new-api,role=slave");
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("app".to_string(), "new-api".to_string());
+        assert!(!s.matches(Some(&labels)));
+        labels.insert("role".to_string(), "slave".to_string());
+        assert!(s.matches(Some(&labels)));
+        assert!(!s.matches(None));
+    }
+
+    #[test]
+    fn selector_rejects_garbage() {
+        assert!(Selector::parse("").is_err());
+        assert!(Selector::parse("app").is_err());
+        assert!(Selector::parse("=x").is_err());
+    }
+
+    #[test]
+    fn unknown_config_fields_are_rejected() {
+        let err = toml::from_str::<ConfigWire>("namespac = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Node checks: NotReady, pressure conditions, cordoned nodes; requests against allocatable per
+//! node and in total with the seed's thresholds (CPU requests > 80 %, memory > 85 %); usage
+//! against the seed's tuning rules when metrics.k8s.io is served; headroom in slaves.
+
+use k8s_openapi::api::core::v1::PodSpec;
+
+use super::finding::{Component, Finding, Severity};
+use crate::capacity::{Amount, NodeCapacity};
+use crate::quantity::{format_bytes, format_cpu, percent};
+
+/// The seed's thresholds (性能调优建议 and the capacity figures of 资源总计).
+#[derive(Debug, Clone)]
+pub struct NodeThresholds {
+    pub cpu_requests_percent: i64,
+    pub memory_requests_percent: i64,
+    pub cpu_usage_percent: i64,
+    pub memory_usage_percent: i64,
+}
+
+impl Default for NodeThresholds {
+    fn default() -> Self {
+        NodeThresholds {
+            cpu_requests_percent: 80,
+            memory_requests_percent: 85,
+            cpu_usage_percent: 80,
+            memory_usage_percent: 85,
+        }
+    }
+}
+
+/// Usage of one node from metrics.k8s.io.
+#[derive(Debug, Clone)]
+pub struct NodeUsage {
+    pub name: String,
+    pub usage: Amount,
+}
+
+/// Checks the nodes. `usage` is None when metrics.k8s.io is not served.
+pub fn check_nodes(
+    nodes: &[NodeCapacity],
+    slave_template: Option<&PodSpec>,
+    usage: Option<&[NodeUsage]>,
+    th: &NodeThresholds,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let f = |check: &str, sev: Severity, node: &str, summary: String| {
+        Finding::new(Component::Nodes, check, sev, summary).subject(format!("node/{node}"))
+    };
+    if nodes.is_empty() {
+        out.push(Finding::new(Component::Nodes, "nodes.none", Severity::Critical, "the cluster has no nodes"));
+        return out;
+    }
+    for n in nodes {
+        if !n.ready {
+            out.push(
+                f("nodes.not-ready", Severity::Critical, &n.name, format!("node {} is NotReady: its pods are not served", n.name))
+                    .evidence("condition Ready is not True".to_string())
+                    .next("check the kubelet on that node; pods there will be evicted"),
+            );
+        }
+        for p in &n.pressure {
+            out.push(
+                f("nodes.pressure", Severity::Critical, &n.name, format!("node {} reports {p}", n.name))
+                    .evidence(format!("condition {p}=True"))
+                    .next("free resources on the node or move pods away; newapi-ops runbook run resource-shortage"),
+            );
+        }
+        if n.unschedulable {
+            out.push(
+                f("nodes.cordoned", Severity::Warning, &n.name, format!("node {} is cordoned: no new pods go there", n.name))
+                    .evidence("spec.unschedulable: true".to_string())
+                    .next(format!("kubectl uncordon {} when maintenance is over", n.name)),
+            );
+        }
+        let cpu = percent(n.requested.cpu_millis, n.allocatable.cpu_millis).unwrap_or(0);
+        let mem = percent(n.requested.memory_bytes, n.allocatable.memory_bytes).unwrap_or(0);
+        if cpu > th.cpu_requests_percent || mem > th.memory_requests_percent {
+            out.push(
+                f(
+                    "nodes.requests",
+                    Severity::Warning,
+                    &n.name,
+                    format!("node {} is {cpu}% CPU / {mem}% memory requested", n.name),
+                )
+                .evidence(format!(
+                    "requests cpu {} of {}, memory {} of {}",
+                    format_cpu(n.requested.cpu_millis),
+                    format_cpu(n.allocatable.cpu_millis),
+                    format_bytes(n.requested.memory_bytes),
+                    format_bytes(n.allocatable.memory_bytes)
+                ))
+                .next("newapi-ops nodes; add a node before scaling out"),
+            );
+        }
+    }
+    let alloc = Amount::sum(nodes.iter().map(|n| &n.allocatable));
+    let req = Amount::sum(nodes.iter().map(|n| &n.requested));
+    let cpu = percent(req.cpu_millis, alloc.cpu_millis).unwrap_or(0);
+    let mem = percent(req.memory_bytes, alloc.memory_bytes).unwrap_or(0);
+    let sev = if cpu > th.cpu_requests_percent || mem > th.memory_requests_percent { Severity::Warning } else { Severity::Ok };
+    out.push(
+        Finding::new(
+            Component::Nodes,
+            "nodes.total-requests",
+            sev,
+            format!(
+                "cluster requests: CPU {} / {} = {cpu}%, memory {} / {} = {mem}%",
+                format_cpu(req.cpu_millis),
+                format_cpu(alloc.cpu_millis),
+                format_bytes(req.memory_bytes),
+                format_bytes(alloc.memory_bytes)
+            ),
+        )
+        .evidence(format!(
+            "thresholds: CPU requests > {}%, memory requests > {}%",
+            th.cpu_requests_percent, th.memory_requests_percent
+        )),
+    );
+    if let Some(t) = slave_template {
+        let fits: Vec<(String, i64)> = nodes.iter().map(|n| (n.name.clone(), n.fit(t).count)).collect();
+        let total: i64 = fits.iter().map(|(_, c)| c).sum();
+        let sev = if total == 0 { Severity::Warning } else { Severity::Info };
+        let mut finding = Finding::new(
+            Component::Nodes,
+            "nodes.headroom",
+            sev,
+            format!("{total} more slave{} fit{}", if total == 1 { "" } else { "s" }, if total == 1 { "s" } else { "" }),
+        )
+        .evidence(fits.iter().map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "));
+        if total == 0 {
+            finding = finding.next("scaling out will leave pods Pending: add a node first; newapi-ops plan");
+        }
+        out.push(finding);
+    }
+    match usage {
+        None => out.push(
+            Finding::new(Component::Nodes, "nodes.metrics", Severity::Info, "metrics.k8s.io is not served: CPU and memory usage not checked")
+                .next("install metrics-server to check usage against the tuning rules (CPU > 80 %, memory > 85 %)"),
+        ),
+        Some(usage) => {
+            for u in usage {
+                let Some(n) = nodes.iter().find(|n| n.name == u.name) else { continue };
+                let cpu = percent(u.usage.cpu_millis, n.allocatable.cpu_millis).unwrap_or(0);
+                let mem = percent(u.usage.memory_bytes, n.allocatable.memory_bytes).unwrap_or(0);
+                if cpu > th.cpu_usage_percent {
+                    out.push(
+                        f("nodes.cpu-usage", Severity::Warning, &n.name, format!("node {} uses {cpu}% CPU", n.name))
+                            .evidence(format!("usage {} of {}", format_cpu(u.usage.cpu_millis), format_cpu(n.allocatable.cpu_millis)))
+                            .next("newapi-ops runbook run high-cpu (scale out the slaves or raise CPU limits)"),
+                    );
+                }
+                if mem > th.memory_usage_percent {
+                    out.push(
+                        f("nodes.memory-usage", Severity::Warning, &n.name, format!("node {} uses {mem}% memory", n.name))
+                            .evidence(format!("usage {} of {}", format_bytes(u.usage.memory_bytes), format_bytes(n.allocatable.memory_bytes)))
+                            .next("newapi-ops runbook run high-memory (raise memory limits, look for a leak)"),
+                    );
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! Typed errors of newapi-ops and the one place that maps them to exit codes.
+//!
+//! Every variant says what went wrong and where; [`Error::hint`] says what to do next.
+
+use std::path::PathBuf;
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes, documented in README.md ("Exit codes"). Codes 0–2 are reserved for commands that
+/// report findings (diagnose); errors use the sysexits.h range so scripts can tell them apart.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// diagnose: warnings found.
+    pub const WARNINGS: u8 = 1;
+    /// diagnose: critical findings.
+    pub const CRITICAL: u8 = 2;
+    /// diagnose could not run at all (no kubeconfig, bad config, namespace missing).
+    pub const COULD_NOT_RUN: u8 = 3;
+    /// Bad command line or bad input value (EX_USAGE).
+    pub const USAGE: u8 = 64;
+    /// A named thing does not exist: namespace, workload, context, file (EX_NOINPUT).
+    pub const NOT_FOUND: u8 = 66;
+    /// A backend could not be reached: API server, MySQL, Redis, TLS failure (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: u8 = 69;
+    /// A bug or an unexpected answer (EX_SOFTWARE).
+    pub const INTERNAL: u8 = 70;
+    /// Local I/O failed: a file could not be read or written (EX_IOERR).
+    pub const IO: u8 = 74;
+    /// Authentication (401) or authorization (403) refused (EX_NOPERM).
+    pub const PERMISSION: u8 = 77;
+    /// Configuration is missing or invalid: kubeconfig, newapi-ops.toml (EX_CONFIG).
+    pub const CONFIG: u8 = 78;
+    /// Interrupted by Ctrl-C (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Everything that can go wrong, typed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("no kubeconfig found (looked at {looked}) and not running inside a pod")]
+    NoKubeconfig { looked: String },
+
+    #[error("cannot use kubeconfig {path}: {detail}")]
+    KubeconfigInvalid { path: String, detail: String },
+
+    #[error("context \"{context}\" is not in kubeconfig {path}")]
+    UnknownContext {
+        context: String,
+        path: String,
+        available: Vec<String>,
+    },
+
+    #[error("cannot reach the Kubernetes API server at {server}: {detail}")]
+    Unreachable { server: String, detail: String },
+
+    #[error("TLS handshake with the Kubernetes API server at {server} failed: {detail}")]
+    Tls { server: String, detail: String },
+
+    #[error("the API server at {server} rejected our credentials (401 Unauthorized){who}")]
+    Unauthorized { server: String, who: String },
+
+    #[error("RBAC denied {verb} on {resource}{scope}: {message}")]
+    Forbidden {
+        verb: String,
+        resource: String,
+        scope: String,
+        message: String,
+    },
+
+    #[error("namespace \"{namespace}\" not found")]
+    NamespaceNotFound {
+        namespace: String,
+        available: Vec<String>,
+    },
+
+    #[error("{kind} \"{name}\" not found in namespace \"{namespace}\"")]
+    WorkloadNotFound {
+        kind: String,
+        name: String,
+        namespace: String,
+        available: Vec<String>,
+    },
+
+    #[error("the API server answered {code} to {call}: {message}")]
+    Api {
+        call: String,
+        code: u16,
+        message: String,
+    },
+
+    #[error("invalid configuration in {path}: {detail}")]
+    Config { path: PathBuf, detail: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+
+    #[error("diagnose could not run: {0}")]
+    CouldNotRun(Box<Error>),
+
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what we were doing.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::NoKubeconfig { .. } | Error::KubeconfigInvalid { .. } | Error::Config { .. } => {
+                exit::CONFIG
+            }
+            Error::UnknownContext { .. }
+            | Error::NamespaceNotFound { .. }
+            | Error::WorkloadNotFound { .. } => exit::NOT_FOUND,
+            Error::Unreachable { .. } | Error::Tls { .. } => exit::UNAVAILABLE,
+            Error::Unauthorized { .. } | Error::Forbidden { .. } => exit::PERMISSION,
+            Error::Api { .. } | Error::Internal(_) => exit::INTERNAL,
+            Error::Io { .. } => exit::IO,
+            Error::Sandbox(e) => e.exit_code(),
+            Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
+            Error::Interrupted => exit::INTERRUPTED,
+        }
+    }
+
+    /// What the user can do about it, if we know.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Error::Usage(_) => "see `newapi-ops --help`".into(),
+            Error::NoKubeconfig { .. } => "pass --kubeconfig PATH or set KUBECONFIG; for a local cluster to try, run `newapi-ops sandbox up`".into(),
+            Error::KubeconfigInvalid { .. } => "check the file with `kubectl config view --kubeconfig PATH`".into(),
+            Error::UnknownContext { available, .. } => {
+                if available.is_empty() {
+                    "the kubeconfig defines no contexts".into()
+                } else {
+                    format!("use one of: {}", available.join(", "))
+                }
+            }
+            Error::Unreachable { .. } => "check that the cluster is running and that this address is reachable from here (VPN, firewall, `kubectl cluster-info`)".into(),
+            Error::Tls { .. } => "the server's certificate does not match the certificate-authority in the kubeconfig: fetch a fresh kubeconfig for this cluster".into(),
+            Error::Unauthorized { .. } => "the token or client certificate is expired or wrong: log in again or fetch a fresh kubeconfig".into(),
+            Error::Forbidden { verb, resource, scope, .. } => format!(
+                "ask a cluster admin for a Role granting `{verb}` on `{resource}`{scope}, or use a context that has it"
+            ),
+            Error::NamespaceNotFound { available, .. } => {
+                if available.is_empty() {
+                    "pass -n/--namespace with the namespace New-API runs in".into()
+                } else {
+                    format!("pass -n/--namespace; namespaces here: {}", available.join(", "))
+                }
+            }
+            Error::WorkloadNotFound { kind, available, .. } => {
+                let there = if available.is_empty() {
+                    format!("there are no {kind}s in this namespace")
+                } else {
+                    format!("{kind}s here: {}", available.join(", "))
+                };
+                if kind == "pod" {
+                    there
+                } else {
+                    format!("{there}; set the names in newapi-ops.toml or with --master/--slave/--mysql/--redis")
+                }
+            }
+            Error::Config { .. } => "fix the file, or move it away to use the defaults".into(),
+            Error::Sandbox(e) => return e.hint(),
+            Error::CouldNotRun(e) => return e.hint(),
+            Error::Api { .. } | Error::Io { .. } | Error::Interrupted | Error::Internal(_) => {
+                return None;
+            }
+        })
+    }
+}

@@ -1,0 +1,334 @@
+//! Connecting to the cluster the way kubectl does, and turning every failure of an API call into
+//! an [`Error`] that names the server, the verb, the resource and the namespace.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ListParams, ObjectList};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::cli::GlobalArgs;
+use crate::error::{Error, Result};
+
+/// A connected client plus what we know about where it points.
+#[derive(Clone)]
+pub struct Kube {
+    pub client: Client,
+    /// The API server's URL, for messages.
+    pub server: String,
+    /// The kubeconfig context in use (None in-cluster).
+    pub context: Option<String>,
+}
+
+/// One API call, described for error messages: `list pods in namespace new-api`.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub verb: &'static str,
+    pub resource: String,
+    pub namespace: Option<String>,
+}
+
+impl Call {
+    pub fn new(verb: &'static str, resource: impl Into<String>, namespace: Option<&str>) -> Self {
+        Call {
+            verb,
+            resource: resource.into(),
+            namespace: namespace.map(str::to_string),
+        }
+    }
+
+    fn scope(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!(" in namespace \"{ns}\""),
+            None => " at cluster scope".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}{}", self.verb, self.resource, self.scope())
+    }
+}
+
+/// Where the kubeconfig comes from, in kubectl's order.
+enum Source {
+    File(PathBuf, Kubeconfig),
+    Env(String, Kubeconfig),
+    InCluster,
+}
+
+fn load_source(global: &GlobalArgs) -> Result<Source> {
+    let invalid = |path: &str, e: kube::config::KubeconfigError| Error::KubeconfigInvalid {
+        path: path.to_string(),
+        detail: e.to_string(),
+    };
+    if let Some(path) = &global.kubeconfig {
+        if !path.is_file() {
+            return Err(Error::KubeconfigInvalid {
+                path: path.display().to_string(),
+                detail: "no such file".into(),
+            });
+        }
+        let kc = Kubeconfig::read_from(path).map_err(|e| invalid(&path.display().to_string(), e))?;
+        return Ok(Source::File(path.clone(), kc));
+    }
+    if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let shown = value.to_string_lossy().to_string();
+        for p in std::env::split_paths(&value).filter(|p| !p.as_os_str().is_empty()) {
+            if !p.is_file() {
+                return Err(Error::KubeconfigInvalid {
+                    path: p.display().to_string(),
+                    detail: "named in $KUBECONFIG but no such file".into(),
+                });
+            }
+        }
+        let kc = Kubeconfig::from_env()
+            .map_err(|e| invalid(&shown, e))?
+            .unwrap_or_default();
+        return Ok(Source::Env(shown, kc));
+    }
+    let home = dirs::home_dir().map(|h| h.join(".kube").join("config"));
+    if let Some(path) = home.as_ref().filter(|p| p.is_file()) {
+        let kc = Kubeconfig::read_from(path).map_err(|e| invalid(&path.display().to_string(), e))?;
+        return Ok(Source::File(path.clone(), kc));
+    }
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        && Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").is_file()
+    {
+        return Ok(Source::InCluster);
+    }
+    let home_shown = home.map_or_else(|| "~/.kube/config".into(), |p| p.display().to_string());
+    Err(Error::NoKubeconfig {
+        looked: format!("--kubeconfig (not given), $KUBECONFIG (not set), {home_shown} (missing)"),
+    })
+}
+
+/// Connects like kubectl: `--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, then the pod's
+/// service account; `--context` picks the context. No request is made yet.
+pub async fn connect(global: &GlobalArgs) -> Result<Kube> {
+    let source = load_source(global)?;
+    let (mut config, context) = match source {
+        Source::InCluster => {
+            if let Some(ctx) = &global.context {
+                return Err(Error::Usage(format!(
+                    "--context {ctx} given, but there is no kubeconfig: running in-cluster with the pod's service account"
+                )));
+            }
+            let config = Config::incluster().map_err(|e| Error::KubeconfigInvalid {
+                path: "in-cluster service account".into(),
+                detail: e.to_string(),
+            })?;
+            (config, None)
+        }
+        Source::File(path, kc) => from_kubeconfig(&path.display().to_string(), kc, global).await?,
+        Source::Env(shown, kc) => from_kubeconfig(&shown, kc, global).await?,
+    };
+    config.connect_timeout = Some(Duration::from_secs(5));
+    // Like kubectl, say who we are: API server audit logs attribute our calls to newapi-ops.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("newapi-ops/", env!("CARGO_PKG_VERSION"))),
+    ));
+    config.read_timeout = Some(Duration::from_secs(60));
+    let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+    let client = Client::try_from(config).map_err(|e| Error::KubeconfigInvalid {
+        path: context.clone().unwrap_or_default(),
+        detail: format!("cannot build a client: {e}"),
+    })?;
+    Ok(Kube {
+        client,
+        server,
+        context,
+    })
+}
+
+async fn from_kubeconfig(
+    shown: &str,
+    kc: Kubeconfig,
+    global: &GlobalArgs,
+) -> Result<(Config, Option<String>)> {
+    let available: Vec<String> = kc.contexts.iter().map(|c| c.name.clone()).collect();
+    let context = match &global.context {
+        Some(ctx) if !available.contains(ctx) => {
+            return Err(Error::UnknownContext {
+                context: ctx.clone(),
+                path: shown.to_string(),
+                available,
+            });
+        }
+        Some(ctx) => ctx.clone(),
+        None => match &kc.current_context {
+            Some(ctx) if available.contains(ctx) => ctx.clone(),
+            Some(ctx) => {
+                return Err(Error::UnknownContext {
+                    context: ctx.clone(),
+                    path: format!("{shown} (its current-context)"),
+                    available,
+                });
+            }
+            None => {
+                return Err(Error::KubeconfigInvalid {
+                    path: shown.to_string(),
+                    detail: format!(
+                        "no current-context is set; pass --context (contexts: {})",
+                        if available.is_empty() { "none".into() } else { available.join(", ") }
+                    ),
+                });
+            }
+        },
+    };
+    let options = KubeConfigOptions {
+        context: Some(context.clone()),
+        ..Default::default()
+    };
+    let config = Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|e| Error::KubeconfigInvalid {
+            path: shown.to_string(),
+            detail: e.to_string(),
+        })?;
+    Ok((config, Some(context)))
+}
+
+impl Kube {
+    /// Classifies a failed call.
+    pub fn error(&self, call: &Call, err: kube::Error) -> Error {
+        classify(&self.server, call, err)
+    }
+
+    /// One list call.
+    pub async fn list<K>(&self, namespace: Option<&str>, params: &ListParams) -> Result<ObjectList<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let api: Api<K> = match namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let call = Call::new("list", resource_name::<K>(), namespace);
+        api.list(params).await.map_err(|e| self.error(&call, e))
+    }
+
+    /// One list call of a cluster-scoped kind.
+    pub async fn list_cluster<K>(&self, params: &ListParams) -> Result<ObjectList<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::ClusterResourceScope>,
+    {
+        let api: Api<K> = Api::all(self.client.clone());
+        let call = Call::new("list", resource_name::<K>(), None);
+        api.list(params).await.map_err(|e| self.error(&call, e))
+    }
+
+    /// Fails with [`Error::NamespaceNotFound`] (listing the namespaces there are, when allowed)
+    /// if `namespace` does not exist. A user who may not read namespaces is not stopped here.
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let call = Call::new("get", "namespaces", None);
+        match api.get_opt(namespace).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                let available = match api.list(&ListParams::default()).await {
+                    Ok(list) => list.items.into_iter().filter_map(|n| n.metadata.name).collect(),
+                    Err(_) => Vec::new(),
+                };
+                Err(Error::NamespaceNotFound {
+                    namespace: namespace.to_string(),
+                    available,
+                })
+            }
+            Err(e) => match self.error(&call, e) {
+                Error::Forbidden { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// The plural resource name of a kind with its group: `pods`, `deployments.apps`.
+pub fn resource_name<K: Resource<DynamicType = ()>>() -> String {
+    let group = K::group(&());
+    if group.is_empty() {
+        K::plural(&()).to_string()
+    } else {
+        format!("{}.{}", K::plural(&()), group)
+    }
+}
+
+/// Turns a kube error into one of ours.
+pub fn classify(server: &str, call: &Call, err: kube::Error) -> Error {
+    if let kube::Error::Api(status) = &err {
+        return match status.code {
+            401 => Error::Unauthorized {
+                server: server.to_string(),
+                who: String::new(),
+            },
+            403 => Error::Forbidden {
+                verb: call.verb.to_string(),
+                resource: call.resource.clone(),
+                scope: call.scope(),
+                message: status.message.clone(),
+            },
+            code => Error::Api {
+                call: call.to_string(),
+                code,
+                message: status.message.clone(),
+            },
+        };
+    }
+    // Transport failures: look through the whole chain for what really happened.
+    let mut chain = Vec::new();
+    let mut io_kind = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        chain.push(e.to_string());
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        source = e.source();
+    }
+    let text = chain.join(": ");
+    let lower = text.to_lowercase();
+    let server = server.to_string();
+    if lower.contains("certificate") || lower.contains("tls") && lower.contains("handshake") {
+        let detail = chain
+            .iter()
+            .rev()
+            .find(|c| c.to_lowercase().contains("certificate"))
+            .cloned()
+            .unwrap_or(text);
+        return Error::Tls { server, detail };
+    }
+    let detail = match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => Some("connection refused (nothing listens there)".to_string()),
+        Some(std::io::ErrorKind::TimedOut) => Some("no answer within 5 s".to_string()),
+        Some(std::io::ErrorKind::ConnectionReset) => Some("connection reset".to_string()),
+        _ => None,
+    }
+    .or_else(|| {
+        if lower.contains("connection refused") {
+            Some("connection refused (nothing listens there)".into())
+        } else if lower.contains("timed out") || lower.contains("elapsed") {
+            Some("no answer within 5 s".into())
+        } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
+            Some(format!("the host name does not resolve ({text})"))
+        } else if lower.contains("connect") || lower.contains("connection closed") || lower.contains("broken pipe") {
+            Some(text.clone())
+        } else {
+            None
+        }
+    });
+    match detail {
+        Some(detail) => Error::Unreachable { server, detail },
+        None => Error::Api {
+            call: call.to_string(),
+            code: 0,
+            message: text,
+        },
+    }
+}

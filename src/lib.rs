@@ -1,0 +1,100 @@
+//! newapi-ops: an operator's tool for a New-API deployment on Kubernetes.
+//!
+//! `main` parses the command line, resolves settings, runs one command and maps its outcome to an
+//! exit code in one place ([`error::Error::exit_code`]).
+
+pub mod backends;
+pub mod capacity;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod diagnose;
+pub mod envvars;
+pub mod error;
+pub mod inventory;
+pub mod k8s;
+pub mod portforward;
+pub mod printer;
+pub mod quantity;
+pub mod sandbox;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, exit};
+use crate::printer::Printer;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::OK,
+                _ => exit::USAGE,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.global.verbose, cli.global.quiet);
+    let printer = Printer::new(cli.global.output, cli.global.no_color, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            printer.error(&Error::io("starting the async runtime", e));
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = run(cli, &printer) => r,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        }
+    });
+    // Background tasks (port-forwards, watchers) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            printer.error(&err);
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Runs one command; returns the exit code for a successful run (commands that report findings
+/// use 0, 1 and 2).
+pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
+    match cli.command {
+        Command::Diagnose(args) => commands::diagnose::run(&cli.global, args, printer).await,
+        Command::Logs(args) => commands::logs::run(&cli.global, args, printer).await,
+        Command::Pods(args) => commands::pods::run(&cli.global, args, printer).await,
+        Command::Nodes(args) => commands::nodes::run(&cli.global, args, printer).await,
+        Command::Sandbox(args) => commands::sandbox::run(&cli.global, args, printer).await,
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "newapi_ops=info,warn",
+        (false, 2) => "newapi_ops=debug,info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("NEWAPI_OPS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

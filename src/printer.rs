@@ -1,0 +1,164 @@
+//! The one printer: data goes to stdout as tables (human) or one JSON document (json); notes,
+//! warnings and errors go to stderr. Nothing else in the crate prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::error::{Error, Result};
+
+/// Colours for human output; all no-ops when colour is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    pub fn red(self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    pub fn yellow(self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    pub fn green(self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    pub fn bold(self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    pub fn dim(self, s: &str) -> String {
+        self.paint("2", s)
+    }
+}
+
+/// Chosen once from the global flags and handed to every command.
+#[derive(Debug, Clone)]
+pub struct Printer {
+    pub format: OutputFormat,
+    pub style: Style,
+    pub quiet: bool,
+}
+
+impl Printer {
+    /// `no_color` is the flag; colour is also off for NO_COLOR, TERM=dumb and non-TTY stdout.
+    pub fn new(format: OutputFormat, no_color: bool, quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let color = !no_color
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            && std::io::stdout().is_terminal();
+        Printer {
+            format,
+            style: Style { color },
+            quiet,
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// Prints a result: `human` renders it for people; JSON output serializes `value`.
+    pub fn data<T: Serialize>(&self, value: &T, human: impl FnOnce(Style) -> String) -> Result<()> {
+        let text = match self.format {
+            OutputFormat::Json => {
+                let mut s = serde_json::to_string_pretty(value)
+                    .map_err(|e| Error::Internal(format!("serializing output: {e}")))?;
+                s.push('\n');
+                s
+            }
+            OutputFormat::Human => human(self.style),
+        };
+        write_stdout(&text)
+    }
+
+    /// Prints plain text to stdout (human mode only).
+    pub fn text(&self, text: &str) -> Result<()> {
+        write_stdout(text)
+    }
+
+    /// A progress note on stderr, silenced by `-q`.
+    pub fn note(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// A warning on stderr; shown even with `-q`.
+    pub fn warn(&self, msg: &str) {
+        eprintln!("{} {msg}", self.style.yellow("warning:"));
+    }
+
+    /// Prints an error with its hint, the one way errors reach the user.
+    pub fn error(&self, err: &Error) {
+        let mut msg = format!("{} {err}", self.style.red("error:"));
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !msg.contains(&s_text) {
+                msg.push_str(&format!("\n  caused by: {s_text}"));
+            }
+            source = s.source();
+        }
+        if let Some(hint) = err.hint() {
+            msg.push_str(&format!("\n  {} {hint}", self.style.bold("hint:")));
+        }
+        eprintln!("{msg}");
+    }
+
+    /// A table in the house style.
+    pub fn table(&self, header: &[&str]) -> Table {
+        let mut t = Table::new();
+        t.load_preset(presets::NOTHING)
+            .set_content_arrangement(ContentArrangement::Disabled)
+            .set_header(header.iter().map(|h| self.style.bold(h)));
+        t
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("writing to stdout", e)),
+    }
+}
+
+/// Renders a table with its left padding trimmed and a trailing newline.
+pub fn render_table(t: &Table) -> String {
+    let mut s: String = t
+        .lines()
+        .map(|l| l.trim_end().strip_prefix(' ').unwrap_or(&l).trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    s.push('\n');
+    s
+}
+
+/// A duration in kubectl's style: "45s", "12m", "5h", "3d".
+pub fn human_age(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7_200 => format!("{}m", secs / 60),
+        7_200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// Seconds from `then` to now.
+pub fn seconds_since(then: &jiff::Timestamp) -> i64 {
+    jiff::Timestamp::now().as_second() - then.as_second()
+}

@@ -1,0 +1,47 @@
+//! The simulator's configuration file (`<sandbox dir>/kubelet.json`), written by `sandbox up` and
+//! read by `newapi-ops sandbox kubelet --config PATH`. This struct is the contract between them.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What the kubelet simulator needs to know.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeletConfig {
+    /// Kubeconfig with cluster-admin rights (system:masters) used by the simulator.
+    pub kubeconfig: PathBuf,
+    /// The HTTPS port served on 127.0.0.1 (pods/log and pods/portforward); every simulated node
+    /// advertises it in status.daemonEndpoints.kubeletEndpoint.Port.
+    pub listen_port: u16,
+    /// PEM serving certificate and key for that port.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// The nodes this simulator registers and runs pods for.
+    pub nodes: Vec<SimNode>,
+    /// Where port-forwards to the backing services go.
+    pub backends: Backends,
+    /// Where the simulator keeps container logs and its own state.
+    pub state_dir: PathBuf,
+}
+
+/// One simulated node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimNode {
+    pub name: String,
+    /// Capacity = allocatable, as Kubernetes quantities: "4", "6148Mi", "110".
+    pub cpu: String,
+    pub memory: String,
+    pub pods: String,
+}
+
+/// Loopback addresses of the real services behind the pods.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backends {
+    /// MariaDB standing in for pods labelled app=mysql (port 3306), e.g. "127.0.0.1:41234".
+    pub mysql: String,
+    /// Redis standing in for pods labelled app=redis (port 6379).
+    pub redis: String,
+}

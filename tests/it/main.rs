@@ -1,0 +1,12 @@
+//! Integration tests: the real binary against a real control plane, MariaDB and Redis (see
+//! `support`). No mock stands in for any of them.
+
+mod diag_support;
+mod support;
+
+mod cluster_errors;
+mod diag_mysql;
+mod diag_redis;
+mod in_cluster;
+mod nodes;
+mod pods;

@@ -1,0 +1,304 @@
+//! The test harness: one sandbox (real control plane, kubelet simulator, MariaDB, Redis) per test
+//! run, started by the binary under test, and a small builder to run that binary.
+//!
+//! Set `NEWAPI_OPS_TEST_SANDBOX=DIR` to reuse a sandbox that is already up (`newapi-ops sandbox up
+//! --dir DIR`); otherwise the first test that needs one starts it in a temporary directory, and a
+//! watchdog process stops it when the test process exits, however it exits.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_newapi-ops")
+}
+
+/// What the tests read of `<dir>/state.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub api_server: String,
+    pub kubeconfig: PathBuf,
+    pub viewer_kubeconfig: PathBuf,
+    pub reader_kubeconfig: PathBuf,
+    pub ca_cert: PathBuf,
+    pub mysql: Port,
+    pub redis: Port,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Port {
+    pub port: u16,
+}
+
+static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+
+/// The shared sandbox, started on first use.
+pub fn sandbox() -> &'static Sandbox {
+    SANDBOX.get_or_init(|| {
+        let dir = match std::env::var_os("NEWAPI_OPS_TEST_SANDBOX") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let dir = std::env::temp_dir().join(format!("newapi-ops-test-{}", std::process::id()));
+                start_watchdog(&dir);
+                let out = Command::new(bin())
+                    .args(["sandbox", "up", "--dir"])
+                    .arg(&dir)
+                    .env("NO_COLOR", "1")
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run newapi-ops sandbox up");
+                assert!(
+                    out.status.success(),
+                    "sandbox up failed ({}):\n{}\n{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                dir
+            }
+        };
+        let state = std::fs::read_to_string(dir.join("state.json")).expect("read state.json");
+        serde_json::from_str(&state).expect("parse state.json")
+    })
+}
+
+/// A shell that waits for this test process to end, then stops the sandbox. It is never waited
+/// on: it must outlive this process, and it is reparented to init when we exit.
+#[allow(clippy::zombie_processes)]
+fn start_watchdog(dir: &Path) {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{bin}' sandbox down --dir '{dir}' >/dev/null 2>&1",
+        pid = std::process::id(),
+        bin = bin(),
+        dir = dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("start the sandbox watchdog");
+}
+
+use std::os::unix::process::CommandExt as _;
+
+/// A run of the binary with a clean environment (no user kubeconfig, no colour).
+pub struct Run {
+    cmd: Command,
+    home: tempfile::TempDir,
+}
+
+impl Run {
+    pub fn new<I, S>(args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let home = tempfile::tempdir().expect("temp home");
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join(".config"))
+            .env("NO_COLOR", "1")
+            .current_dir(home.path())
+            .stdin(Stdio::null());
+        Run { cmd, home }
+    }
+
+    /// Points the run at the sandbox's admin kubeconfig.
+    pub fn admin(mut self) -> Run {
+        self.cmd.env("KUBECONFIG", &sandbox().kubeconfig);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Run {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn output(mut self) -> Done {
+        let out = self.cmd.output().expect("run newapi-ops");
+        Done::from(out)
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Done {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Done {
+    fn from(o: Output) -> Done {
+        Done {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Done {
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Done {
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Done {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Done {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// A kube client as the sandbox admin, for setting up test objects.
+pub async fn admin_client() -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&sandbox().kubeconfig).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// Writes a kubeconfig like the admin one with the given server, CA and token.
+pub fn custom_kubeconfig(dir: &Path, server: &str, ca_pem: &str, token: &str) -> PathBuf {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: ctx\n  context:\n    cluster: c\n    user: u\ncurrent-context: ctx\n"
+    );
+    let path = dir.join("custom.kubeconfig");
+    std::fs::write(&path, text).expect("write kubeconfig");
+    path
+}
+
+/// The admin token from the sandbox's kubeconfig.
+pub fn admin_token() -> String {
+    let kc = kube::config::Kubeconfig::read_from(&sandbox().kubeconfig).expect("read kubeconfig");
+    kc.auth_infos
+        .into_iter()
+        .find_map(|a| a.auth_info.and_then(|i| i.token))
+        .map(|t| {
+            use secrecy::ExposeSecret as _;
+            t.expose_secret().to_string()
+        })
+        .expect("admin token")
+}
+
+/// A port on loopback that nothing listens on.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Creates a fresh namespace named after `base` (unique to this test run, so a rerun against a
+/// reused sandbox never collides) with a New-API master (1 replica) and slave Deployment (`slaves`
+/// replicas) requesting no resources (so they never disturb the seed's capacity figures), the
+/// slave pod template annotated with the simulator behaviour `slave_behavior`.
+pub async fn deploy_newapi(base: &str, slaves: i32, slave_behavior: &str) -> String {
+    let ns = format!("{base}-{}", std::process::id());
+    let ns = ns.as_str();
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+
+    let client = admin_client().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let nsobj: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": ns, "labels": {"newapi-ops-test": "true"}}
+    }))
+    .unwrap();
+    namespaces.create(&PostParams::default(), &nsobj).await.expect("create namespace");
+    let deployments: Api<Deployment> = Api::namespaced(client, ns);
+    for (role, replicas, behavior) in [("master", 1, "running"), ("slave", slaves, slave_behavior)] {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("new-api-{role}"), "labels": {"app": "new-api", "role": role}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "new-api", "role": role}},
+                "template": {
+                    "metadata": {
+                        "labels": {"app": "new-api", "role": role},
+                        "annotations": {"sandbox.newapi-ops.io/behavior": behavior}
+                    },
+                    "spec": {"containers": [{
+                        "name": "new-api",
+                        "image": "calciumion/new-api:latest",
+                        "ports": [{"containerPort": 3000}],
+                        "env": [{"name": "NODE_TYPE", "value": role}]
+                    }]}
+                }
+            }
+        }))
+        .unwrap();
+        deployments.create(&PostParams::default(), &d).await.expect("create deployment");
+    }
+    ns.to_string()
+}
+
+/// Deletes a test namespace (best effort).
+pub async fn delete_namespace(ns: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: kube::Api<Namespace> = kube::Api::all(admin_client().await);
+    let _ = api.delete(ns, &Default::default()).await;
+}
+
+/// Runs `newapi-ops ARGS -o json` as admin until `ready` holds for its output (at most ~90 s,
+/// which only bounds a wait for the cluster to converge; it times nothing).
+pub fn poll_json(args: &[&str], ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..180 {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["-o", "json"]);
+        let done = Run::new(full).admin().output();
+        if done.code == 0 {
+            last = done.json();
+            if ready(&last) {
+                return last;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("condition not reached; last output:\n{last:#}");
+}
