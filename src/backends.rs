@@ -43,7 +43,10 @@ impl Endpoint {
     /// only be reached through a port-forward.
     pub fn in_cluster_host(&self) -> bool {
         let h = self.host.as_str();
-        !h.contains('.') && h != "localhost" || h.ends_with(".svc") || h.ends_with(".svc.cluster.local") || h.contains(".svc.")
+        !h.contains('.') && h != "localhost"
+            || h.ends_with(".svc")
+            || h.ends_with(".svc.cluster.local")
+            || h.contains(".svc.")
     }
 
     /// The same endpoint at another address (the local end of a port-forward).
@@ -104,9 +107,13 @@ pub fn parse_go_dsn(dsn: &str) -> Result<Endpoint, ParseError> {
         Some((u, p)) => (u, Some(p)),
         None => (creds, None),
     };
-    let (addr_part, db_part) = rest.split_once('/').ok_or_else(|| err("no /dbname after the address"))?;
+    let (addr_part, db_part) = rest
+        .split_once('/')
+        .ok_or_else(|| err("no /dbname after the address"))?;
     let addr = if let Some(inner) = addr_part.strip_prefix("tcp(") {
-        inner.strip_suffix(')').ok_or_else(|| err("unclosed tcp( in the address"))?
+        inner
+            .strip_suffix(')')
+            .ok_or_else(|| err("unclosed tcp( in the address"))?
     } else if addr_part.is_empty() {
         "127.0.0.1:3306"
     } else if addr_part.starts_with("unix(") {
@@ -126,12 +133,23 @@ pub fn parse_go_dsn(dsn: &str) -> Result<Endpoint, ParseError> {
 }
 
 /// Parses `mysql://user:pass@host:port/db` or `redis://[user][:pass]@host:port[/db]`.
-pub fn parse_url(url: &str, scheme: &'static str, default_port: u16) -> Result<Endpoint, ParseError> {
-    let err = |reason: String| ParseError { what: scheme, reason };
+pub fn parse_url(
+    url: &str,
+    scheme: &'static str,
+    default_port: u16,
+) -> Result<Endpoint, ParseError> {
+    let err = |reason: String| ParseError {
+        what: scheme,
+        reason,
+    };
     let rest = url
         .strip_prefix(scheme)
         .and_then(|r| r.strip_prefix("://"))
-        .or_else(|| (scheme == "redis").then(|| url.strip_prefix("rediss://")).flatten())
+        .or_else(|| {
+            (scheme == "redis")
+                .then(|| url.strip_prefix("rediss://"))
+                .flatten()
+        })
         .ok_or_else(|| err(format!("expected {scheme}://host:port")))?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (creds, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
@@ -145,7 +163,9 @@ pub fn parse_url(url: &str, scheme: &'static str, default_port: u16) -> Result<E
         host,
         port,
         user: (!user.is_empty()).then(|| percent_decode(user)),
-        password: password.filter(|p| !p.is_empty()).map(|p| Sensitive::new(percent_decode(p))),
+        password: password
+            .filter(|p| !p.is_empty())
+            .map(|p| Sensitive::new(percent_decode(p))),
         database: (!db.is_empty()).then(|| db.to_string()),
     })
 }
@@ -155,10 +175,15 @@ fn split_host_port(addr: &str, default_port: u16) -> Result<(String, u16), Strin
         return Err("no host".into());
     }
     match addr.rsplit_once(':') {
-        Some((h, _)) if !h.ends_with(']') && h.contains(':') => Ok((addr.to_string(), default_port)),
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => {
+            Ok((addr.to_string(), default_port))
+        }
         Some((h, p)) => {
             let port = p.parse().map_err(|_| format!("bad port {p:?}"))?;
-            Ok((h.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+            Ok((
+                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                port,
+            ))
         }
         None => Ok((addr.to_string(), default_port)),
     }
@@ -169,12 +194,14 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
         out.push(bytes[i]);
         i += 1;
     }
@@ -198,13 +225,20 @@ mod tests {
         assert!(parse_go_dsn("u:p@unix(/tmp/s)/x").is_err());
         assert!(parse_go_dsn("garbage").is_err());
         assert!(parse_go_dsn("u:p@tcp(h:notaport)/d").is_err());
-        assert!(parse_go_dsn("u:p@tcp(mysql.new-api.svc.cluster.local:3306)/d").unwrap().in_cluster_host());
+        assert!(
+            parse_go_dsn("u:p@tcp(mysql.new-api.svc.cluster.local:3306)/d")
+                .unwrap()
+                .in_cluster_host()
+        );
     }
 
     #[test]
     fn urls() {
         let r = parse_url("redis://redis:6379", "redis", 6379).unwrap();
-        assert_eq!((r.host.as_str(), r.port, r.password.is_none()), ("redis", 6379, true));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.password.is_none()),
+            ("redis", 6379, true)
+        );
         let r = parse_url("redis://:s%40cret@10.0.0.5:6380/2", "redis", 6379).unwrap();
         assert_eq!(r.password.as_ref().unwrap().expose(), "s@cret");
         assert_eq!(r.database.as_deref(), Some("2"));

@@ -87,7 +87,10 @@ pub fn pod_resources(spec: &PodSpec) -> PodResources {
     }
     let overhead = amount(spec.overhead.as_ref(), &mut bad);
     if !bad.is_empty() {
-        tracing::warn!("ignoring unparsable resource quantities: {}", bad.join("; "));
+        tracing::warn!(
+            "ignoring unparsable resource quantities: {}",
+            bad.join("; ")
+        );
     }
     PodResources {
         requests: req.add(overhead),
@@ -187,9 +190,10 @@ impl NodeCapacity {
             return Fit::excluded("node is cordoned (SchedulingDisabled)");
         }
         if let Some(sel) = &template.node_selector
-            && let Some((k, v)) = sel.iter().find(|(k, v)| self.labels.get(*k) != Some(*v)) {
-                return Fit::excluded(&format!("nodeSelector {k}={v} does not match"));
-            }
+            && let Some((k, v)) = sel.iter().find(|(k, v)| self.labels.get(*k) != Some(*v))
+        {
+            return Fit::excluded(&format!("nodeSelector {k}={v} does not match"));
+        }
         let tolerations = template.tolerations.clone().unwrap_or_default();
         if let Some(t) = self.taints.iter().find(|t| {
             (t.effect == "NoSchedule" || t.effect == "NoExecute")
@@ -198,7 +202,10 @@ impl NodeCapacity {
             return Fit::excluded(&format!(
                 "taint {}{}:{} is not tolerated",
                 t.key,
-                t.value.as_deref().map(|v| format!("={v}")).unwrap_or_default(),
+                t.value
+                    .as_deref()
+                    .map(|v| format!("={v}"))
+                    .unwrap_or_default(),
                 t.effect
             ));
         }
@@ -249,20 +256,26 @@ impl Fit {
 /// Kubernetes' toleration matching (`ToleratesTaint`).
 pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
     if let Some(effect) = tol.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect {
-            return false;
-        }
+        && effect != taint.effect
+    {
+        return false;
+    }
     let key = tol.key.as_deref().unwrap_or("");
     match tol.operator.as_deref().unwrap_or("Equal") {
         "Exists" => key.is_empty() || key == taint.key,
-        _ => key == taint.key && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        _ => {
+            key == taint.key
+                && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, NodeCondition, NodeSpec, NodeStatus, PodStatus, ResourceRequirements};
+    use k8s_openapi::api::core::v1::{
+        Container, NodeCondition, NodeSpec, NodeStatus, PodStatus, ResourceRequirements,
+    };
 
     fn res(cpu: &str, mem: &str) -> Option<BTreeMap<String, Quantity>> {
         Some(BTreeMap::from([
@@ -333,7 +346,13 @@ mod tests {
         }]);
         s.overhead = res("100m", "0");
         let r = pod_resources(&s);
-        assert_eq!(r.requests, Amount { cpu_millis: 1600, memory_bytes: 1 << 30 });
+        assert_eq!(
+            r.requests,
+            Amount {
+                cpu_millis: 1600,
+                memory_bytes: 1 << 30
+            }
+        );
     }
 
     #[test]
@@ -382,7 +401,12 @@ mod tests {
             ..Default::default()
         }]);
         let n = NodeCapacity::new(&tainted, std::iter::empty());
-        assert!(n.fit(&slave()).excluded.unwrap().contains("dedicated=db:NoSchedule"));
+        assert!(
+            n.fit(&slave())
+                .excluded
+                .unwrap()
+                .contains("dedicated=db:NoSchedule")
+        );
         let mut tolerant = slave();
         tolerant.tolerations = Some(vec![Toleration {
             key: Some("dedicated".into()),

@@ -60,7 +60,10 @@ impl fmt::Display for Origin {
 /// One resolved variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvValue {
-    Set { value: Sensitive, origin: Origin },
+    Set {
+        value: Sensitive,
+        origin: Origin,
+    },
     /// The Secret/ConfigMap or key does not exist.
     Missing(String),
     /// We may not read it (RBAC) — the value is unknown, not absent.
@@ -87,7 +90,10 @@ impl Sources<'_> {
         let Some(secrets) = self.secrets else {
             return EnvValue::Unreadable(format!("Secret {name} (not allowed to read Secrets)"));
         };
-        let Some(s) = secrets.iter().find(|s| s.metadata.name.as_deref() == Some(name)) else {
+        let Some(s) = secrets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name))
+        else {
             return EnvValue::Missing(format!("secret \"{name}\" not found"));
         };
         if let Some(v) = s.data.as_ref().and_then(|d| d.get(key)) {
@@ -107,9 +113,14 @@ impl Sources<'_> {
 
     fn configmap(&self, name: &str, key: &str) -> EnvValue {
         let Some(cms) = self.configmaps else {
-            return EnvValue::Unreadable(format!("ConfigMap {name} (not allowed to read ConfigMaps)"));
+            return EnvValue::Unreadable(format!(
+                "ConfigMap {name} (not allowed to read ConfigMaps)"
+            ));
         };
-        let Some(cm) = cms.iter().find(|c| c.metadata.name.as_deref() == Some(name)) else {
+        let Some(cm) = cms
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+        else {
             return EnvValue::Missing(format!("configmap \"{name}\" not found"));
         };
         match cm.data.as_ref().and_then(|d| d.get(key)) {
@@ -130,7 +141,10 @@ pub fn resolve(container: &Container, src: &Sources<'_>) -> BTreeMap<String, Env
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.secret_ref {
             let name = r.name.as_str();
-            match src.secrets.map(|ss| ss.iter().find(|s| s.metadata.name.as_deref() == Some(name))) {
+            match src
+                .secrets
+                .map(|ss| ss.iter().find(|s| s.metadata.name.as_deref() == Some(name)))
+            {
                 Some(Some(s)) => {
                     for k in s.data.iter().flat_map(|d| d.keys()) {
                         out.insert(format!("{prefix}{k}"), src.secret(name, k));
@@ -138,13 +152,19 @@ pub fn resolve(container: &Container, src: &Sources<'_>) -> BTreeMap<String, Env
                 }
                 Some(None) => {}
                 None => {
-                    out.insert(format!("{prefix}<all keys of Secret {name}>"), src.secret(name, ""));
+                    out.insert(
+                        format!("{prefix}<all keys of Secret {name}>"),
+                        src.secret(name, ""),
+                    );
                 }
             }
         }
         if let Some(r) = &from.config_map_ref {
             let name = r.name.as_str();
-            if let Some(Some(cm)) = src.configmaps.map(|cs| cs.iter().find(|c| c.metadata.name.as_deref() == Some(name))) {
+            if let Some(Some(cm)) = src
+                .configmaps
+                .map(|cs| cs.iter().find(|c| c.metadata.name.as_deref() == Some(name)))
+            {
                 for k in cm.data.iter().flat_map(|d| d.keys()) {
                     out.insert(format!("{prefix}{k}"), src.configmap(name, k));
                 }
@@ -188,18 +208,33 @@ mod tests {
     #[test]
     fn resolves_literals_secrets_and_configmaps_without_showing_them() {
         let secret = Secret {
-            metadata: kube::api::ObjectMeta { name: Some("s".into()), ..Default::default() },
-            data: Some(BTreeMap::from([("SESSION_SECRET".to_string(), ByteString(b"hunter2".to_vec()))])),
+            metadata: kube::api::ObjectMeta {
+                name: Some("s".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "SESSION_SECRET".to_string(),
+                ByteString(b"hunter2".to_vec()),
+            )])),
             ..Default::default()
         };
         let cm = ConfigMap {
-            metadata: kube::api::ObjectMeta { name: Some("cm".into()), ..Default::default() },
-            data: Some(BTreeMap::from([("SQL_DSN".to_string(), "root:pw@tcp(mysql:3306)/new-api".to_string())])),
+            metadata: kube::api::ObjectMeta {
+                name: Some("cm".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "SQL_DSN".to_string(),
+                "root:pw@tcp(mysql:3306)/new-api".to_string(),
+            )])),
             ..Default::default()
         };
         let secrets = [secret];
         let cms = [cm];
-        let src = Sources { secrets: Some(&secrets), configmaps: Some(&cms) };
+        let src = Sources {
+            secrets: Some(&secrets),
+            configmaps: Some(&cms),
+        };
         let c = container(serde_json::json!([
             {"name": "NODE_TYPE", "value": "slave"},
             {"name": "SESSION_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "SESSION_SECRET"}}},
@@ -212,9 +247,17 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
         assert_eq!(s.fingerprint().len(), 12);
-        assert!(matches!(&env["GONE"], EnvValue::Missing(m) if m.contains("couldn't find key nope in Secret s")));
+        assert!(
+            matches!(&env["GONE"], EnvValue::Missing(m) if m.contains("couldn't find key nope in Secret s"))
+        );
 
-        let denied = Sources { secrets: None, configmaps: Some(&cms) };
-        assert!(matches!(resolve(&c, &denied)["SESSION_SECRET"], EnvValue::Unreadable(_)));
+        let denied = Sources {
+            secrets: None,
+            configmaps: Some(&cms),
+        };
+        assert!(matches!(
+            resolve(&c, &denied)["SESSION_SECRET"],
+            EnvValue::Unreadable(_)
+        ));
     }
 }

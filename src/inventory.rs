@@ -90,9 +90,11 @@ impl Snapshot {
 
     /// The role a pod plays, by the configured label selectors.
     pub fn role_of(pod: &Pod, settings: &Settings) -> Option<Role> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.workload(settings).selector.matches(pod.metadata.labels.as_ref()))
+        Role::ALL.into_iter().find(|r| {
+            r.workload(settings)
+                .selector
+                .matches(pod.metadata.labels.as_ref())
+        })
     }
 
     /// The controller (Deployment, else StatefulSet) of a role, if it exists.
@@ -135,12 +137,13 @@ impl Snapshot {
 
     /// Like [`Snapshot::controller`], but a missing one is an error that lists what exists.
     pub fn require(&self, role: Role, settings: &Settings) -> Result<Controller> {
-        self.controller(role, settings).ok_or_else(|| Error::WorkloadNotFound {
-            kind: "Deployment".into(),
-            name: role.workload(settings).name.clone(),
-            namespace: self.namespace.clone(),
-            available: self.controller_names(),
-        })
+        self.controller(role, settings)
+            .ok_or_else(|| Error::WorkloadNotFound {
+                kind: "Deployment".into(),
+                name: role.workload(settings).name.clone(),
+                namespace: self.namespace.clone(),
+                available: self.controller_names(),
+            })
     }
 
     /// Names of every Deployment and StatefulSet in the namespace.
@@ -149,11 +152,12 @@ impl Snapshot {
             .deployments
             .iter()
             .filter_map(|d| d.metadata.name.clone())
-            .chain(
-                self.statefulsets
-                    .iter()
-                    .filter_map(|s| s.metadata.name.as_ref().map(|n| format!("{n} (StatefulSet)"))),
-            )
+            .chain(self.statefulsets.iter().filter_map(|s| {
+                s.metadata
+                    .name
+                    .as_ref()
+                    .map(|n| format!("{n} (StatefulSet)"))
+            }))
             .collect();
         names.sort();
         names

@@ -73,7 +73,8 @@ fn load_source(global: &GlobalArgs) -> Result<Source> {
                 detail: "no such file".into(),
             });
         }
-        let kc = Kubeconfig::read_from(path).map_err(|e| invalid(&path.display().to_string(), e))?;
+        let kc =
+            Kubeconfig::read_from(path).map_err(|e| invalid(&path.display().to_string(), e))?;
         return Ok(Source::File(path.clone(), kc));
     }
     if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
@@ -93,7 +94,8 @@ fn load_source(global: &GlobalArgs) -> Result<Source> {
     }
     let home = dirs::home_dir().map(|h| h.join(".kube").join("config"));
     if let Some(path) = home.as_ref().filter(|p| p.is_file()) {
-        let kc = Kubeconfig::read_from(path).map_err(|e| invalid(&path.display().to_string(), e))?;
+        let kc =
+            Kubeconfig::read_from(path).map_err(|e| invalid(&path.display().to_string(), e))?;
         return Ok(Source::File(path.clone(), kc));
     }
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
@@ -134,7 +136,11 @@ pub async fn connect(global: &GlobalArgs) -> Result<Kube> {
         http::HeaderValue::from_static(concat!("newapi-ops/", env!("CARGO_PKG_VERSION"))),
     ));
     config.read_timeout = Some(Duration::from_secs(60));
-    let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_string();
     let client = Client::try_from(config).map_err(|e| Error::KubeconfigInvalid {
         path: context.clone().unwrap_or_default(),
         detail: format!("cannot build a client: {e}"),
@@ -175,7 +181,11 @@ async fn from_kubeconfig(
                     path: shown.to_string(),
                     detail: format!(
                         "no current-context is set; pass --context (contexts: {})",
-                        if available.is_empty() { "none".into() } else { available.join(", ") }
+                        if available.is_empty() {
+                            "none".into()
+                        } else {
+                            available.join(", ")
+                        }
                     ),
                 });
             }
@@ -201,7 +211,11 @@ impl Kube {
     }
 
     /// One list call.
-    pub async fn list<K>(&self, namespace: Option<&str>, params: &ListParams) -> Result<ObjectList<K>>
+    pub async fn list<K>(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<ObjectList<K>>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -234,7 +248,11 @@ impl Kube {
             Ok(Some(_)) => Ok(()),
             Ok(None) => {
                 let available = match api.list(&ListParams::default()).await {
-                    Ok(list) => list.items.into_iter().filter_map(|n| n.metadata.name).collect(),
+                    Ok(list) => list
+                        .items
+                        .into_iter()
+                        .filter_map(|n| n.metadata.name)
+                        .collect(),
                     Err(_) => Vec::new(),
                 };
                 Err(Error::NamespaceNotFound {
@@ -305,7 +323,9 @@ pub fn classify(server: &str, call: &Call, err: kube::Error) -> Error {
         return Error::Tls { server, detail };
     }
     let detail = match io_kind {
-        Some(std::io::ErrorKind::ConnectionRefused) => Some("connection refused (nothing listens there)".to_string()),
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            Some("connection refused (nothing listens there)".to_string())
+        }
         Some(std::io::ErrorKind::TimedOut) => Some("no answer within 5 s".to_string()),
         Some(std::io::ErrorKind::ConnectionReset) => Some("connection reset".to_string()),
         _ => None,
@@ -317,7 +337,10 @@ pub fn classify(server: &str, call: &Call, err: kube::Error) -> Error {
             Some("no answer within 5 s".into())
         } else if lower.contains("dns") || lower.contains("lookup") || lower.contains("resolve") {
             Some(format!("the host name does not resolve ({text})"))
-        } else if lower.contains("connect") || lower.contains("connection closed") || lower.contains("broken pipe") {
+        } else if lower.contains("connect")
+            || lower.contains("connection closed")
+            || lower.contains("broken pipe")
+        {
             Some(text.clone())
         } else {
             None

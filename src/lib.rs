@@ -91,7 +91,8 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, 2) => "newapi_ops=debug,info",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("NEWAPI_OPS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("NEWAPI_OPS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -34,9 +34,14 @@ pub async fn forward(kube: &Kube, namespace: &str, pod: &str, port: u16) -> Resu
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
     let call = Call::new("create", "pods/portforward", Some(namespace));
     // Probe: opening a stream proves RBAC and the kubelet path work.
-    let mut probe = api.portforward(pod, &[port]).await.map_err(|e| kube.error(&call, e))?;
+    let mut probe = api
+        .portforward(pod, &[port])
+        .await
+        .map_err(|e| kube.error(&call, e))?;
     if probe.take_stream(port).is_none() {
-        return Err(Error::Internal(format!("port-forward to {pod}:{port} gave no stream")));
+        return Err(Error::Internal(format!(
+            "port-forward to {pod}:{port} gave no stream"
+        )));
     }
     probe.abort();
     let listener = TcpListener::bind(("127.0.0.1", 0))
@@ -70,9 +75,11 @@ pub async fn forward(kube: &Kube, namespace: &str, pod: &str, port: u16) -> Resu
                 }
                 drop(upstream);
                 if let Some(error) = error
-                    && let Ok(Some(msg)) = tokio::time::timeout(std::time::Duration::from_millis(100), error).await {
-                        tracing::warn!("port-forward to {pod}:{port}: {msg}");
-                    }
+                    && let Ok(Some(msg)) =
+                        tokio::time::timeout(std::time::Duration::from_millis(100), error).await
+                {
+                    tracing::warn!("port-forward to {pod}:{port}: {msg}");
+                }
                 pf.abort();
             });
         }

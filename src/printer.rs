@@ -140,7 +140,13 @@ fn write_stdout(text: &str) -> Result<()> {
 pub fn render_table(t: &Table) -> String {
     let mut s: String = t
         .lines()
-        .map(|l| l.trim_end().strip_prefix(' ').unwrap_or(&l).trim_end().to_string())
+        .map(|l| {
+            l.trim_end()
+                .strip_prefix(' ')
+                .unwrap_or(&l)
+                .trim_end()
+                .to_string()
+        })
         .collect::<Vec<_>>()
         .join("\n");
     s.push('\n');

@@ -77,7 +77,11 @@ fn parse(input: &str) -> Result<Parsed, QuantityError> {
             }
             exp10 += e;
         }
-        _ => return Err(err("unknown suffix (use m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei)")),
+        _ => {
+            return Err(err(
+                "unknown suffix (use m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei)",
+            ));
+        }
     }
     Ok(Parsed {
         negative,
@@ -132,7 +136,12 @@ pub fn format_cpu(millis: i64) -> String {
 /// Bytes for people, in the largest binary unit that divides them exactly, else Mi with a
 /// decimal: 10 GiB → "10Gi", 10310 MiB → "10310Mi".
 pub fn format_bytes(bytes: i64) -> String {
-    const UNITS: [(&str, i64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    const UNITS: [(&str, i64); 4] = [
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ];
     if bytes == 0 {
         return "0".into();
     }
@@ -200,12 +209,20 @@ mod tests {
         assert_eq!(parse_value("128974848"), Ok(128_974_848));
         assert_eq!(parse_value("123Ki"), Ok(123 * 1024));
         assert_eq!(parse_value("1.5"), Ok(2));
-        assert_eq!(parse_value("8Ei"), Err(QuantityError { input: "8Ei".into(), reason: "too large" }));
+        assert_eq!(
+            parse_value("8Ei"),
+            Err(QuantityError {
+                input: "8Ei".into(),
+                reason: "too large"
+            })
+        );
     }
 
     #[test]
     fn bad_quantities() {
-        for bad in ["", "m", "1.2.3", "Gi", "1Gb", "1 Gi", "abc", "1e", "1e99", "."] {
+        for bad in [
+            "", "m", "1.2.3", "Gi", "1Gb", "1 Gi", "abc", "1e", "1e99", ".",
+        ] {
             assert!(parse_value(bad).is_err(), "{bad} should be refused");
         }
         let e = parse_cpu_millis("1x").unwrap_err();

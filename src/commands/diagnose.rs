@@ -14,8 +14,8 @@ use clap::Args;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodSpec, Secret};
-use kube::api::{ListParams, LogParams};
 use kube::Api;
+use kube::api::{ListParams, LogParams};
 
 use crate::backends::{Endpoint, parse_go_dsn, parse_url};
 use crate::capacity::{NodeCapacity, pod_is_active};
@@ -42,11 +42,21 @@ pub struct DiagnoseArgs {
 
     /// Reach MySQL here instead of through the cluster (mysql://user@host:port/db). Put the password in
     /// NEWAPI_OPS_MYSQL_URL rather than on the command line, where `ps` shows it.
-    #[arg(long, env = "NEWAPI_OPS_MYSQL_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "NEWAPI_OPS_MYSQL_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub mysql_url: Option<String>,
 
     /// Reach Redis here instead of through the cluster (redis://[:password@]host:port/db); see --mysql-url.
-    #[arg(long, env = "NEWAPI_OPS_REDIS_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "NEWAPI_OPS_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub redis_url: Option<String>,
 
     /// Restarts above this are a warning.
@@ -94,15 +104,23 @@ impl From<ComponentArg> for Component {
 /// Parses `5s`, `1500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (examples: 5s, 1500ms, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (examples: 5s, 1500ms, 2m)"))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use ms, s, m or h)"
+            ));
+        }
     };
     if !(0.0..=86_400.0 * 7.0).contains(&secs) || secs.is_nan() {
         return Err(format!("`{s}` is out of range"));
@@ -138,7 +156,9 @@ async fn fetch(kube: &Kube, settings: &Settings) -> Result<ClusterData> {
     let (nodes, active_pods) = match (nodes, active_pods) {
         (Ok(n), Ok(p)) => (n.items, p.items),
         // Without cluster-wide rights, node capacity is unknown; the node checks say so.
-        (Err(Error::Forbidden { .. }), _) | (_, Err(Error::Forbidden { .. })) => (Vec::new(), Vec::new()),
+        (Err(Error::Forbidden { .. }), _) | (_, Err(Error::Forbidden { .. })) => {
+            (Vec::new(), Vec::new())
+        }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
     Ok(ClusterData {
@@ -165,14 +185,19 @@ fn optional<T: Clone>(r: Result<kube::api::ObjectList<T>>) -> Result<Option<Vec<
 
 pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> Result<u8> {
     let started = Instant::now();
-    let started_at = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string();
+    let started_at = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .to_string();
     let settings = Settings::resolve(global).map_err(could_not_run)?;
     let wanted: Vec<Component> = if args.only.is_empty() {
         Component::ALL.to_vec()
     } else {
         args.only.iter().map(|c| (*c).into()).collect()
     };
-    let needs_cluster = wanted.iter().any(|c| !matches!(c, Component::Mysql | Component::Redis))
+    let needs_cluster = wanted
+        .iter()
+        .any(|c| !matches!(c, Component::Mysql | Component::Redis))
         || (wanted.contains(&Component::Mysql) && args.mysql_url.is_none())
         || (wanted.contains(&Component::Redis) && args.redis_url.is_none());
     let kube = if needs_cluster {
@@ -217,15 +242,28 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
         let ctx = ctx.clone();
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
-            let findings = match tokio::time::timeout(ctx.args.timeout, run_component(&ctx, component)).await {
+            let findings = match tokio::time::timeout(
+                ctx.args.timeout,
+                run_component(&ctx, component),
+            )
+            .await
+            {
                 Ok(f) => f,
-                Err(_) => vec![Finding::new(
-                    component,
-                    &format!("{}.timeout", component.as_str()),
-                    Severity::Critical,
-                    format!("the {} checks did not finish within {:?}", component.as_str(), ctx.args.timeout),
-                )
-                .next("the backend is hanging or very slow; retry with --timeout 30s to see more")],
+                Err(_) => vec![
+                    Finding::new(
+                        component,
+                        &format!("{}.timeout", component.as_str()),
+                        Severity::Critical,
+                        format!(
+                            "the {} checks did not finish within {:?}",
+                            component.as_str(),
+                            ctx.args.timeout
+                        ),
+                    )
+                    .next(
+                        "the backend is hanging or very slow; retry with --timeout 30s to see more",
+                    ),
+                ],
             };
             (component, t0.elapsed(), findings)
         }));
@@ -233,7 +271,9 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
     let mut runs = Vec::new();
     let mut findings = Vec::new();
     for t in tasks {
-        let (component, took, mut fs) = t.await.map_err(|e| Error::Internal(format!("a check panicked: {e}")))?;
+        let (component, took, mut fs) = t
+            .await
+            .map_err(|e| Error::Internal(format!("a check panicked: {e}")))?;
         runs.push(ComponentRun {
             component,
             severity: fs.iter().map(|f| f.severity).max().unwrap_or(Severity::Ok),
@@ -322,15 +362,17 @@ fn check_pods(ctx: &Ctx) -> Vec<Finding> {
         restarts: ctx.args.restart_threshold,
         ..Default::default()
     };
-    let mut out = pod_check::check_pods(&d.snapshot.pods, &d.events, &th, |p| role_name(p, &ctx.settings));
+    let mut out = pod_check::check_pods(&d.snapshot.pods, &d.events, &th, |p| {
+        role_name(p, &ctx.settings)
+    });
     let ours: Vec<&Deployment> = d
         .snapshot
         .deployments
         .iter()
         .filter(|dep| {
-            Role::ALL
-                .iter()
-                .any(|r| dep.metadata.name.as_deref() == Some(r.workload(&ctx.settings).name.as_str()))
+            Role::ALL.iter().any(|r| {
+                dep.metadata.name.as_deref() == Some(r.workload(&ctx.settings).name.as_str())
+            })
         })
         .collect();
     out.extend(pod_check::check_deployments(&ours));
@@ -341,9 +383,16 @@ fn check_pods(ctx: &Ctx) -> Vec<Finding> {
                     Component::Pods,
                     "deployments.missing",
                     Severity::Critical,
-                    format!("{} Deployment \"{}\" not found", role.as_str(), role.workload(&ctx.settings).name),
+                    format!(
+                        "{} Deployment \"{}\" not found",
+                        role.as_str(),
+                        role.workload(&ctx.settings).name
+                    ),
                 )
-                .evidence(format!("Deployments and StatefulSets here: {}", d.snapshot.controller_names().join(", ")))
+                .evidence(format!(
+                    "Deployments and StatefulSets here: {}",
+                    d.snapshot.controller_names().join(", ")
+                ))
                 .next("set the names in newapi-ops.toml or with --master/--slave"),
             );
         }
@@ -352,7 +401,9 @@ fn check_pods(ctx: &Ctx) -> Vec<Finding> {
 }
 
 fn slave_template(ctx: &Ctx, d: &ClusterData) -> Option<PodSpec> {
-    d.snapshot.controller(Role::Slave, &ctx.settings).and_then(|c| c.template)
+    d.snapshot
+        .controller(Role::Slave, &ctx.settings)
+        .and_then(|c| c.template)
 }
 
 async fn check_nodes(ctx: &Ctx) -> Vec<Finding> {
@@ -388,12 +439,19 @@ async fn check_nodes(ctx: &Ctx) -> Vec<Finding> {
         Some(kube) => node_metrics(kube).await,
         None => None,
     };
-    node_check::check_nodes(&caps, slave_template(ctx, d).as_ref(), usage.as_deref(), &Default::default())
+    node_check::check_nodes(
+        &caps,
+        slave_template(ctx, d).as_ref(),
+        usage.as_deref(),
+        &Default::default(),
+    )
 }
 
 /// Node usage from metrics.k8s.io, or None when it is not served.
 async fn node_metrics(kube: &Kube) -> Option<Vec<node_check::NodeUsage>> {
-    let req = http::Request::get("/apis/metrics.k8s.io/v1beta1/nodes").body(Vec::new()).ok()?;
+    let req = http::Request::get("/apis/metrics.k8s.io/v1beta1/nodes")
+        .body(Vec::new())
+        .ok()?;
     let v: serde_json::Value = kube.client.request(req).await.ok()?;
     let items = v.get("items")?.as_array()?;
     Some(
@@ -404,8 +462,10 @@ async fn node_metrics(kube: &Kube) -> Option<Vec<node_check::NodeUsage>> {
                 Some(node_check::NodeUsage {
                     name: i.get("metadata")?.get("name")?.as_str()?.to_string(),
                     usage: crate::capacity::Amount {
-                        cpu_millis: crate::quantity::parse_cpu_millis(usage.get("cpu")?.as_str()?).ok()?,
-                        memory_bytes: crate::quantity::parse_value(usage.get("memory")?.as_str()?).ok()?,
+                        cpu_millis: crate::quantity::parse_cpu_millis(usage.get("cpu")?.as_str()?)
+                            .ok()?,
+                        memory_bytes: crate::quantity::parse_value(usage.get("memory")?.as_str()?)
+                            .ok()?,
                     },
                 })
             })
@@ -456,7 +516,9 @@ async fn check_logs(ctx: &Ctx) -> Vec<Finding> {
         Ok(d) => d,
         Err(f) => return vec![*f],
     };
-    let Some(kube) = &ctx.kube else { return Vec::new() };
+    let Some(kube) = &ctx.kube else {
+        return Vec::new();
+    };
     let ns = ctx.settings.namespace.clone();
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
     let sick = unhealthy(&d.snapshot.pods, &ctx.settings);
@@ -501,8 +563,12 @@ async fn check_logs(ctx: &Ctx) -> Vec<Finding> {
 
 /// SYNC_FREQUENCY of the slaves (New-API's default is 600 s).
 fn sync_frequency(ctx: &Ctx, d: &ClusterData) -> u64 {
-    let Some(spec) = slave_template(ctx, d) else { return 600 };
-    let Some(c) = spec.containers.first() else { return 600 };
+    let Some(spec) = slave_template(ctx, d) else {
+        return 600;
+    };
+    let Some(c) = spec.containers.first() else {
+        return 600;
+    };
     let src = Sources {
         secrets: d.secrets.as_deref(),
         configmaps: d.configmaps.as_deref(),
@@ -546,12 +612,22 @@ impl LogJob {
                     Ok(t) => t,
                     Err(e) => {
                         let e = kube.error(&call, e);
-                        return vec![Finding::new(Component::Logs, "logs.unavailable", Severity::Info, format!("cannot read the log of {name}: {e}"))
-                            .subject(format!("pod/{name}"))];
+                        return vec![
+                            Finding::new(
+                                Component::Logs,
+                                "logs.unavailable",
+                                Severity::Info,
+                                format!("cannot read the log of {name}: {e}"),
+                            )
+                            .subject(format!("pod/{name}")),
+                        ];
                     }
                 };
                 let which = if restarted { "previous" } else { "current" };
-                let lines: Vec<&str> = text.lines().map(|l| crate::commands::logs::split_timestamp(l).1).collect();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .map(|l| crate::commands::logs::split_timestamp(l).1)
+                    .collect();
                 crate::diagnose::signatures::scan(lines.into_iter(), sigs)
                     .into_iter()
                     .map(|m| {
@@ -562,7 +638,11 @@ impl LogJob {
                             format!("{name}: {}", m.cause),
                         )
                         .subject(format!("pod/{name}"))
-                        .evidence(format!("{which} log ({}x): {}", m.count, m.first_line.trim()));
+                        .evidence(format!(
+                            "{which} log ({}x): {}",
+                            m.count,
+                            m.first_line.trim()
+                        ));
                         if m.count > 1 && m.last_line != m.first_line {
                             f = f.evidence(format!("last: {}", m.last_line.trim()));
                         }
@@ -574,7 +654,11 @@ impl LogJob {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let window = 2 * sync_secs + 5;
                 // A slave younger than the window cannot have synced twice yet.
-                let age = pod.metadata.creation_timestamp.as_ref().map_or(i64::MAX, |t| crate::printer::seconds_since(&t.0));
+                let age = pod
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(i64::MAX, |t| crate::printer::seconds_since(&t.0));
                 if age < i64::try_from(window).unwrap_or(i64::MAX) {
                     return Vec::new();
                 }
@@ -609,18 +693,32 @@ async fn check_app(ctx: &Ctx) -> Vec<Finding> {
         Ok(d) => d,
         Err(f) => return vec![*f],
     };
-    let Some(kube) = &ctx.kube else { return Vec::new() };
+    let Some(kube) = &ctx.kube else {
+        return Vec::new();
+    };
     let pods: Vec<String> = d
         .snapshot
         .pods
         .iter()
-        .filter(|p| matches!(Snapshot::role_of(p, &ctx.settings), Some(Role::Master | Role::Slave)))
+        .filter(|p| {
+            matches!(
+                Snapshot::role_of(p, &ctx.settings),
+                Some(Role::Master | Role::Slave)
+            )
+        })
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
         .filter_map(|p| p.metadata.name.clone())
         .collect();
     if pods.is_empty() {
-        return vec![Finding::new(Component::App, "app.no-pods", Severity::Critical, "no New-API pod is running: the API is down")
-            .next("see the pods findings; newapi-ops runbook run pod-startup-failure")];
+        return vec![
+            Finding::new(
+                Component::App,
+                "app.no-pods",
+                Severity::Critical,
+                "no New-API pod is running: the API is down",
+            )
+            .next("see the pods findings; newapi-ops runbook run pod-startup-failure"),
+        ];
     }
     let ns = ctx.settings.namespace.clone();
     let per_call = ctx.args.timeout.mul_f32(0.8);
@@ -638,7 +736,11 @@ async fn check_app(ctx: &Ctx) -> Vec<Finding> {
         .buffer_unordered(ctx.args.concurrency.max(1))
         .collect()
         .await;
-    app::check_app(&probes, jiff::Timestamp::now().as_second(), Duration::from_secs(1))
+    app::check_app(
+        &probes,
+        jiff::Timestamp::now().as_second(),
+        Duration::from_secs(1),
+    )
 }
 
 /// How to reach a backend: the user's URL, else the New-API env var through the cluster.
@@ -653,15 +755,25 @@ async fn backend_endpoint(
         _ => (&ctx.args.redis_url, "redis", 6379),
     };
     let fail = |summary: String, next: &str| {
-        Finding::new(component, &format!("{}.connect", component.as_str()), Severity::Critical, summary).next(next.to_string())
+        Finding::new(
+            component,
+            &format!("{}.connect", component.as_str()),
+            Severity::Critical,
+            summary,
+        )
+        .next(next.to_string())
     };
     if let Some(url) = url {
-        let ep = parse_url(url, scheme, port).map_err(|e| fail(format!("bad --{scheme}-url: {e}"), "fix the URL"))?;
+        let ep = parse_url(url, scheme, port)
+            .map_err(|e| fail(format!("bad --{scheme}-url: {e}"), "fix the URL"))?;
         let shown = ep.to_string();
         return Ok((ep, None, format!("{shown} (from --{scheme}-url)")));
     }
     let d = ctx.data(component).map_err(|f| *f)?;
-    let master = d.snapshot.controller(Role::Master, &ctx.settings).and_then(|c| c.template);
+    let master = d
+        .snapshot
+        .controller(Role::Master, &ctx.settings)
+        .and_then(|c| c.template);
     let src = Sources {
         secrets: d.secrets.as_deref(),
         configmaps: d.configmaps.as_deref(),
@@ -674,19 +786,40 @@ async fn backend_endpoint(
     let value = match env.get(var) {
         Some(EnvValue::Set { value, .. }) => value.clone(),
         Some(EnvValue::Unreadable(what)) => {
-            return Err(fail(format!("cannot read {var} from {what}"), &format!("pass --{scheme}-url or set NEWAPI_OPS_{}_URL", scheme.to_uppercase())));
+            return Err(fail(
+                format!("cannot read {var} from {what}"),
+                &format!(
+                    "pass --{scheme}-url or set NEWAPI_OPS_{}_URL",
+                    scheme.to_uppercase()
+                ),
+            ));
         }
         _ => {
-            return Err(Finding::new(component, &format!("{}.unconfigured", component.as_str()), if component == Component::Redis { Severity::Info } else { Severity::Critical },
-                format!("the master does not set {var}"))
-                .next(format!("pass --{scheme}-url to check a {scheme} server anyway")));
+            return Err(Finding::new(
+                component,
+                &format!("{}.unconfigured", component.as_str()),
+                if component == Component::Redis {
+                    Severity::Info
+                } else {
+                    Severity::Critical
+                },
+                format!("the master does not set {var}"),
+            )
+            .next(format!(
+                "pass --{scheme}-url to check a {scheme} server anyway"
+            )));
         }
     };
     let ep = match component {
         Component::Mysql => parse_go_dsn(value.expose()),
         _ => parse_url(value.expose(), "redis", 6379),
     }
-    .map_err(|e| fail(format!("cannot parse {var}: {e}"), "fix the variable in its ConfigMap/Secret"))?;
+    .map_err(|e| {
+        fail(
+            format!("cannot parse {var}: {e}"),
+            "fix the variable in its ConfigMap/Secret",
+        )
+    })?;
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     if !ep.in_cluster_host() || in_cluster {
         let shown = ep.to_string();
@@ -698,13 +831,33 @@ async fn backend_endpoint(
         .pods
         .iter()
         .filter(|p| Snapshot::role_of(p, &ctx.settings) == Some(role))
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") && p.metadata.deletion_timestamp.is_none())
+        .find(|p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && p.metadata.deletion_timestamp.is_none()
+        })
         .and_then(|p| p.metadata.name.clone())
-        .ok_or_else(|| fail(format!("no running {} pod to reach {} through", role.as_str(), ep.host), "see the pods findings"))?;
-    let kube = ctx.kube.as_ref().ok_or_else(|| fail("no cluster connection".into(), "pass a URL"))?;
+        .ok_or_else(|| {
+            fail(
+                format!(
+                    "no running {} pod to reach {} through",
+                    role.as_str(),
+                    ep.host
+                ),
+                "see the pods findings",
+            )
+        })?;
+    let kube = ctx
+        .kube
+        .as_ref()
+        .ok_or_else(|| fail("no cluster connection".into(), "pass a URL"))?;
     let fwd = crate::portforward::forward(kube, &ctx.settings.namespace, &pod, ep.port)
         .await
-        .map_err(|e| fail(format!("port-forward to {pod}:{} failed: {e}", ep.port), "check RBAC for pods/portforward"))?;
+        .map_err(|e| {
+            fail(
+                format!("port-forward to {pod}:{} failed: {e}", ep.port),
+                "check RBAC for pods/portforward",
+            )
+        })?;
     let local = ep.at("127.0.0.1", fwd.local.port());
     let via = format!("{ep} (from {var}, through a port-forward to pod {pod})");
     Ok((local, Some(fwd), via))
@@ -712,12 +865,19 @@ async fn backend_endpoint(
 
 /// The number of New-API pods and a variable of the master's environment, parsed.
 fn new_api_pods_and_env<T: std::str::FromStr>(ctx: &Ctx, var: &str) -> (u32, Option<T>) {
-    let Some(Ok(d)) = ctx.data.as_ref() else { return (1, None) };
+    let Some(Ok(d)) = ctx.data.as_ref() else {
+        return (1, None);
+    };
     let pods = d
         .snapshot
         .pods
         .iter()
-        .filter(|p| matches!(Snapshot::role_of(p, &ctx.settings), Some(Role::Master | Role::Slave)))
+        .filter(|p| {
+            matches!(
+                Snapshot::role_of(p, &ctx.settings),
+                Some(Role::Master | Role::Slave)
+            )
+        })
         .filter(|p| pod_is_active(p))
         .count();
     let src = Sources {
@@ -729,15 +889,20 @@ fn new_api_pods_and_env<T: std::str::FromStr>(ctx: &Ctx, var: &str) -> (u32, Opt
         .controller(Role::Master, &ctx.settings)
         .and_then(|c| c.template)
         .and_then(|t| t.containers.first().map(|c| resolve(c, &src)))
-        .and_then(|env| env.get(var).and_then(EnvValue::value).and_then(|v| v.expose().trim().parse().ok()));
+        .and_then(|env| {
+            env.get(var)
+                .and_then(EnvValue::value)
+                .and_then(|v| v.expose().trim().parse().ok())
+        });
     (u32::try_from(pods).unwrap_or(u32::MAX).max(1), value)
 }
 
 async fn check_mysql(ctx: &Ctx) -> Vec<Finding> {
-    let (ep, _fwd, via) = match backend_endpoint(ctx, Component::Mysql, Role::Mysql, "SQL_DSN").await {
-        Ok(x) => x,
-        Err(f) => return vec![f],
-    };
+    let (ep, _fwd, via) =
+        match backend_endpoint(ctx, Component::Mysql, Role::Mysql, "SQL_DSN").await {
+            Ok(x) => x,
+            Err(f) => return vec![f],
+        };
     let (new_api_pods, max_open) = new_api_pods_and_env::<u32>(ctx, "SQL_MAX_OPEN_CONNS");
     let (_, lifetime) = new_api_pods_and_env::<u64>(ctx, "SQL_MAX_LIFETIME");
     let defaults = crate::diagnose::mysql::MysqlCheckConfig::default();
@@ -761,22 +926,39 @@ async fn check_mysql(ctx: &Ctx) -> Vec<Finding> {
 
 /// The memory limit of the Redis pods' first container, in bytes.
 fn redis_memory_limit(ctx: &Ctx) -> Option<u64> {
-    let Some(Ok(d)) = ctx.data.as_ref() else { return None };
-    let spec = d.snapshot.controller(Role::Redis, &ctx.settings)?.template?;
-    let limits = spec.containers.first()?.resources.as_ref()?.limits.as_ref()?;
+    let Some(Ok(d)) = ctx.data.as_ref() else {
+        return None;
+    };
+    let spec = d
+        .snapshot
+        .controller(Role::Redis, &ctx.settings)?
+        .template?;
+    let limits = spec
+        .containers
+        .first()?
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?;
     let bytes = crate::quantity::parse_value(&limits.get("memory")?.0).ok()?;
     u64::try_from(bytes).ok()
 }
 
 async fn check_redis(ctx: &Ctx) -> Vec<Finding> {
-    let (ep, _fwd, via) = match backend_endpoint(ctx, Component::Redis, Role::Redis, "REDIS_CONN_STRING").await {
-        Ok(x) => x,
-        Err(f) => return vec![f],
-    };
+    let (ep, _fwd, via) =
+        match backend_endpoint(ctx, Component::Redis, Role::Redis, "REDIS_CONN_STRING").await {
+            Ok(x) => x,
+            Err(f) => return vec![f],
+        };
     let client = match redis::Client::open(ep.redis_info()) {
         Ok(c) => c,
         Err(e) => {
-            return vec![Finding::new(Component::Redis, "redis.connect", Severity::Critical, format!("bad Redis address {ep}: {e}"))];
+            return vec![Finding::new(
+                Component::Redis,
+                "redis.connect",
+                Severity::Critical,
+                format!("bad Redis address {ep}: {e}"),
+            )];
         }
     };
     let (new_api_pods, _) = new_api_pods_and_env::<u32>(ctx, "SQL_MAX_OPEN_CONNS");
@@ -795,9 +977,12 @@ async fn check_redis(ctx: &Ctx) -> Vec<Finding> {
     out
 }
 
-fn load_signatures(extra: Option<&std::path::Path>) -> Result<Vec<crate::diagnose::signatures::Signature>> {
+fn load_signatures(
+    extra: Option<&std::path::Path>,
+) -> Result<Vec<crate::diagnose::signatures::Signature>> {
     use crate::diagnose::signatures;
-    let builtin = signatures::builtin().map_err(|e| Error::Internal(format!("built-in signatures: {e}")))?;
+    let builtin =
+        signatures::builtin().map_err(|e| Error::Internal(format!("built-in signatures: {e}")))?;
     match extra {
         None => Ok(builtin),
         Some(path) => {

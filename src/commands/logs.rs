@@ -59,7 +59,12 @@ pub struct LogLine {
 /// Splits the kubelet's `2025-11-13T10:00:00.123456789Z rest` prefix.
 pub fn split_timestamp(raw: &str) -> (Option<&str>, &str) {
     match raw.split_once(' ') {
-        Some((ts, rest)) if ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T') && ts.parse::<jiff::Timestamp>().is_ok() => {
+        Some((ts, rest))
+            if ts.len() >= 20
+                && ts.as_bytes()[4] == b'-'
+                && ts.contains('T')
+                && ts.parse::<jiff::Timestamp>().is_ok() =>
+        {
             (Some(ts), rest)
         }
         _ => (None, raw),
@@ -72,7 +77,11 @@ pub fn merge(mut per_pod: Vec<Vec<LogLine>>) -> Vec<LogLine> {
     for (p, lines) in per_pod.iter_mut().enumerate() {
         let mut last = None;
         for (i, l) in lines.drain(..).enumerate() {
-            let t = l.time.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok()).or(last);
+            let t = l
+                .time
+                .as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .or(last);
             last = t;
             all.push((t, p, i, l));
         }
@@ -113,8 +122,16 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
             .collect(),
         None => {
             let name = args.target.clone();
-            if !snap.pods.iter().any(|p| p.metadata.name.as_deref() == Some(name.as_str())) {
-                let mut there: Vec<String> = snap.pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
+            if !snap
+                .pods
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+            {
+                let mut there: Vec<String> = snap
+                    .pods
+                    .iter()
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
                 there.sort();
                 return Err(Error::WorkloadNotFound {
                     kind: "pod".into(),
@@ -128,13 +145,18 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
     };
     pods.sort();
     if pods.is_empty() {
-        printer.warn(&format!("no {} pods in namespace {}", args.target, settings.namespace));
+        printer.warn(&format!(
+            "no {} pods in namespace {}",
+            args.target, settings.namespace
+        ));
         return Ok(exit::OK);
     }
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &settings.namespace);
     let params = LogParams {
         previous: args.previous,
-        since_seconds: args.since.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)),
+        since_seconds: args
+            .since
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)),
         tail_lines: (args.tail >= 0).then_some(args.tail),
         timestamps: true,
         follow: args.follow,
@@ -142,10 +164,15 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
     };
     let width = pods.iter().map(String::len).max().unwrap_or(0);
     let style = printer.style;
-    let colour_of = |pod: &str| COLOURS[pods.iter().position(|p| p == pod).unwrap_or(0) % COLOURS.len()];
+    let colour_of =
+        |pod: &str| COLOURS[pods.iter().position(|p| p == pod).unwrap_or(0) % COLOURS.len()];
     let render = |l: &LogLine| -> String {
         let prefix = format!("{:<width$}", l.pod);
-        let prefix = if style.color { format!("\x1b[{}m{prefix}\x1b[0m", colour_of(&l.pod)) } else { prefix };
+        let prefix = if style.color {
+            format!("\x1b[{}m{prefix}\x1b[0m", colour_of(&l.pod))
+        } else {
+            prefix
+        };
         match (&l.time, args.timestamps) {
             (Some(t), true) => format!("{prefix} {t} {}\n", l.line),
             _ => format!("{prefix} {}\n", l.line),
@@ -172,16 +199,28 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
                         .boxed(),
                     Err(e) => {
                         let err = kube.error(&Call::new("get", "pods/log", Some(&ns)), e);
-                        futures::stream::once(async move { LogLine { pod: "newapi-ops".into(), time: None, line: format!("error: {err}") } }).boxed()
+                        futures::stream::once(async move {
+                            LogLine {
+                                pod: "newapi-ops".into(),
+                                time: None,
+                                line: format!("error: {err}"),
+                            }
+                        })
+                        .boxed()
                     }
                 }
             }
         });
-        let mut merged = futures::stream::iter(streams).buffer_unordered(pods.len().max(1)).flatten_unordered(None);
+        let mut merged = futures::stream::iter(streams)
+            .buffer_unordered(pods.len().max(1))
+            .flatten_unordered(None);
         while let Some(l) = merged.next().await {
             if keep(&l.line) {
                 if printer.is_json() {
-                    printer.text(&format!("{}\n", serde_json::to_string(&l).unwrap_or_default()))?;
+                    printer.text(&format!(
+                        "{}\n",
+                        serde_json::to_string(&l).unwrap_or_default()
+                    ))?;
                 } else {
                     printer.text(&render(&l))?;
                 }
@@ -189,23 +228,29 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         }
         return Ok(exit::OK);
     }
-    let fetched: Vec<(String, std::result::Result<String, kube::Error>)> = futures::stream::iter(pods.clone())
-        .map(|pod| {
-            let api = api.clone();
-            let params = params.clone();
-            async move {
-                let r = api.logs(&pod, &params).await;
-                (pod, r)
-            }
-        })
-        .buffer_unordered(args.concurrency.max(1))
-        .collect()
-        .await;
+    let fetched: Vec<(String, std::result::Result<String, kube::Error>)> =
+        futures::stream::iter(pods.clone())
+            .map(|pod| {
+                let api = api.clone();
+                let params = params.clone();
+                async move {
+                    let r = api.logs(&pod, &params).await;
+                    (pod, r)
+                }
+            })
+            .buffer_unordered(args.concurrency.max(1))
+            .collect()
+            .await;
     let mut per_pod = Vec::new();
     let mut failures = 0;
     for (pod, r) in fetched {
         match r {
-            Ok(text) => per_pod.push(text.lines().map(|l| to_line(&pod, l)).filter(|l| keep(&l.line)).collect::<Vec<_>>()),
+            Ok(text) => per_pod.push(
+                text.lines()
+                    .map(|l| to_line(&pod, l))
+                    .filter(|l| keep(&l.line))
+                    .collect::<Vec<_>>(),
+            ),
             Err(e) => {
                 failures += 1;
                 let e = kube.error(&Call::new("get", "pods/log", Some(&ns)), e);
@@ -244,9 +289,19 @@ mod tests {
             split_timestamp("2025-11-13T10:00:00.123456789Z [SYS] started"),
             (Some("2025-11-13T10:00:00.123456789Z"), "[SYS] started")
         );
-        assert_eq!(split_timestamp("[GIN] 2025/11/13 - 10:00:00 | 200"), (None, "[GIN] 2025/11/13 - 10:00:00 | 200"));
-        let a = vec![to_line("a", "2025-11-13T10:00:02Z a2"), to_line("a", "2025-11-13T10:00:04Z a4")];
-        let b = vec![to_line("b", "2025-11-13T10:00:01Z b1"), to_line("b", "2025-11-13T10:00:03Z b3"), to_line("b", "no time b")];
+        assert_eq!(
+            split_timestamp("[GIN] 2025/11/13 - 10:00:00 | 200"),
+            (None, "[GIN] 2025/11/13 - 10:00:00 | 200")
+        );
+        let a = vec![
+            to_line("a", "2025-11-13T10:00:02Z a2"),
+            to_line("a", "2025-11-13T10:00:04Z a4"),
+        ];
+        let b = vec![
+            to_line("b", "2025-11-13T10:00:01Z b1"),
+            to_line("b", "2025-11-13T10:00:03Z b3"),
+            to_line("b", "no time b"),
+        ];
         let merged: Vec<String> = merge(vec![a, b]).into_iter().map(|l| l.line).collect();
         assert_eq!(merged, ["b1", "a2", "b3", "no time b", "a4"]);
     }

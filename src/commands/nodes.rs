@@ -96,13 +96,22 @@ pub async fn run(global: &GlobalArgs, _args: NodesArgs, printer: &Printer) -> Re
         ));
     }
     let active_pods: Vec<&Pod> = pods.items.iter().filter(|p| pod_is_active(p)).collect();
-    let report = build(&nodes.items, &active_pods, &settings, slave_template.as_ref());
+    let report = build(
+        &nodes.items,
+        &active_pods,
+        &settings,
+        slave_template.as_ref(),
+    );
     printer.data(&report, |style| render(&report, style, printer))?;
     Ok(exit::OK)
 }
 
 fn none_if_empty(v: &[String]) -> String {
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Builds the report from listed objects (pure, so it is tested without a cluster).
@@ -149,7 +158,11 @@ pub fn build(
         let members: Vec<_> = pods
             .iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(settings.namespace.as_str()))
-            .filter(|p| role.workload(settings).selector.matches(p.metadata.labels.as_ref()))
+            .filter(|p| {
+                role.workload(settings)
+                    .selector
+                    .matches(p.metadata.labels.as_ref())
+            })
             .filter_map(|p| p.spec.as_ref().map(pod_resources))
             .collect();
         roles.push(RoleShare {
@@ -208,11 +221,16 @@ fn paint_pct(style: Style, p: Option<i64>, warn_at: i64) -> String {
 
 fn render(r: &NodesReport, style: Style, printer: &Printer) -> String {
     let mut t = printer.table(&[
-        "NODE", "STATUS", "PODS", "CPU REQ", "", "CPU LIM", "", "MEM REQ", "", "MEM LIM", "", "CPU", "MEMORY", "+SLAVES",
+        "NODE", "STATUS", "PODS", "CPU REQ", "", "CPU LIM", "", "MEM REQ", "", "MEM LIM", "",
+        "CPU", "MEMORY", "+SLAVES",
     ]);
     for row in &r.nodes {
         let c = &row.capacity;
-        let mut status = vec![if c.ready { "Ready".to_string() } else { style.red("NotReady") }];
+        let mut status = vec![if c.ready {
+            "Ready".to_string()
+        } else {
+            style.red("NotReady")
+        }];
         if c.unschedulable {
             status.push(style.yellow("SchedulingDisabled"));
         }
@@ -258,7 +276,10 @@ fn render(r: &NodesReport, style: Style, printer: &Printer) -> String {
         format_bytes(tot.limits.memory_bytes),
         pct(percent(tot.limits.memory_bytes, tot.allocatable.memory_bytes)),
     ));
-    out.push_str(&format!("\n{}\n", style.bold(&format!("Requests by role (namespace {})", r.namespace))));
+    out.push_str(&format!(
+        "\n{}\n",
+        style.bold(&format!("Requests by role (namespace {})", r.namespace))
+    ));
     for share in &r.roles {
         out.push_str(&format!(
             "  {:<7} {:>3} pod{}  cpu {:>7}  memory {:>8}   (limits cpu {}, memory {})\n",
@@ -275,7 +296,11 @@ fn render(r: &NodesReport, style: Style, printer: &Printer) -> String {
         let per_node: Vec<String> = r
             .nodes
             .iter()
-            .filter_map(|row| row.slaves_fit.as_ref().map(|f| format!("{} {}", row.capacity.name, f.count)))
+            .filter_map(|row| {
+                row.slaves_fit
+                    .as_ref()
+                    .map(|f| format!("{} {}", row.capacity.name, f.count))
+            })
             .collect();
         let line = format!(
             "\n{} more slave{} fit{} (each requests cpu {}, memory {}): {}\n",

@@ -111,7 +111,10 @@ impl PodView {
             status: shown,
             phase,
             ready_containers: statuses.iter().filter(|c| c.ready).count(),
-            containers: pod.spec.as_ref().map_or(statuses.len(), |s| s.containers.len()),
+            containers: pod
+                .spec
+                .as_ref()
+                .map_or(statuses.len(), |s| s.containers.len()),
             restarts: statuses.iter().map(|c| c.restart_count).sum(),
             last_termination,
             node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
@@ -125,7 +128,9 @@ impl PodView {
 
     /// Whether the pod is as it should be: running and ready (or finished successfully).
     pub fn healthy(&self) -> bool {
-        (self.phase == "Running" && self.ready_containers == self.containers && self.status == "Running")
+        (self.phase == "Running"
+            && self.ready_containers == self.containers
+            && self.status == "Running")
             || self.phase == "Succeeded"
     }
 }
@@ -157,7 +162,10 @@ pub async fn run(global: &GlobalArgs, args: PodsArgs, printer: &Printer) -> Resu
     let wanted: Option<Role> = args.role.map(Into::into);
     let mut workloads = Vec::new();
     let mut missing = Vec::new();
-    for role in Role::ALL.into_iter().filter(|r| wanted.is_none_or(|w| w == *r)) {
+    for role in Role::ALL
+        .into_iter()
+        .filter(|r| wanted.is_none_or(|w| w == *r))
+    {
         match snap.controller(role, &settings) {
             Some(c) => workloads.push(c),
             None => missing.push(MissingWorkload {
@@ -185,19 +193,36 @@ pub async fn run(global: &GlobalArgs, args: PodsArgs, printer: &Printer) -> Resu
 }
 
 fn render(report: &PodsReport, style: Style, printer: &Printer) -> String {
-    let mut t = printer.table(&["ROLE", "POD", "STATUS", "READY", "RESTARTS", "LAST TERMINATION", "NODE", "AGE"]);
+    let mut t = printer.table(&[
+        "ROLE",
+        "POD",
+        "STATUS",
+        "READY",
+        "RESTARTS",
+        "LAST TERMINATION",
+        "NODE",
+        "AGE",
+    ]);
     for p in &report.pods {
         let status = if p.healthy() {
             style.green(&p.status)
-        } else if p.status == "Running" || p.status == "Pending" || p.status == "ContainerCreating" {
+        } else if p.status == "Running" || p.status == "Pending" || p.status == "ContainerCreating"
+        {
             style.yellow(&p.status)
         } else {
             style.red(&p.status)
         };
-        let last = p.last_termination.as_ref().map_or_else(|| "-".to_string(), |t| {
-            let s = t.to_string();
-            if t.reason == "OOMKilled" || t.exit_code == 137 { style.red(&s) } else { s }
-        });
+        let last = p.last_termination.as_ref().map_or_else(
+            || "-".to_string(),
+            |t| {
+                let s = t.to_string();
+                if t.reason == "OOMKilled" || t.exit_code == 137 {
+                    style.red(&s)
+                } else {
+                    s
+                }
+            },
+        );
         t.add_row(vec![
             p.role.as_str().to_string(),
             p.name.clone(),
@@ -210,15 +235,28 @@ fn render(report: &PodsReport, style: Style, printer: &Printer) -> String {
         ]);
     }
     let mut out = String::new();
-    let ctx = report.context.as_deref().map(|c| format!(" (context {c})")).unwrap_or_default();
+    let ctx = report
+        .context
+        .as_deref()
+        .map(|c| format!(" (context {c})"))
+        .unwrap_or_default();
     let summary: Vec<String> = report
         .workloads
         .iter()
         .map(|w| {
             let s = format!("{} {}/{}", w.name, w.ready, w.desired);
-            if w.ready < w.desired { style.yellow(&s) } else { s }
+            if w.ready < w.desired {
+                style.yellow(&s)
+            } else {
+                s
+            }
         })
-        .chain(report.missing.iter().map(|m| style.dim(&format!("{} not found", m.name))))
+        .chain(
+            report
+                .missing
+                .iter()
+                .map(|m| style.dim(&format!("{} not found", m.name))),
+        )
         .collect();
     out.push_str(&format!(
         "{}{ctx}: {}\n\n",

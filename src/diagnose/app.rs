@@ -44,14 +44,28 @@ struct StatusData {
 }
 
 /// GET `path` on `addr` over HTTP/1.1, bounded by `timeout`.
-pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<HttpAnswer, String> {
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<HttpAnswer, String> {
     let start = Instant::now();
     let work = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: newapi-ops\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: newapi-ops\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        );
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
+        stream
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         parse_response(&raw)
     };
     let (status, body) = tokio::time::timeout(timeout, work)
@@ -70,7 +84,9 @@ pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(raw) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("the connection closed before a whole HTTP answer arrived".into()),
+        Ok(httparse::Status::Partial) => {
+            return Err("the connection closed before a whole HTTP answer arrived".into());
+        }
         Err(e) => return Err(format!("not an HTTP answer: {e}")),
     };
     let status = resp.code.unwrap_or(0);
@@ -83,8 +99,11 @@ pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let rest = &raw[head_len..];
     let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         dechunk(rest)?
-    } else if let Some(len) = header("content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
-        rest.get(..len).ok_or("body shorter than Content-Length")?.to_vec()
+    } else if let Some(len) = header("content-length").and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        rest.get(..len)
+            .ok_or("body shorter than Content-Length")?
+            .to_vec()
     } else {
         rest.to_vec()
     };
@@ -94,7 +113,10 @@ pub fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or("bad chunked body")?;
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("bad chunked body")?;
         let size_text = String::from_utf8_lossy(&data[..line_end]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| "bad chunk size")?;
@@ -120,9 +142,16 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
             Ok(a) => a,
             Err(e) => {
                 out.push(
-                    f("app.unreachable", Severity::Critical, format!("GET /api/status on {} failed: {e}", p.pod))
-                        .evidence(format!("port-forward to {}:3000: {e}", p.pod))
-                        .next(format!("newapi-ops logs {} ; is the container listening on 3000?", p.pod)),
+                    f(
+                        "app.unreachable",
+                        Severity::Critical,
+                        format!("GET /api/status on {} failed: {e}", p.pod),
+                    )
+                    .evidence(format!("port-forward to {}:3000: {e}", p.pod))
+                    .next(format!(
+                        "newapi-ops logs {} ; is the container listening on 3000?",
+                        p.pod
+                    )),
                 );
                 continue;
             }
@@ -186,12 +215,18 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
             Component::App,
             "app.versions",
             Severity::Warning,
-            format!("pods run {} different versions: {}", distinct.len(), distinct.join(", ")),
+            format!(
+                "pods run {} different versions: {}",
+                distinct.len(),
+                distinct.join(", ")
+            ),
         );
         for (pod, v) in &versions {
             f = f.evidence(format!("{pod}: {v}"));
         }
-        out.push(f.next("finish or redo the rollout so that all pods run one release (pin the image tag)"));
+        out.push(f.next(
+            "finish or redo the rollout so that all pods run one release (pin the image tag)",
+        ));
     }
     if !probes.is_empty() && good == probes.len() {
         out.push(Finding::new(
@@ -200,7 +235,10 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
             Severity::Ok,
             format!(
                 "all {good} New-API pods answer /api/status{}",
-                distinct.first().map(|v| format!(" (version {v})")).unwrap_or_default()
+                distinct
+                    .first()
+                    .map(|v| format!(" (version {v})"))
+                    .unwrap_or_default()
             ),
         ));
     }
@@ -245,7 +283,14 @@ mod tests {
 
     #[test]
     fn recognises_redis_down_rate_limit_and_versions() {
-        let ok = |v: &str| probe(200, &format!(r#"{{"success":true,"message":"","data":{{"version":"{v}","start_time":0}}}}"#));
+        let ok = |v: &str| {
+            probe(
+                200,
+                &format!(
+                    r#"{{"success":true,"message":"","data":{{"version":"{v}","start_time":0}}}}"#
+                ),
+            )
+        };
         let out = check_app(&[ok("v1"), ok("v2")], 1_000_000, Duration::from_secs(1));
         assert!(out.iter().any(|f| f.check == "app.versions"));
         let out = check_app(&[probe(500, "")], 0, Duration::from_secs(1));

@@ -12,7 +12,9 @@ use crate::envvars::{EnvValue, Sources, resolve};
 use crate::inventory::Role;
 
 /// Passwords that ship in examples and tutorials (the seed's own MySQL uses 123456).
-const DEFAULT_PASSWORDS: &[&str] = &["", "123456", "root", "password", "mysql", "admin", "12345678", "new-api", "newapi"];
+const DEFAULT_PASSWORDS: &[&str] = &[
+    "", "123456", "root", "password", "mysql", "admin", "12345678", "new-api", "newapi",
+];
 
 /// A workload's pod template as the checks see it.
 pub struct Template<'a> {
@@ -36,8 +38,9 @@ pub fn check_config(templates: &[Template<'_>], src: &Sources<'_>) -> Vec<Findin
     let mut out = Vec::new();
     let master = templates.iter().find(|t| t.role == Role::Master);
     if let Some(m) = master
-        && m.replicas != 1 {
-            out.push(
+        && m.replicas != 1
+    {
+        out.push(
                 finding(
                     "config.master-replicas",
                     Severity::Critical,
@@ -47,30 +50,49 @@ pub fn check_config(templates: &[Template<'_>], src: &Sources<'_>) -> Vec<Findin
                 .evidence(format!("spec.replicas: {}", m.replicas))
                 .next(format!("kubectl scale deployment {} --replicas=1 (scale the slaves instead: newapi-ops scale N)", m.name)),
             );
-        }
+    }
     // Environment of every New-API container, by workload.
     let mut envs: Vec<(&Template<'_>, BTreeMap<String, EnvValue>)> = Vec::new();
-    for t in templates.iter().filter(|t| matches!(t.role, Role::Master | Role::Slave)) {
+    for t in templates
+        .iter()
+        .filter(|t| matches!(t.role, Role::Master | Role::Slave))
+    {
         if let Some(c) = t.spec.containers.first() {
             envs.push((t, resolve(c, src)));
         }
     }
     for (t, env) in &envs {
-        let node_type = env.get("NODE_TYPE").and_then(EnvValue::value).map(|v| v.expose().to_string());
+        let node_type = env
+            .get("NODE_TYPE")
+            .and_then(EnvValue::value)
+            .map(|v| v.expose().to_string());
         let subject = format!("deployment/{}", t.name);
         match (t.role, node_type.as_deref()) {
-            (Role::Slave, Some("slave")) | (Role::Master, None | Some("master")) | (Role::Mysql | Role::Redis, _) => {}
+            (Role::Slave, Some("slave"))
+            | (Role::Master, None | Some("master"))
+            | (Role::Mysql | Role::Redis, _) => {}
             (Role::Slave, other) => out.push(
-                finding("config.node-type", Severity::Critical, format!("{} does not set NODE_TYPE=slave: its pods act as masters", t.name))
-                    .subject(subject.clone())
-                    .evidence(format!("NODE_TYPE: {}", other.unwrap_or("(unset)")))
-                    .next("set env NODE_TYPE=slave on the slave Deployment"),
+                finding(
+                    "config.node-type",
+                    Severity::Critical,
+                    format!(
+                        "{} does not set NODE_TYPE=slave: its pods act as masters",
+                        t.name
+                    ),
+                )
+                .subject(subject.clone())
+                .evidence(format!("NODE_TYPE: {}", other.unwrap_or("(unset)")))
+                .next("set env NODE_TYPE=slave on the slave Deployment"),
             ),
             (_, Some(other)) => out.push(
-                finding("config.node-type", Severity::Critical, format!("the master {} has NODE_TYPE={other}", t.name))
-                    .subject(subject.clone())
-                    .evidence(format!("NODE_TYPE: {other}"))
-                    .next("remove NODE_TYPE from the master (or set it to master)"),
+                finding(
+                    "config.node-type",
+                    Severity::Critical,
+                    format!("the master {} has NODE_TYPE={other}", t.name),
+                )
+                .subject(subject.clone())
+                .evidence(format!("NODE_TYPE: {other}"))
+                .next("remove NODE_TYPE from the master (or set it to master)"),
             ),
         }
         if t.role == Role::Slave && !env.contains_key("SYNC_FREQUENCY") {
@@ -83,8 +105,16 @@ pub fn check_config(templates: &[Template<'_>], src: &Sources<'_>) -> Vec<Findin
         }
     }
     for (var, missing_sev, why) in [
-        ("SESSION_SECRET", Severity::Critical, "sessions signed on one pod are refused by another (securecookie: the value is not valid)"),
-        ("CRYPTO_SECRET", Severity::Warning, "values encrypted on one pod cannot be read on another"),
+        (
+            "SESSION_SECRET",
+            Severity::Critical,
+            "sessions signed on one pod are refused by another (securecookie: the value is not valid)",
+        ),
+        (
+            "CRYPTO_SECRET",
+            Severity::Warning,
+            "values encrypted on one pod cannot be read on another",
+        ),
     ] {
         compare_secret(&envs, var, missing_sev, why, &mut out);
     }
@@ -92,16 +122,19 @@ pub fn check_config(templates: &[Template<'_>], src: &Sources<'_>) -> Vec<Findin
     for (t, env) in &envs {
         if let Some(EnvValue::Set { value, origin }) = env.get("SQL_DSN") {
             if let Some(pw) = dsn_password(value.expose())
-                && DEFAULT_PASSWORDS.contains(&pw) {
-                    out.push(
+                && DEFAULT_PASSWORDS.contains(&pw)
+            {
+                out.push(
                         finding("config.default-password", Severity::Warning, format!("the MySQL password in SQL_DSN of {} is a well-known default", t.name))
                             .subject(format!("deployment/{}", t.name))
                             .evidence(format!("SQL_DSN from {origin}: password is on the list of default passwords (not shown)"))
                             .next("change the MySQL password and SQL_DSN (seed advice 9: 修改默认密码和 secrets)"),
                     );
-                }
-            if matches!(origin, crate::envvars::Origin::ConfigMap(_) | crate::envvars::Origin::Literal)
-                && dsn_password(value.expose()).is_some_and(|p| !p.is_empty())
+            }
+            if matches!(
+                origin,
+                crate::envvars::Origin::ConfigMap(_) | crate::envvars::Origin::Literal
+            ) && dsn_password(value.expose()).is_some_and(|p| !p.is_empty())
             {
                 out.push(
                     finding("config.dsn-not-secret", Severity::Warning, format!("SQL_DSN of {} carries a password but comes from a {origin}", t.name))
@@ -117,46 +150,77 @@ pub fn check_config(templates: &[Template<'_>], src: &Sources<'_>) -> Vec<Findin
         if let Some(c) = t.spec.containers.first() {
             let env = resolve(c, src);
             if let Some(EnvValue::Set { value, origin }) = env.get("MYSQL_ROOT_PASSWORD")
-                && DEFAULT_PASSWORDS.contains(&value.expose()) {
-                    out.push(
+                && DEFAULT_PASSWORDS.contains(&value.expose())
+            {
+                out.push(
                         finding("config.default-password", Severity::Warning, format!("MySQL's root password ({}) is a well-known default", t.name))
                             .subject(format!("deployment/{}", t.name))
                             .evidence(format!("MYSQL_ROOT_PASSWORD from {origin}: on the list of default passwords (not shown)"))
                             .next("change the root password (ALTER USER) and the Secret"),
                     );
-                }
+            }
         }
     }
     // Images, probes, resources.
     for t in templates {
         for c in &t.spec.containers {
             let image = c.image.clone().unwrap_or_default();
-            let tag = image.rsplit('/').next().and_then(|last| last.split_once(':').map(|(_, t)| t.to_string()));
+            let tag = image
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once(':').map(|(_, t)| t.to_string()));
             if !image.contains('@') && tag.as_deref().is_none_or(|t| t == "latest") {
                 out.push(
-                    finding("config.image-latest", Severity::Warning, format!("{} runs {image}: `latest` changes under you on every pull", t.name))
-                        .subject(format!("deployment/{}", t.name))
-                        .evidence(format!("container {} image {image}", c.name))
-                        .next("pin a version tag (or a digest) so that all pods run the same release"),
+                    finding(
+                        "config.image-latest",
+                        Severity::Warning,
+                        format!(
+                            "{} runs {image}: `latest` changes under you on every pull",
+                            t.name
+                        ),
+                    )
+                    .subject(format!("deployment/{}", t.name))
+                    .evidence(format!("container {} image {image}", c.name))
+                    .next("pin a version tag (or a digest) so that all pods run the same release"),
                 );
             }
-            if matches!(t.role, Role::Master | Role::Slave) && (c.readiness_probe.is_none() || c.liveness_probe.is_none()) {
-                let missing: Vec<&str> = [("readiness", c.readiness_probe.is_none()), ("liveness", c.liveness_probe.is_none())]
-                    .into_iter()
-                    .filter_map(|(n, m)| m.then_some(n))
-                    .collect();
+            if matches!(t.role, Role::Master | Role::Slave)
+                && (c.readiness_probe.is_none() || c.liveness_probe.is_none())
+            {
+                let missing: Vec<&str> = [
+                    ("readiness", c.readiness_probe.is_none()),
+                    ("liveness", c.liveness_probe.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(n, m)| m.then_some(n))
+                .collect();
                 out.push(
-                    finding("config.probes", Severity::Warning, format!("{} has no {} probe", t.name, missing.join(" or ")))
-                        .subject(format!("deployment/{}", t.name))
-                        .evidence(format!("container {}: {} probe missing", c.name, missing.join(", ")))
-                        .next("add httpGet probes on /api/status port 3000"),
+                    finding(
+                        "config.probes",
+                        Severity::Warning,
+                        format!("{} has no {} probe", t.name, missing.join(" or ")),
+                    )
+                    .subject(format!("deployment/{}", t.name))
+                    .evidence(format!(
+                        "container {}: {} probe missing",
+                        c.name,
+                        missing.join(", ")
+                    ))
+                    .next("add httpGet probes on /api/status port 3000"),
                 );
             }
             let r = c.resources.clone().unwrap_or_default();
-            let has = |m: &Option<BTreeMap<String, _>>, k: &str| m.as_ref().is_some_and(|m| m.contains_key(k));
+            let has = |m: &Option<BTreeMap<String, _>>, k: &str| {
+                m.as_ref().is_some_and(|m| m.contains_key(k))
+            };
             let lacking: Vec<String> = [("requests", &r.requests), ("limits", &r.limits)]
                 .into_iter()
-                .flat_map(|(what, m)| ["cpu", "memory"].into_iter().filter(move |k| !has(m, k)).map(move |k| format!("{what}.{k}")))
+                .flat_map(|(what, m)| {
+                    ["cpu", "memory"]
+                        .into_iter()
+                        .filter(move |k| !has(m, k))
+                        .map(move |k| format!("{what}.{k}"))
+                })
                 .collect();
             if !lacking.is_empty() {
                 out.push(
@@ -184,11 +248,17 @@ fn compare_secret(
     let mut prints: Vec<(String, String)> = Vec::new();
     for (t, env) in envs {
         match env.get(var) {
-            Some(EnvValue::Set { value, .. }) if !value.expose().is_empty() => prints.push((t.name.to_string(), value.fingerprint())),
+            Some(EnvValue::Set { value, .. }) if !value.expose().is_empty() => {
+                prints.push((t.name.to_string(), value.fingerprint()))
+            }
             Some(EnvValue::Unreadable(what)) => {
                 out.push(
-                    finding(&format!("config.{}", var.to_lowercase().replace('_', "-")), Severity::Info, format!("cannot compare {var} of {}: {what}", t.name))
-                        .subject(format!("deployment/{}", t.name)),
+                    finding(
+                        &format!("config.{}", var.to_lowercase().replace('_', "-")),
+                        Severity::Info,
+                        format!("cannot compare {var} of {}: {what}", t.name),
+                    )
+                    .subject(format!("deployment/{}", t.name)),
                 );
                 return;
             }
@@ -198,10 +268,16 @@ fn compare_secret(
                     _ => "unset or empty".to_string(),
                 };
                 out.push(
-                    finding(&format!("config.{}", var.to_lowercase().replace('_', "-")), missing_sev, format!("{var} is not set on {}: {why}", t.name))
-                        .subject(format!("deployment/{}", t.name))
-                        .evidence(format!("{var}: {detail}"))
-                        .next(format!("set the same {var} on master and slaves, from one Secret")),
+                    finding(
+                        &format!("config.{}", var.to_lowercase().replace('_', "-")),
+                        missing_sev,
+                        format!("{var} is not set on {}: {why}", t.name),
+                    )
+                    .subject(format!("deployment/{}", t.name))
+                    .evidence(format!("{var}: {detail}"))
+                    .next(format!(
+                        "set the same {var} on master and slaves, from one Secret"
+                    )),
                 );
             }
         }
@@ -216,7 +292,9 @@ fn compare_secret(
         for (name, fp) in &prints {
             f = f.evidence(format!("{name}: {var} fingerprint sha256:{fp}"));
         }
-        out.push(f.next(format!("use one Secret for {var} on master and slaves, then newapi-ops restart")));
+        out.push(f.next(format!(
+            "use one Secret for {var} on master and slaves, then newapi-ops restart"
+        )));
     }
 }
 
@@ -226,32 +304,63 @@ mod tests {
 
     #[test]
     fn dsn_passwords() {
-        assert_eq!(dsn_password("root:123456@tcp(mysql:3306)/new-api"), Some("123456"));
+        assert_eq!(
+            dsn_password("root:123456@tcp(mysql:3306)/new-api"),
+            Some("123456")
+        );
         assert_eq!(dsn_password("u:p@ss@tcp(h:1)/d"), Some("p@ss"));
         assert_eq!(dsn_password("root@tcp(h)/d"), Some(""));
         assert_eq!(dsn_password("no-at-sign"), None);
     }
 
     fn spec(env: serde_json::Value, image: &str) -> PodSpec {
-        serde_json::from_value(serde_json::json!({"containers": [{"name": "new-api", "image": image, "env": env}]})).unwrap()
+        serde_json::from_value(
+            serde_json::json!({"containers": [{"name": "new-api", "image": image, "env": env}]}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn differing_session_secrets_are_critical_and_never_shown() {
-        let m = spec(serde_json::json!([{"name": "SESSION_SECRET", "value": "alpha-secret"}, {"name": "CRYPTO_SECRET", "value": "c"}]), "calciumion/new-api:v0.9.0");
+        let m = spec(
+            serde_json::json!([{"name": "SESSION_SECRET", "value": "alpha-secret"}, {"name": "CRYPTO_SECRET", "value": "c"}]),
+            "calciumion/new-api:v0.9.0",
+        );
         let s = spec(
             serde_json::json!([{"name": "SESSION_SECRET", "value": "beta-secret"}, {"name": "CRYPTO_SECRET", "value": "c"}, {"name": "NODE_TYPE", "value": "slave"}, {"name": "SYNC_FREQUENCY", "value": "60"}]),
             "calciumion/new-api:v0.9.0",
         );
         let templates = [
-            Template { role: Role::Master, name: "new-api-master", replicas: 1, spec: &m },
-            Template { role: Role::Slave, name: "new-api-slave", replicas: 3, spec: &s },
+            Template {
+                role: Role::Master,
+                name: "new-api-master",
+                replicas: 1,
+                spec: &m,
+            },
+            Template {
+                role: Role::Slave,
+                name: "new-api-slave",
+                replicas: 3,
+                spec: &s,
+            },
         ];
-        let out = check_config(&templates, &Sources { secrets: Some(&[]), configmaps: Some(&[]) });
-        let f = out.iter().find(|f| f.check == "config.session-secret").expect("finding");
+        let out = check_config(
+            &templates,
+            &Sources {
+                secrets: Some(&[]),
+                configmaps: Some(&[]),
+            },
+        );
+        let f = out
+            .iter()
+            .find(|f| f.check == "config.session-secret")
+            .expect("finding");
         assert_eq!(f.severity, Severity::Critical);
         let text = serde_json::to_string(&out).unwrap();
-        assert!(!text.contains("alpha-secret") && !text.contains("beta-secret"), "{text}");
+        assert!(
+            !text.contains("alpha-secret") && !text.contains("beta-secret"),
+            "{text}"
+        );
         assert!(!out.iter().any(|f| f.check == "config.crypto-secret"));
     }
 
@@ -260,12 +369,36 @@ mod tests {
         let m = spec(serde_json::json!([]), "calciumion/new-api");
         let s = spec(serde_json::json!([]), "calciumion/new-api:latest");
         let templates = [
-            Template { role: Role::Master, name: "m", replicas: 2, spec: &m },
-            Template { role: Role::Slave, name: "s", replicas: 3, spec: &s },
+            Template {
+                role: Role::Master,
+                name: "m",
+                replicas: 2,
+                spec: &m,
+            },
+            Template {
+                role: Role::Slave,
+                name: "s",
+                replicas: 3,
+                spec: &s,
+            },
         ];
-        let out = check_config(&templates, &Sources { secrets: Some(&[]), configmaps: Some(&[]) });
+        let out = check_config(
+            &templates,
+            &Sources {
+                secrets: Some(&[]),
+                configmaps: Some(&[]),
+            },
+        );
         let checks: Vec<&str> = out.iter().map(|f| f.check.as_str()).collect();
-        for c in ["config.master-replicas", "config.node-type", "config.sync-frequency", "config.session-secret", "config.image-latest", "config.probes", "config.resources"] {
+        for c in [
+            "config.master-replicas",
+            "config.node-type",
+            "config.sync-frequency",
+            "config.session-secret",
+            "config.image-latest",
+            "config.probes",
+            "config.resources",
+        ] {
             assert!(checks.contains(&c), "{c} missing from {checks:?}");
         }
     }

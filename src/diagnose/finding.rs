@@ -82,7 +82,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(component: Component, check: &str, severity: Severity, summary: impl Into<String>) -> Self {
+    pub fn new(
+        component: Component,
+        check: &str,
+        severity: Severity,
+        summary: impl Into<String>,
+    ) -> Self {
         Finding {
             component,
             check: check.to_string(),

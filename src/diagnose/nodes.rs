@@ -47,15 +47,25 @@ pub fn check_nodes(
         Finding::new(Component::Nodes, check, sev, summary).subject(format!("node/{node}"))
     };
     if nodes.is_empty() {
-        out.push(Finding::new(Component::Nodes, "nodes.none", Severity::Critical, "the cluster has no nodes"));
+        out.push(Finding::new(
+            Component::Nodes,
+            "nodes.none",
+            Severity::Critical,
+            "the cluster has no nodes",
+        ));
         return out;
     }
     for n in nodes {
         if !n.ready {
             out.push(
-                f("nodes.not-ready", Severity::Critical, &n.name, format!("node {} is NotReady: its pods are not served", n.name))
-                    .evidence("condition Ready is not True".to_string())
-                    .next("check the kubelet on that node; pods there will be evicted"),
+                f(
+                    "nodes.not-ready",
+                    Severity::Critical,
+                    &n.name,
+                    format!("node {} is NotReady: its pods are not served", n.name),
+                )
+                .evidence("condition Ready is not True".to_string())
+                .next("check the kubelet on that node; pods there will be evicted"),
             );
         }
         for p in &n.pressure {
@@ -67,9 +77,17 @@ pub fn check_nodes(
         }
         if n.unschedulable {
             out.push(
-                f("nodes.cordoned", Severity::Warning, &n.name, format!("node {} is cordoned: no new pods go there", n.name))
-                    .evidence("spec.unschedulable: true".to_string())
-                    .next(format!("kubectl uncordon {} when maintenance is over", n.name)),
+                f(
+                    "nodes.cordoned",
+                    Severity::Warning,
+                    &n.name,
+                    format!("node {} is cordoned: no new pods go there", n.name),
+                )
+                .evidence("spec.unschedulable: true".to_string())
+                .next(format!(
+                    "kubectl uncordon {} when maintenance is over",
+                    n.name
+                )),
             );
         }
         let cpu = percent(n.requested.cpu_millis, n.allocatable.cpu_millis).unwrap_or(0);
@@ -97,7 +115,11 @@ pub fn check_nodes(
     let req = Amount::sum(nodes.iter().map(|n| &n.requested));
     let cpu = percent(req.cpu_millis, alloc.cpu_millis).unwrap_or(0);
     let mem = percent(req.memory_bytes, alloc.memory_bytes).unwrap_or(0);
-    let sev = if cpu > th.cpu_requests_percent || mem > th.memory_requests_percent { Severity::Warning } else { Severity::Ok };
+    let sev = if cpu > th.cpu_requests_percent || mem > th.memory_requests_percent {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
     out.push(
         Finding::new(
             Component::Nodes,
@@ -117,18 +139,35 @@ pub fn check_nodes(
         )),
     );
     if let Some(t) = slave_template {
-        let fits: Vec<(String, i64)> = nodes.iter().map(|n| (n.name.clone(), n.fit(t).count)).collect();
+        let fits: Vec<(String, i64)> = nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.fit(t).count))
+            .collect();
         let total: i64 = fits.iter().map(|(_, c)| c).sum();
-        let sev = if total == 0 { Severity::Warning } else { Severity::Info };
+        let sev = if total == 0 {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
         let mut finding = Finding::new(
             Component::Nodes,
             "nodes.headroom",
             sev,
-            format!("{total} more slave{} fit{}", if total == 1 { "" } else { "s" }, if total == 1 { "s" } else { "" }),
+            format!(
+                "{total} more slave{} fit{}",
+                if total == 1 { "" } else { "s" },
+                if total == 1 { "s" } else { "" }
+            ),
         )
-        .evidence(fits.iter().map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", "));
+        .evidence(
+            fits.iter()
+                .map(|(n, c)| format!("{n}: {c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         if total == 0 {
-            finding = finding.next("scaling out will leave pods Pending: add a node first; newapi-ops plan");
+            finding = finding
+                .next("scaling out will leave pods Pending: add a node first; newapi-ops plan");
         }
         out.push(finding);
     }

@@ -37,9 +37,10 @@ pub fn events_by_pod(events: &[Event]) -> HashMap<String, Vec<&Event>> {
     let mut map: HashMap<String, Vec<&Event>> = HashMap::new();
     for e in events {
         if e.involved_object.kind.as_deref() == Some("Pod")
-            && let Some(name) = &e.involved_object.name {
-                map.entry(name.clone()).or_default().push(e);
-            }
+            && let Some(name) = &e.involved_object.name
+        {
+            map.entry(name.clone()).or_default().push(e);
+        }
     }
     for list in map.values_mut() {
         list.sort_by_key(|e| event_time(e));
@@ -53,13 +54,22 @@ fn event_time(e: &Event) -> i64 {
         .or(e.first_timestamp.as_ref())
         .map(|t| t.0.as_second())
         .or_else(|| e.event_time.as_ref().map(|t| t.0.as_second()))
-        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()))
+        .or_else(|| {
+            e.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+        })
         .unwrap_or(0)
 }
 
 fn describe_event(e: &Event) -> String {
     let count = e.count.unwrap_or(1);
-    let times = if count > 1 { format!(" (x{count})") } else { String::new() };
+    let times = if count > 1 {
+        format!(" (x{count})")
+    } else {
+        String::new()
+    };
     format!(
         "event {}{}: {}",
         e.reason.as_deref().unwrap_or("?"),
@@ -92,7 +102,13 @@ pub fn check_pods(
         let Some(role) = role_of(pod) else { continue };
         considered += 1;
         let before = out.len();
-        check_pod(pod, role, by_pod.get(pod.metadata.name.as_deref().unwrap_or("")), thresholds, &mut out);
+        check_pod(
+            pod,
+            role,
+            by_pod.get(pod.metadata.name.as_deref().unwrap_or("")),
+            thresholds,
+            &mut out,
+        );
         if out[before..].iter().all(|f| f.severity <= Severity::Info) {
             healthy += 1;
         }
@@ -116,7 +132,13 @@ pub fn check_pods(
     out
 }
 
-fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresholds, out: &mut Vec<Finding>) {
+fn check_pod(
+    pod: &Pod,
+    role: &str,
+    events: Option<&Vec<&Event>>,
+    th: &PodThresholds,
+    out: &mut Vec<Finding>,
+) {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
     let phase = status.phase.clone().unwrap_or_default();
@@ -133,9 +155,15 @@ fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresh
             let mut finding = f(
                 "pods.terminating",
                 Severity::Warning,
-                format!("{role} pod stuck Terminating for {} past its deletion time", human_age(overdue)),
+                format!(
+                    "{role} pod stuck Terminating for {} past its deletion time",
+                    human_age(overdue)
+                ),
             )
-            .evidence(format!("metadata.deletionTimestamp: {} (grace period {grace}s)", deleted.0));
+            .evidence(format!(
+                "metadata.deletionTimestamp: {} (grace period {grace}s)",
+                deleted.0
+            ));
             if let Some(fin) = pod.metadata.finalizers.as_ref().filter(|f| !f.is_empty()) {
                 finding = finding.evidence(format!("metadata.finalizers: {}", fin.join(", ")));
             }
@@ -154,17 +182,42 @@ fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresh
         );
         return;
     }
-    if phase == "Pending" && pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none() {
-        let age = pod.metadata.creation_timestamp.as_ref().map_or(0, |t| seconds_since(&t.0));
+    if phase == "Pending"
+        && pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .is_none()
+    {
+        let age = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| seconds_since(&t.0));
         let sched = latest(events, &["FailedScheduling"]);
-        let reason = sched
-            .and_then(|e| e.message.clone())
-            .or_else(|| {
-                status.conditions.as_ref()?.iter().find(|c| c.type_ == "PodScheduled")?.message.clone()
-            });
-        let sev = if age < th.pending_grace_secs && reason.is_none() { Severity::Info } else { Severity::Critical };
-        let cause = reason.as_deref().map(scheduling_cause).unwrap_or("not scheduled yet");
-        let mut finding = f("pods.pending", sev, format!("{role} pod Pending for {}: {cause}", human_age(age)));
+        let reason = sched.and_then(|e| e.message.clone()).or_else(|| {
+            status
+                .conditions
+                .as_ref()?
+                .iter()
+                .find(|c| c.type_ == "PodScheduled")?
+                .message
+                .clone()
+        });
+        let sev = if age < th.pending_grace_secs && reason.is_none() {
+            Severity::Info
+        } else {
+            Severity::Critical
+        };
+        let cause = reason
+            .as_deref()
+            .map(scheduling_cause)
+            .unwrap_or("not scheduled yet");
+        let mut finding = f(
+            "pods.pending",
+            sev,
+            format!("{role} pod Pending for {}: {cause}", human_age(age)),
+        );
         if let Some(e) = sched {
             finding = finding.evidence(describe_event(e));
         } else if let Some(r) = &reason {
@@ -191,25 +244,42 @@ fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresh
                 "lastState.terminated: {} exit {}{}",
                 t.reason.as_deref().unwrap_or("?"),
                 t.exit_code,
-                t.finished_at.as_ref().map(|x| format!(" at {}", x.0)).unwrap_or_default()
+                t.finished_at
+                    .as_ref()
+                    .map(|x| format!(" at {}", x.0))
+                    .unwrap_or_default()
             )
         });
         match waiting.and_then(|w| w.reason.as_deref()) {
             Some("CrashLoopBackOff") => {
                 problem = true;
-                let oom = last.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled") || t.exit_code == 137);
+                let oom = last.is_some_and(|t| {
+                    t.reason.as_deref() == Some("OOMKilled") || t.exit_code == 137
+                });
                 let how = last
-                    .map(|t| format!(" (last exit: {} {})", t.reason.as_deref().unwrap_or("?"), t.exit_code))
+                    .map(|t| {
+                        format!(
+                            " (last exit: {} {})",
+                            t.reason.as_deref().unwrap_or("?"),
+                            t.exit_code
+                        )
+                    })
                     .unwrap_or_default();
                 let mut finding = f(
                     "pods.crashloop",
                     Severity::Critical,
-                    format!("{role} pod in CrashLoopBackOff{how}, {} restarts", cs.restart_count),
+                    format!(
+                        "{role} pod in CrashLoopBackOff{how}, {} restarts",
+                        cs.restart_count
+                    ),
                 )
                 .evidence(format!(
                     "container {} waiting: CrashLoopBackOff{}",
                     cs.name,
-                    waiting.and_then(|w| w.message.clone()).map(|m| format!(" ({m})")).unwrap_or_default()
+                    waiting
+                        .and_then(|w| w.message.clone())
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
                 ));
                 if let Some(t) = &last_text {
                     finding = finding.evidence(t.clone());
@@ -220,10 +290,17 @@ fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresh
                     format!("newapi-ops logs {name} --previous; newapi-ops runbook run pod-startup-failure")
                 }));
             }
-            Some(r @ ("ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull")) => {
+            Some(
+                r
+                @ ("ImagePullBackOff" | "ErrImagePull" | "InvalidImageName" | "ErrImageNeverPull"),
+            ) => {
                 problem = true;
-                let mut finding = f("pods.image", Severity::Critical, format!("{role} pod cannot pull its image: {r}"))
-                    .evidence(format!("container {} image {}", cs.name, cs.image));
+                let mut finding = f(
+                    "pods.image",
+                    Severity::Critical,
+                    format!("{role} pod cannot pull its image: {r}"),
+                )
+                .evidence(format!("container {} image {}", cs.name, cs.image));
                 if let Some(m) = waiting.and_then(|w| w.message.clone()) {
                     finding = finding.evidence(format!("state.waiting.message: {m}"));
                 }
@@ -234,7 +311,9 @@ fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresh
                     "check the image name and tag exist and the registry is reachable (imagePullSecrets); newapi-ops runbook run pod-startup-failure",
                 ));
             }
-            Some(r @ ("CreateContainerConfigError" | "CreateContainerError" | "RunContainerError")) => {
+            Some(
+                r @ ("CreateContainerConfigError" | "CreateContainerError" | "RunContainerError"),
+            ) => {
                 problem = true;
                 let msg = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
                 out.push(
@@ -249,19 +328,25 @@ fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresh
             continue;
         }
         if let Some(t) = last
-            && t.reason.as_deref() == Some("OOMKilled") {
-                problem = true;
-                out.push(
-                    f(
-                        "pods.oomkilled",
-                        Severity::Warning,
-                        format!("{role} pod was OOMKilled and restarted ({} restarts)", cs.restart_count),
-                    )
-                    .evidence(last_text.clone().unwrap_or_default())
-                    .next("newapi-ops runbook run oomkilled (raise the memory limit or look for a leak)"),
-                );
-                continue;
-            }
+            && t.reason.as_deref() == Some("OOMKilled")
+        {
+            problem = true;
+            out.push(
+                f(
+                    "pods.oomkilled",
+                    Severity::Warning,
+                    format!(
+                        "{role} pod was OOMKilled and restarted ({} restarts)",
+                        cs.restart_count
+                    ),
+                )
+                .evidence(last_text.clone().unwrap_or_default())
+                .next(
+                    "newapi-ops runbook run oomkilled (raise the memory limit or look for a leak)",
+                ),
+            );
+            continue;
+        }
         if cs.restart_count > th.restarts {
             problem = true;
             let mut finding = f(
@@ -281,7 +366,9 @@ fn check_pod(pod: &Pod, role: &str, events: Option<&Vec<&Event>>, th: &PodThresh
             let mut finding = f(
                 "pods.unready",
                 Severity::Warning,
-                format!("{role} pod is running but not ready ({ready}/{spec_containers}): it gets no traffic"),
+                format!(
+                    "{role} pod is running but not ready ({ready}/{spec_containers}): it gets no traffic"
+                ),
             );
             match latest(events, &["Unhealthy"]) {
                 Some(e) => finding = finding.evidence(describe_event(e)),
@@ -309,19 +396,33 @@ pub fn check_deployments(deployments: &[&Deployment]) -> Vec<Finding> {
         let status = d.status.clone().unwrap_or_default();
         let available = status.available_replicas.unwrap_or(0);
         let conditions = status.conditions.unwrap_or_default();
-        if let Some(c) = conditions
-            .iter()
-            .find(|c| c.type_.as_deref() == Some("Progressing") && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-        {
+        if let Some(c) = conditions.iter().find(|c| {
+            c.type_.as_deref() == Some("Progressing")
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        }) {
             out.push(
-                Finding::new(Component::Pods, "deployments.stalled", Severity::Critical, format!("rollout of {name} exceeded its progress deadline"))
-                    .subject(format!("deployment/{name}"))
-                    .evidence(format!("condition Progressing=False ProgressDeadlineExceeded: {}", c.message.clone().unwrap_or_default()))
-                    .next(format!("see the pod findings above; undo with kubectl rollout undo deployment/{name}")),
+                Finding::new(
+                    Component::Pods,
+                    "deployments.stalled",
+                    Severity::Critical,
+                    format!("rollout of {name} exceeded its progress deadline"),
+                )
+                .subject(format!("deployment/{name}"))
+                .evidence(format!(
+                    "condition Progressing=False ProgressDeadlineExceeded: {}",
+                    c.message.clone().unwrap_or_default()
+                ))
+                .next(format!(
+                    "see the pod findings above; undo with kubectl rollout undo deployment/{name}"
+                )),
             );
         }
         if available < desired {
-            let sev = if available == 0 && desired > 0 { Severity::Critical } else { Severity::Warning };
+            let sev = if available == 0 && desired > 0 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
             out.push(
                 Finding::new(
                     Component::Pods,

@@ -53,12 +53,18 @@ impl Report {
         mut findings: Vec<Finding>,
     ) -> Report {
         findings.sort_by(|a, b| {
-            (a.component, std::cmp::Reverse(a.severity), &a.subject, &a.check).cmp(&(
-                b.component,
-                std::cmp::Reverse(b.severity),
-                &b.subject,
-                &b.check,
-            ))
+            (
+                a.component,
+                std::cmp::Reverse(a.severity),
+                &a.subject,
+                &a.check,
+            )
+                .cmp(&(
+                    b.component,
+                    std::cmp::Reverse(b.severity),
+                    &b.subject,
+                    &b.check,
+                ))
         });
         runs.sort_by_key(|r| r.component);
         let count = |s| findings.iter().filter(|f| f.severity == s).count();
@@ -68,7 +74,11 @@ impl Report {
             info: count(Severity::Info),
             ok: count(Severity::Ok),
         };
-        let severity = findings.iter().map(|f| f.severity).max().unwrap_or(Severity::Ok);
+        let severity = findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok);
         Report {
             schema_version: SCHEMA_VERSION,
             namespace,
@@ -93,7 +103,11 @@ impl Report {
 
     pub fn render(&self, style: Style) -> String {
         let mut out = String::new();
-        let ctx = self.context.as_deref().map(|c| format!(", context {c}")).unwrap_or_default();
+        let ctx = self
+            .context
+            .as_deref()
+            .map(|c| format!(", context {c}"))
+            .unwrap_or_default();
         out.push_str(&format!(
             "{} namespace {}{ctx} — {} in {:.1} s\n",
             style.bold("newapi-ops diagnose:"),
@@ -104,7 +118,11 @@ impl Report {
         let c = &self.counts;
         out.push_str(&format!(
             "{}  {}  {} info  {}\n\n",
-            paint(style, Severity::Critical, &format!("{} critical", c.critical)),
+            paint(
+                style,
+                Severity::Critical,
+                &format!("{} critical", c.critical)
+            ),
             paint(style, Severity::Warning, &format!("{} warning", c.warning)),
             c.info,
             paint(style, Severity::Ok, &format!("{} ok", c.ok)),
@@ -114,15 +132,27 @@ impl Report {
             let worst = self.findings.iter().find(|f| f.component == run.component);
             let text = worst.map_or("no findings".to_string(), |f| f.summary.clone());
             let more = run.findings.saturating_sub(1);
-            let more = if more > 0 { style.dim(&format!(" (+{more} more)")) } else { String::new() };
+            let more = if more > 0 {
+                style.dim(&format!(" (+{more} more)"))
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
                 "  {:<7} {} {}{more}\n",
                 run.component.as_str(),
-                paint(style, run.severity, &format!("{:<8}", run.severity.as_str())),
+                paint(
+                    style,
+                    run.severity,
+                    &format!("{:<8}", run.severity.as_str())
+                ),
                 text
             ));
         }
-        let notable: Vec<&Finding> = self.findings.iter().filter(|f| f.severity > Severity::Ok).collect();
+        let notable: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.severity > Severity::Ok)
+            .collect();
         if notable.is_empty() {
             out.push_str("\nNothing to do.\n");
             return out;
@@ -131,12 +161,23 @@ impl Report {
         for f in notable {
             if current != Some(f.component) {
                 current = Some(f.component);
-                out.push_str(&format!("\n{}\n", style.bold(&format!("── {} ──", f.component.as_str()))));
+                out.push_str(&format!(
+                    "\n{}\n",
+                    style.bold(&format!("── {} ──", f.component.as_str()))
+                ));
             }
-            let subject = f.subject.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+            let subject = f
+                .subject
+                .as_deref()
+                .map(|s| format!(" {s}"))
+                .unwrap_or_default();
             out.push_str(&format!(
                 "{} {}{}: {}\n",
-                paint(style, f.severity, &format!("{:<8}", f.severity.as_str().to_uppercase())),
+                paint(
+                    style,
+                    f.severity,
+                    &format!("{:<8}", f.severity.as_str().to_uppercase())
+                ),
                 style.dim(&f.check),
                 subject,
                 f.summary
@@ -171,8 +212,14 @@ mod tests {
         let r = |fs: Vec<Finding>| Report::new("ns".into(), None, "t".into(), 1, vec![], fs);
         assert_eq!(r(vec![]).exit_code(), 0);
         assert_eq!(r(vec![f(Severity::Ok), f(Severity::Info)]).exit_code(), 0);
-        assert_eq!(r(vec![f(Severity::Warning), f(Severity::Info)]).exit_code(), 1);
-        assert_eq!(r(vec![f(Severity::Warning), f(Severity::Critical)]).exit_code(), 2);
+        assert_eq!(
+            r(vec![f(Severity::Warning), f(Severity::Info)]).exit_code(),
+            1
+        );
+        assert_eq!(
+            r(vec![f(Severity::Warning), f(Severity::Critical)]).exit_code(),
+            2
+        );
         let rep = r(vec![f(Severity::Info), f(Severity::Critical)]);
         assert_eq!(rep.findings[0].severity, Severity::Critical);
         assert_eq!(rep.counts.critical, 1);

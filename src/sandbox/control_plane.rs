@@ -220,8 +220,8 @@ pub async fn start_controller_manager(
         format!("--root-ca-file={}", path(&l.pki.ca_cert)),
         format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         "--controllers=*,-nodelifecycle".into(),
-        // Bind the mysql PVC to its PV within a second or two, not at the next 15s resync.
-        "--pvclaimbinder-sync-period=2s".into(),
+        // Bind the mysql PVC to its PV within a second, not at the next 15s resync.
+        "--pvclaimbinder-sync-period=1s".into(),
         "--leader-elect=false".into(),
         "--secure-port=0".into(),
         format!("--port={}", l.controller_manager_port),

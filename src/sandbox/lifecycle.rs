@@ -312,7 +312,15 @@ pub async fn up(
     }
 
     progress("applying the seed deployment (fixtures/sandbox/*.yaml)");
-    manifests::apply_all(&client, &server, &seed).await?;
+    // Workloads last, once their claims are bound: a pod created before would first be reported
+    // unschedulable ("unbound immediate PersistentVolumeClaims"), noise in every later diagnosis.
+    let (workloads, rest): (Vec<_>, Vec<_>) = seed
+        .iter()
+        .cloned()
+        .partition(|o| o.gvk.kind == "Deployment");
+    manifests::apply_all(&client, &server, &rest).await?;
+    manifests::wait_claims_bound(&client, &server, &rest, NODES_TIMEOUT).await?;
+    manifests::apply_all(&client, &server, &workloads).await?;
     let deployments: Vec<String> = seed
         .iter()
         .filter(|o| o.gvk.kind == "Deployment")

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_kind};
@@ -206,6 +206,52 @@ pub async fn apply_all(
         applied.push(format!("{}/{name}", o.gvk.kind));
     }
     Ok(applied)
+}
+
+/// Waits until every PersistentVolumeClaim among `objects` is Bound.
+pub async fn wait_claims_bound(
+    client: &Client,
+    server: &str,
+    objects: &[ManifestObject],
+    timeout: Duration,
+) -> Result<(), SandboxError> {
+    let begin = Instant::now();
+    for claim in objects
+        .iter()
+        .filter(|o| o.gvk.kind == "PersistentVolumeClaim")
+    {
+        let ns = claim.namespace().unwrap_or_else(|| "default".into());
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        loop {
+            let phase = api
+                .get(&claim.name())
+                .await
+                .map_err(|e| SandboxError::Api {
+                    server: server.to_string(),
+                    what: format!("to read PersistentVolumeClaim {ns}/{}", claim.name()),
+                    detail: e.to_string(),
+                })?
+                .status
+                .and_then(|s| s.phase)
+                .unwrap_or_default();
+            if phase == "Bound" {
+                break;
+            }
+            if begin.elapsed() >= timeout {
+                return Err(SandboxError::Api {
+                    server: server.to_string(),
+                    what: format!("to bind PersistentVolumeClaim {ns}/{}", claim.name()),
+                    detail: format!(
+                        "still {phase:?} after {}s (the PersistentVolume binder runs in \
+                         kube-controller-manager: see logs/kube-controller-manager.log)",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Rollout of one Deployment, as `kubectl rollout status` judges it.

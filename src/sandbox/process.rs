@@ -325,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn spawns_in_own_group_and_stops() {
         let dir = tempfile::tempdir().unwrap();
-        let mut started = spawn(
+        let started = spawn(
             "sleeper",
             Path::new("/bin/sleep"),
             &["30".into()],

@@ -31,7 +31,9 @@ fn kubeconfig_flag_naming_a_missing_file() {
 fn kubeconfig_that_is_not_yaml() {
     let run = Run::new(["pods", "--kubeconfig", "garbage.yaml"]);
     std::fs::write(run.home().join("garbage.yaml"), "\u{0}\u{1}not: [yaml").unwrap();
-    run.output().code(CONFIG).stderr_has("cannot use kubeconfig garbage.yaml");
+    run.output()
+        .code(CONFIG)
+        .stderr_has("cannot use kubeconfig garbage.yaml");
 }
 
 #[test]
@@ -49,11 +51,18 @@ fn api_server_unreachable_names_the_address() {
     let port = closed_port();
     let run = Run::new(["pods", "--kubeconfig", "k"]);
     let ca = std::fs::read_to_string(&sandbox().ca_cert).unwrap();
-    let path = custom_kubeconfig(run.home(), &format!("https://127.0.0.1:{port}"), &ca, &admin_token());
+    let path = custom_kubeconfig(
+        run.home(),
+        &format!("https://127.0.0.1:{port}"),
+        &ca,
+        &admin_token(),
+    );
     std::fs::rename(path, run.home().join("k")).unwrap();
     run.output()
         .code(UNAVAILABLE)
-        .stderr_has(&format!("cannot reach the Kubernetes API server at https://127.0.0.1:{port}"))
+        .stderr_has(&format!(
+            "cannot reach the Kubernetes API server at https://127.0.0.1:{port}"
+        ))
         .stderr_has("connection refused");
 }
 
@@ -68,7 +77,10 @@ fn tls_failure_with_a_foreign_ca() {
     run.env("KUBECONFIG", path)
         .output()
         .code(UNAVAILABLE)
-        .stderr_has(&format!("TLS handshake with the Kubernetes API server at {}", sandbox().api_server))
+        .stderr_has(&format!(
+            "TLS handshake with the Kubernetes API server at {}",
+            sandbox().api_server
+        ))
         .stderr_has("certificate");
 }
 
@@ -132,7 +144,11 @@ fn workload_not_found_lists_what_exists() {
 #[test]
 fn config_file_with_an_unknown_field() {
     let run = Run::new(["pods"]).admin();
-    std::fs::write(run.home().join("newapi-ops.toml"), "namespace = \"new-api\"\nnamspace = \"x\"\n").unwrap();
+    std::fs::write(
+        run.home().join("newapi-ops.toml"),
+        "namespace = \"new-api\"\nnamspace = \"x\"\n",
+    )
+    .unwrap();
     run.output()
         .code(CONFIG)
         .stderr_has("invalid configuration in newapi-ops.toml")
@@ -153,7 +169,10 @@ fn config_file_renames_workloads() {
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    Run::new(["pods", "--role", "leader"]).output().code(USAGE).stderr_has("invalid value 'leader'");
+    Run::new(["pods", "--role", "leader"])
+        .output()
+        .code(USAGE)
+        .stderr_has("invalid value 'leader'");
     Run::new(["frobnicate"]).output().code(USAGE);
     Run::new(["pods", "-o", "yaml"]).output().code(USAGE);
 }

@@ -22,8 +22,11 @@ async fn service_account_in_a_pod() {
     let name = format!("newapi-ops-incluster-{}", std::process::id());
     let name = name.as_str();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-    sas.create(&PostParams::default(), &sa).await.expect("create service account");
+    let sa: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .expect("create service account");
     let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
     let rb: RoleBinding = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
@@ -31,20 +34,31 @@ async fn service_account_in_a_pod() {
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
     }))
     .unwrap();
-    rbs.create(&PostParams::default(), &rb).await.expect("create role binding");
+    rbs.create(&PostParams::default(), &rb)
+        .await
+        .expect("create role binding");
 
     // Kubernetes 1.20's token controller writes the token into a Secret of the account.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut token_secret = None;
     for _ in 0..120 {
         let sa = sas.get(name).await.unwrap();
-        if let Some(s) = sa.secrets.unwrap_or_default().into_iter().filter_map(|r| r.name).next() {
+        if let Some(s) = sa
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.name)
+            .next()
+        {
             token_secret = Some(secrets.get(&s).await.unwrap());
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    let data = token_secret.expect("service account token secret").data.unwrap();
+    let data = token_secret
+        .expect("service account token secret")
+        .data
+        .unwrap();
     let mount = tempfile::tempdir().unwrap();
     for key in ["token", "ca.crt", "namespace"] {
         std::fs::write(mount.path().join(key), &data[key].0).unwrap();
@@ -75,7 +89,9 @@ async fn service_account_in_a_pod() {
         .code(77)
         .stderr_has("RBAC denied list on nodes at cluster scope")
         .stderr_has(&format!("system:serviceaccount:new-api:{name}"));
-    in_pod("pods --context x").code(64).stderr_has("running in-cluster");
+    in_pod("pods --context x")
+        .code(64)
+        .stderr_has("running in-cluster");
 
     let _ = rbs.delete(name, &Default::default()).await;
     let _ = sas.delete(name, &Default::default()).await;

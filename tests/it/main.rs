@@ -7,6 +7,7 @@ mod support;
 mod cluster_errors;
 mod diag_mysql;
 mod diag_redis;
+mod diagnose;
 mod in_cluster;
 mod nodes;
 mod pods;

@@ -6,7 +6,9 @@ use crate::support::{Run, poll_json};
 #[test]
 fn seed_cluster_totals_and_headroom() {
     // Other tests only create pods without requests, so the seed's figures hold exactly.
-    let json = poll_json(&["nodes"], |j| j["totals"]["requested"]["cpu_millis"] == 7000);
+    let json = poll_json(&["nodes"], |j| {
+        j["totals"]["requested"]["cpu_millis"] == 7000
+    });
     let totals = &json["totals"];
     assert_eq!(totals["nodes"], 2);
     assert_eq!(totals["allocatable"]["cpu_millis"], 8000);
@@ -16,8 +18,17 @@ fn seed_cluster_totals_and_headroom() {
     assert_eq!(totals["limits"]["memory_bytes"], 22_i64 << 30);
     assert_eq!(totals["cpu_requests_percent"], 88);
     assert_eq!(json["slaves_fit"], 1);
-    let fits: Vec<_> = json["nodes"].as_array().unwrap().iter().map(|n| &n["slaves_fit"]).collect();
-    assert!(fits.iter().any(|f| f["count"] == 1 && f["limited_by"] == "cpu"), "{fits:?}");
+    let fits: Vec<_> = json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["slaves_fit"])
+        .collect();
+    assert!(
+        fits.iter()
+            .any(|f| f["count"] == 1 && f["limited_by"] == "cpu"),
+        "{fits:?}"
+    );
     let roles = json["roles"].as_array().unwrap();
     let slave = roles.iter().find(|r| r["role"] == "slave").unwrap();
     assert_eq!(slave["pods"], 3);

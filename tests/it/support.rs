@@ -44,7 +44,8 @@ pub fn sandbox() -> &'static Sandbox {
         let dir = match std::env::var_os("NEWAPI_OPS_TEST_SANDBOX") {
             Some(dir) => PathBuf::from(dir),
             None => {
-                let dir = std::env::temp_dir().join(format!("newapi-ops-test-{}", std::process::id()));
+                let dir =
+                    std::env::temp_dir().join(format!("newapi-ops-test-{}", std::process::id()));
                 start_watchdog(&dir);
                 let out = Command::new(bin())
                     .args(["sandbox", "up", "--dir"])
@@ -187,8 +188,12 @@ impl Done {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -249,9 +254,13 @@ pub async fn deploy_newapi(base: &str, slaves: i32, slave_behavior: &str) -> Str
         "metadata": {"name": ns, "labels": {"newapi-ops-test": "true"}}
     }))
     .unwrap();
-    namespaces.create(&PostParams::default(), &nsobj).await.expect("create namespace");
+    namespaces
+        .create(&PostParams::default(), &nsobj)
+        .await
+        .expect("create namespace");
     let deployments: Api<Deployment> = Api::namespaced(client, ns);
-    for (role, replicas, behavior) in [("master", 1, "running"), ("slave", slaves, slave_behavior)] {
+    for (role, replicas, behavior) in [("master", 1, "running"), ("slave", slaves, slave_behavior)]
+    {
         let d: Deployment = serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("new-api-{role}"), "labels": {"app": "new-api", "role": role}},
             "spec": {
@@ -272,7 +281,10 @@ pub async fn deploy_newapi(base: &str, slaves: i32, slave_behavior: &str) -> Str
             }
         }))
         .unwrap();
-        deployments.create(&PostParams::default(), &d).await.expect("create deployment");
+        deployments
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("create deployment");
     }
     ns.to_string()
 }
@@ -301,4 +313,130 @@ pub fn poll_json(args: &[&str], ready: impl Fn(&serde_json::Value) -> bool) -> s
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     panic!("condition not reached; last output:\n{last:#}");
+}
+
+/// Creates a fresh namespace named after `base` (unique to this run) and the given objects in it
+/// (Deployment, Pod, Secret, ConfigMap, PersistentVolumeClaim); returns the namespace.
+pub async fn apply_in(base: &str, objects: &[serde_json::Value]) -> String {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret};
+    use kube::api::{Api, PostParams};
+
+    async fn create<K>(client: &kube::Client, ns: &str, v: &serde_json::Value)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        let obj: K = serde_json::from_value(v.clone()).expect("test object");
+        Api::<K>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("create {v}: {e}"));
+    }
+
+    let ns = format!("{base}-{}", std::process::id());
+    let client = admin_client().await;
+    let nsobj: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &nsobj)
+        .await
+        .expect("create namespace");
+    // Pods can be created only once the token controller gave the namespace's default
+    // ServiceAccount its token (Kubernetes 1.20).
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    for _ in 0..200 {
+        if let Ok(Some(sa)) = sas.get_opt("default").await
+            && sa.secrets.is_some_and(|s| !s.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for v in objects {
+        match v["kind"].as_str() {
+            Some("Deployment") => create::<Deployment>(&client, &ns, v).await,
+            Some("Pod") => create::<Pod>(&client, &ns, v).await,
+            Some("Secret") => create::<Secret>(&client, &ns, v).await,
+            Some("ConfigMap") => create::<ConfigMap>(&client, &ns, v).await,
+            Some("PersistentVolumeClaim") => create::<PersistentVolumeClaim>(&client, &ns, v).await,
+            other => panic!("apply_in: unsupported kind {other:?}"),
+        }
+    }
+    ns
+}
+
+/// A New-API Deployment for tests: no resource requests (never disturbs the seed's figures),
+/// `role` master or slave, with extra pod-template annotations and container fields merged in.
+pub fn newapi_deployment(
+    role: &str,
+    replicas: i32,
+    annotations: serde_json::Value,
+    container: serde_json::Value,
+) -> serde_json::Value {
+    let mut c = serde_json::json!({
+        "name": "new-api",
+        "image": "calciumion/new-api:v0.9.0",
+        "ports": [{"containerPort": 3000}],
+        "env": [
+            {"name": "NODE_TYPE", "value": role},
+            {"name": "SYNC_FREQUENCY", "value": "60"},
+            {"name": "SESSION_SECRET", "value": "test-session-secret"},
+            {"name": "CRYPTO_SECRET", "value": "test-crypto-secret"}
+        ]
+    });
+    if let (Some(base), Some(extra)) = (c.as_object_mut(), container.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": format!("new-api-{role}")},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "new-api", "role": role}},
+            "template": {
+                "metadata": {"labels": {"app": "new-api", "role": role}, "annotations": annotations},
+                "spec": {"containers": [c]}
+            }
+        }
+    })
+}
+
+/// Runs `diagnose -o json ARGS` until `ready` holds for its report (bounded wait for the cluster
+/// to converge, not a time limit); returns the report and the exit code of that run.
+pub fn poll_diagnose(
+    args: &[&str],
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, i32) {
+    let mut last = (serde_json::Value::Null, -1);
+    for _ in 0..180 {
+        let mut full = vec!["diagnose", "-o", "json"];
+        full.extend_from_slice(args);
+        let done = Run::new(full).admin().output();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&done.stdout) {
+            if ready(&v) {
+                return (v, done.code);
+            }
+            last = (v, done.code);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!(
+        "diagnose never reached the condition; last report:\n{:#}",
+        last.0
+    );
+}
+
+/// The findings of a report with this check id.
+pub fn findings<'a>(report: &'a serde_json::Value, check: &str) -> Vec<&'a serde_json::Value> {
+    report["findings"]
+        .as_array()
+        .map(|f| f.iter().filter(|f| f["check"] == check).collect())
+        .unwrap_or_default()
 }

@@ -201,6 +201,14 @@ struct Scratch<'a> {
 }
 
 impl Scratch<'_> {
+    fn normal(&mut self, field_path: &str, reason: &'static str, message: String) {
+        self.event(false, reason, message, field_path, 1);
+    }
+
+    fn warning(&mut self, field_path: &str, reason: &'static str, message: String) {
+        self.event(true, reason, message, field_path, 1);
+    }
+
     fn event(
         &mut self,
         warning: bool,
@@ -597,35 +605,21 @@ impl PodRecord {
                         .every(format!("invalid/{key}"), now, EVENT_REPEAT, &mut s.wake)
                         .is_some()
                     {
-                        s.event(true, "InspectFailed", message.clone(), &field_path, 1);
-                        s.event(
-                            true,
-                            "Failed",
-                            "Error: InvalidImageName".into(),
-                            &field_path,
-                            1,
-                        );
+                        s.warning(&field_path, "InspectFailed", message.clone());
+                        s.warning(&field_path, "Failed", "Error: InvalidImageName".into());
                     }
                     return waiting("InvalidImageName", Some(message), profile);
                 }
                 ImageVerdict::PullFails { message } => {
                     let since = block(rec, "pull", now);
                     if ledger.once(format!("pull/{key}")) {
-                        s.event(
-                            false,
-                            "Pulling",
-                            format!("Pulling image \"{image}\""),
+                        s.normal(&field_path, "Pulling", format!("Pulling image \"{image}\""));
+                        s.warning(
                             &field_path,
-                            1,
-                        );
-                        s.event(
-                            true,
                             "Failed",
                             format!("Failed to pull image \"{image}\": {message}"),
-                            &field_path,
-                            1,
                         );
-                        s.event(true, "Failed", "Error: ErrImagePull".into(), &field_path, 1);
+                        s.warning(&field_path, "Failed", "Error: ErrImagePull".into());
                     }
                     if now < since + PULL_ERROR_SHOWS {
                         wake_at(&mut s.wake, since + PULL_ERROR_SHOWS);
@@ -636,14 +630,8 @@ impl PodRecord {
                         .every(format!("backoff/{key}"), now, EVENT_REPEAT, &mut s.wake)
                         .is_some()
                     {
-                        s.event(false, "BackOff", back_off.clone(), &field_path, 1);
-                        s.event(
-                            true,
-                            "Failed",
-                            "Error: ImagePullBackOff".into(),
-                            &field_path,
-                            1,
-                        );
+                        s.normal(&field_path, "BackOff", back_off.clone());
+                        s.warning(&field_path, "Failed", "Error: ImagePullBackOff".into());
                     }
                     return waiting("ImagePullBackOff", Some(back_off), profile);
                 }
@@ -662,7 +650,7 @@ impl PodRecord {
                     )
                     .is_some()
                 {
-                    s.event(true, "Failed", format!("Error: {message}"), &field_path, 1);
+                    s.warning(&field_path, "Failed", format!("Error: {message}"));
                 }
                 return waiting("CreateContainerConfigError", Some(message), profile);
             }
@@ -672,36 +660,24 @@ impl PodRecord {
                 let pull_ns = 800_000_000
                     + u64::from_str_radix(&image::fake_hex(&[&image])[..8], 16).unwrap_or(0)
                         % 2_200_000_000;
-                s.event(
-                    false,
-                    "Pulling",
-                    format!("Pulling image \"{image}\""),
+                s.normal(&field_path, "Pulling", format!("Pulling image \"{image}\""));
+                s.normal(
                     &field_path,
-                    1,
-                );
-                s.event(
-                    false,
                     "Pulled",
                     format!(
                         "Successfully pulled image \"{image}\" in {}",
                         logs::go_duration(pull_ns)
                     ),
-                    &field_path,
-                    1,
                 );
-                s.event(
-                    false,
+                s.normal(
+                    &field_path,
                     "Created",
                     format!("Created container {}", c.name),
-                    &field_path,
-                    1,
                 );
-                s.event(
-                    false,
+                s.normal(
+                    &field_path,
                     "Started",
                     format!("Started container {}", c.name),
-                    &field_path,
-                    1,
                 );
             }
         }
@@ -740,26 +716,20 @@ impl PodRecord {
                     crash_events(s, &image, &c.name, &field_path, 1);
                 }
                 if wanted == Behavior::OomRecovered {
-                    s.event(
-                        false,
+                    s.normal(
+                        &field_path,
                         "Pulled",
                         format!("Container image \"{image}\" already present on machine"),
-                        &field_path,
-                        1,
                     );
-                    s.event(
-                        false,
+                    s.normal(
+                        &field_path,
                         "Created",
                         format!("Created container {}", c.name),
-                        &field_path,
-                        1,
                     );
-                    s.event(
-                        false,
+                    s.normal(
+                        &field_path,
                         "Started",
                         format!("Started container {}", c.name),
-                        &field_path,
-                        1,
                     );
                 }
             }
@@ -830,75 +800,86 @@ impl PodRecord {
             }
         }
 
-        // Report what the record now says.
-        let image_id = image::parse_normalized(&image)
-            .map(|r| r.image_id())
-            .unwrap_or_default();
-        let last_json = rec
-            .last
-            .as_ref()
-            .map_or(json!({}), |i| json!({"terminated": terminated_json(i)}));
-        let (state, view_state, ready, class, container_id) = match &rec.current {
-            Some(i) if i.run.ended.is_none() => (
-                json!({"running": {"startedAt": k8s_time(i.run.started)}}),
-                ViewState::Running(i.clone()),
-                rec.behavior != Some(Behavior::Unready),
-                Class::Running,
+        report(rec, c, &image, init, s, profile)
+    }
+}
+
+/// The status and view of a container as its record now stands.
+fn report(
+    rec: &ContainerRecord,
+    c: &Container,
+    image: &str,
+    init: bool,
+    s: &Scratch<'_>,
+    profile: LogProfile,
+) -> Eval {
+    let image_id = image::parse_normalized(image)
+        .map(|r| r.image_id())
+        .unwrap_or_default();
+    let last_json = rec
+        .last
+        .as_ref()
+        .map_or(json!({}), |i| json!({"terminated": terminated_json(i)}));
+    let (state, view_state, ready, class, container_id) = match &rec.current {
+        Some(i) if i.run.ended.is_none() => (
+            json!({"running": {"startedAt": k8s_time(i.run.started)}}),
+            ViewState::Running(i.clone()),
+            rec.behavior != Some(Behavior::Unready),
+            Class::Running,
+            Some(i.id.clone()),
+        ),
+        Some(i) => {
+            let exit_code = i.run.ended.map_or(0, |(_, t)| t.exit_code());
+            (
+                json!({"terminated": terminated_json(i)}),
+                ViewState::Terminated(i.clone()),
+                init && exit_code == 0,
+                Class::Terminated { exit_code },
                 Some(i.id.clone()),
-            ),
-            Some(i) => {
-                let exit_code = i.run.ended.map_or(0, |(_, t)| t.exit_code());
-                (
-                    json!({"terminated": terminated_json(i)}),
-                    ViewState::Terminated(i.clone()),
-                    init && exit_code == 0,
-                    Class::Terminated { exit_code },
-                    Some(i.id.clone()),
-                )
-            }
-            None => {
-                let message = format!(
-                    "back-off 5m0s restarting failed container={} pod={}_{}({})",
-                    c.name, s.pod_name, s.namespace, s.uid
-                );
-                (
-                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}}),
-                    ViewState::Waiting {
-                        reason: "CrashLoopBackOff".into(),
-                    },
-                    false,
-                    if rec.last.is_some() {
-                        Class::WaitingRestart
-                    } else {
-                        Class::Waiting
-                    },
-                    rec.last.as_ref().map(|i| i.id.clone()),
-                )
-            }
-        };
-        let started = class == Class::Running;
-        Eval {
-            status: container_status(
-                c,
-                &image,
-                &image_id,
-                container_id.as_deref(),
-                state,
-                last_json,
-                ready,
-                rec.restarts,
-                started,
-            ),
-            view: ContainerView {
-                name: c.name.clone(),
-                init,
-                state: view_state,
-                last: rec.last.clone(),
-                profile,
-            },
-            ready,
-            class,
+            )
         }
+        None => {
+            let message = format!(
+                "back-off 5m0s restarting failed container={} pod={}_{}({})",
+                c.name, s.pod_name, s.namespace, s.uid
+            );
+            (
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}}),
+                ViewState::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                },
+                false,
+                if rec.last.is_some() {
+                    Class::WaitingRestart
+                } else {
+                    Class::Waiting
+                },
+                rec.last.as_ref().map(|i| i.id.clone()),
+            )
+        }
+    };
+    let started = class == Class::Running;
+    Eval {
+        status: container_status(
+            c,
+            image,
+            &image_id,
+            container_id.as_deref(),
+            state,
+            last_json,
+            ready,
+            rec.restarts,
+            started,
+        ),
+        view: ContainerView {
+            name: c.name.clone(),
+            init,
+            state: view_state,
+            last: rec.last.clone(),
+            profile,
+        },
+        ready,
+        class,
     }
 }
 

@@ -28,8 +28,10 @@ use super::{KubeletError, Shared, portforward};
 
 /// How often a followed log is checked for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
-/// How long a client has to finish the TLS handshake and send its request.
+/// How long a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a kept-alive connection may sit idle between requests.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Loads the serving certificate chain and key.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, KubeletError> {
@@ -130,11 +132,8 @@ where
 {
     let mut buf = Vec::new();
     loop {
-        let head = match tokio::time::timeout(
-            HANDSHAKE_TIMEOUT * 30,
-            http::read_head(&mut stream, &mut buf),
-        )
-        .await
+        let head = match tokio::time::timeout(IDLE_TIMEOUT, http::read_head(&mut stream, &mut buf))
+            .await
         {
             Ok(Ok(Some(head))) => head,
             Ok(Ok(None)) | Err(_) => return Ok(()),

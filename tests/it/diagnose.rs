@@ -1,0 +1,389 @@
+//! `newapi-ops diagnose`: every check fires on its real condition, caused in the sandbox (the real
+//! scheduler, controller-manager and API server; the kubelet simulator plays the kubelet).
+
+use serde_json::json;
+
+use crate::support::{Run, apply_in, findings, newapi_deployment, poll_diagnose};
+
+fn has(report: &serde_json::Value, check: &str) -> bool {
+    !findings(report, check).is_empty()
+}
+
+fn text_of(f: &serde_json::Value) -> String {
+    f.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashloop_oomkilled_with_too_many_connections_in_the_previous_log() {
+    let ns = apply_in(
+        "t-diag-crash",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({})),
+            newapi_deployment(
+                "slave",
+                1,
+                json!({
+                    "sandbox.newapi-ops.io/behavior": "crashloop-oom",
+                    "sandbox.newapi-ops.io/previous-log": "[SYS] 2025/11/13 - 10:00:00 | New API started\n[ERR] 2025/11/13 - 10:00:01 | Error 1040: Too many connections"
+                }),
+                json!({}),
+            ),
+        ],
+    )
+    .await;
+    let (report, code) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["-n", &ns, "--only", "pods,logs"], |r| {
+            has(r, "pods.crashloop") && has(r, "logs.mysql-too-many-connections")
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 2, "critical findings exit 2");
+    let crash = text_of(findings(&report, "pods.crashloop")[0]);
+    assert!(
+        crash.contains("OOMKilled") && crash.contains("137"),
+        "{crash}"
+    );
+    assert!(crash.contains("runbook run oomkilled"), "{crash}");
+    let log = text_of(findings(&report, "logs.mysql-too-many-connections")[0]);
+    assert!(
+        log.contains("Too many connections") && log.contains("db-connection"),
+        "{log}"
+    );
+    assert!(has(&report, "deployments.unavailable"));
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["severity"], "critical");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_pull_failures_and_missing_secret_keys() {
+    let ns = apply_in(
+        "t-diag-image",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({"image": "calciumion/new-api:does-not-exist"})),
+            newapi_deployment(
+                "slave",
+                1,
+                json!({}),
+                json!({"env": [
+                    {"name": "NODE_TYPE", "value": "slave"},
+                    {"name": "SESSION_SECRET", "valueFrom": {"secretKeyRef": {"name": "new-api-secret", "key": "SESSION_SECRET"}}}
+                ]}),
+            ),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad-name"},
+                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "new-api", "role": "slave", "x": "y"}},
+                            "template": {"metadata": {"labels": {"app": "new-api", "role": "slave", "x": "y"}},
+                                         "spec": {"containers": [{"name": "c", "image": "CalciumIon/New-API:latest"}]}}}}),
+        ],
+    )
+    .await;
+    let (report, _) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["-n", &ns, "--only", "pods"], |r| {
+            let images = findings(r, "pods.image");
+            images.iter().any(|f| {
+                text_of(f).contains("ImagePullBackOff") || text_of(f).contains("ErrImagePull")
+            }) && images
+                .iter()
+                .any(|f| text_of(f).contains("InvalidImageName"))
+                && has(r, "pods.config-error")
+        })
+    })
+    .await
+    .unwrap();
+    let cfg = text_of(findings(&report, "pods.config-error")[0]);
+    assert!(
+        cfg.contains("CreateContainerConfigError")
+            && cfg.contains("secret \\\"new-api-secret\\\" not found"),
+        "{cfg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_pods_carry_the_schedulers_reason() {
+    let ns = apply_in(
+        "t-diag-pending",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({"resources": {"requests": {"cpu": "100", "memory": "1Gi"}}})),
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "resources": {"requests": {"storage": "1Gi"}}}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "redis-0", "labels": {"app": "redis"}},
+                   "spec": {"containers": [{"name": "redis", "image": "redis:7", "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mysql-0", "labels": {"app": "mysql"}},
+                   "spec": {"nodeSelector": {"disktype": "ssd"}, "containers": [{"name": "mysql", "image": "mysql:8.2"}]}}),
+        ],
+    )
+    .await;
+    let (report, _) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["-n", &ns, "--only", "pods"], |r| {
+            let t: Vec<String> = findings(r, "pods.pending")
+                .iter()
+                .map(|f| text_of(f))
+                .collect();
+            t.iter().any(|f| f.contains("Insufficient cpu"))
+                && t.iter()
+                    .any(|f| f.contains("unbound") && f.contains("PersistentVolumeClaim"))
+                && t.iter()
+                    .any(|f| f.contains("node selector") || f.contains("node affinity"))
+        })
+    })
+    .await
+    .unwrap();
+    for f in findings(&report, "pods.pending") {
+        assert_eq!(f["severity"], "critical", "{f}");
+        assert!(
+            text_of(f).contains("FailedScheduling"),
+            "the scheduler's own event is the evidence: {f}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unready_oom_recovered_and_succeeded_pods() {
+    let ns = apply_in(
+        "t-diag-unready",
+        &[
+            newapi_deployment("master", 1, json!({"sandbox.newapi-ops.io/behavior": "oom-recovered"}), json!({})),
+            newapi_deployment("slave", 1, json!({"sandbox.newapi-ops.io/behavior": "unready"}), json!({})),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": "new-api-migrate", "labels": {"app": "new-api", "role": "master"},
+                                "annotations": {"sandbox.newapi-ops.io/behavior": "succeed"}},
+                   "spec": {"restartPolicy": "Never", "containers": [{"name": "migrate", "image": "calciumion/new-api:v0.9.0"}]}}),
+        ],
+    )
+    .await;
+    let ns2 = ns.clone();
+    let (report, code) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["-n", &ns2, "--only", "pods"], |r| {
+            has(r, "pods.oomkilled")
+                && findings(r, "pods.unready")
+                    .iter()
+                    .any(|f| text_of(f).contains("Readiness probe failed"))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 2, "no slave is available: critical\n{report:#}");
+    let unavailable = findings(&report, "deployments.unavailable");
+    assert!(
+        unavailable
+            .iter()
+            .any(|f| text_of(f).contains("new-api-slave: 0 of 1")),
+        "{report:#}"
+    );
+    assert!(text_of(findings(&report, "pods.oomkilled")[0]).contains("OOMKilled exit 137"));
+    // The pod that ran to completion is not a failure.
+    let all = report["findings"].to_string();
+    assert!(
+        !all.contains("new-api-migrate"),
+        "a Succeeded pod must not be reported:\n{report:#}"
+    );
+    // Human output: summary first, then the findings with evidence and next steps.
+    let human = Run::new(["diagnose", "-n", &ns, "--only", "pods"])
+        .admin()
+        .output();
+    assert_eq!(human.code, 2);
+    let summary_at = human.stdout.find("  pods ").expect("summary line");
+    let detail_at = human.stdout.find("── pods ──").expect("details");
+    assert!(summary_at < detail_at, "{}", human.stdout);
+    assert!(
+        human.stdout.contains("seen: event Unhealthy"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("next: "), "{}", human.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn differing_session_secrets_are_critical_and_never_printed() {
+    let ns = apply_in(
+        "t-diag-config",
+        &[
+            newapi_deployment("master", 2, json!({}), json!({"image": "calciumion/new-api:latest"})),
+            newapi_deployment(
+                "slave",
+                1,
+                json!({}),
+                json!({"env": [{"name": "SESSION_SECRET", "value": "another-secret-value"}, {"name": "CRYPTO_SECRET", "value": "test-crypto-secret"}]}),
+            ),
+        ],
+    )
+    .await;
+    let out = Run::new(["diagnose", "-n", &ns, "--only", "config", "-o", "json"])
+        .admin()
+        .output();
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let report = out.json();
+    let f = text_of(findings(&report, "config.session-secret")[0]);
+    assert!(f.contains("differs") && f.contains("fingerprint"), "{f}");
+    assert!(has(&report, "config.master-replicas"));
+    assert!(
+        has(&report, "config.node-type"),
+        "the slave lost NODE_TYPE=slave"
+    );
+    assert!(has(&report, "config.image-latest"));
+    assert!(has(&report, "config.probes"));
+    for secret in [
+        "another-secret-value",
+        "test-session-secret",
+        "test-crypto-secret",
+    ] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{secret} was printed"
+        );
+    }
+}
+
+#[test]
+fn rate_limited_and_mixed_versions_in_the_app_check() {
+    let ns = tokio::runtime::Runtime::new().unwrap().block_on(apply_in(
+        "t-diag-app",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({})),
+            newapi_deployment("slave", 1, json!({"sandbox.newapi-ops.io/rate-limited": "true"}), json!({})),
+            // A canary slave half-way through an upgrade: same labels, newer image.
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "new-api-slave-canary"},
+                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "new-api", "role": "slave", "track": "canary"}},
+                            "template": {"metadata": {"labels": {"app": "new-api", "role": "slave", "track": "canary"}},
+                                         "spec": {"containers": [{"name": "new-api", "image": "calciumion/new-api:v0.9.1",
+                                                                  "env": [{"name": "NODE_TYPE", "value": "slave"}]}]}}}}),
+        ],
+    ));
+    let (report, code) = poll_diagnose(&["-n", &ns, "--only", "app"], |r| {
+        has(r, "app.rate-limited") && has(r, "app.versions")
+    });
+    assert_eq!(code, 1);
+    let versions = text_of(findings(&report, "app.versions")[0]);
+    assert!(
+        versions.contains("v0.9.0") && versions.contains("v0.9.1"),
+        "{versions}"
+    );
+}
+
+#[test]
+fn seed_deployment_report_is_whole_and_documented() {
+    let out = Run::new(["diagnose", "-o", "json"]).admin().output();
+    let report = out.json();
+    let components: Vec<&str> = report["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["component"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        components,
+        ["pods", "nodes", "logs", "mysql", "redis", "app", "config"]
+    );
+    for f in report["findings"].as_array().unwrap() {
+        for key in ["component", "check", "severity", "summary"] {
+            assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
+        }
+    }
+    // The seed keeps MySQL's default password and max_connections: the report says so, once.
+    assert!(has(&report, "config.default-password"));
+    assert!(has(&report, "mysql.pool"));
+    assert!(has(&report, "nodes.total-requests"));
+    assert!(
+        findings(&report, "mysql.connect")
+            .iter()
+            .any(|f| text_of(f).contains("port-forward")),
+        "MySQL is reached through a port-forward:\n{report:#}"
+    );
+    assert!(!out.stdout.contains("123456"), "a password was printed");
+    assert!([1, 2].contains(&out.code));
+}
+
+#[test]
+fn unreachable_api_server_still_reports_mysql_and_redis() {
+    let sb = crate::support::sandbox();
+    let port = crate::support::closed_port();
+    let run = Run::new(["diagnose", "-o", "json", "--timeout", "3s"]);
+    let ca = std::fs::read_to_string(&sb.ca_cert).unwrap();
+    let kc = crate::support::custom_kubeconfig(
+        run.home(),
+        &format!("https://127.0.0.1:{port}"),
+        &ca,
+        "x",
+    );
+    let out = run
+        .env("KUBECONFIG", kc)
+        .env(
+            "NEWAPI_OPS_MYSQL_URL",
+            format!("mysql://root:123456@127.0.0.1:{}/new-api", sb.mysql.port),
+        )
+        .env(
+            "NEWAPI_OPS_REDIS_URL",
+            format!("redis://127.0.0.1:{}", sb.redis.port),
+        )
+        .output();
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let report = out.json();
+    for c in ["pods", "nodes", "logs", "app", "config"] {
+        let f = findings(&report, &format!("{c}.cluster"));
+        assert!(
+            !f.is_empty() && text_of(f[0]).contains(&format!("127.0.0.1:{port}")),
+            "{c}: {report:#}"
+        );
+    }
+    assert_eq!(
+        findings(&report, "mysql.connect")[0]["severity"],
+        "ok",
+        "{report:#}"
+    );
+    assert_eq!(
+        findings(&report, "redis.connect")[0]["severity"],
+        "ok",
+        "{report:#}"
+    );
+    assert!(!out.stdout.contains("123456"));
+}
+
+#[test]
+fn a_hanging_backend_is_cut_by_the_timeout() {
+    // Accepts connections and never answers: the MySQL check must give up, the report come out.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = Run::new([
+        "diagnose",
+        "-o",
+        "json",
+        "--only",
+        "mysql",
+        "--timeout",
+        "2s",
+    ])
+    .env(
+        "NEWAPI_OPS_MYSQL_URL",
+        format!("mysql://root@127.0.0.1:{port}/new-api"),
+    )
+    .output();
+    drop(listener);
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let report = out.json();
+    let f = report["findings"].as_array().unwrap();
+    assert!(f.iter().all(|f| f["component"] == "mysql"));
+    assert!(f.iter().any(|f| f["severity"] == "critical"), "{report:#}");
+}
+
+#[test]
+fn could_not_run_has_its_own_exit_code() {
+    Run::new(["diagnose"])
+        .output()
+        .code(3)
+        .stderr_has("diagnose could not run: no kubeconfig found");
+    Run::new(["diagnose", "-n", "nowhere"])
+        .admin()
+        .output()
+        .code(3)
+        .stderr_has("namespace \"nowhere\" not found");
+    Run::new(["diagnose", "--only", "pods,disks"])
+        .admin()
+        .output()
+        .code(64);
+    Run::new(["diagnose", "--timeout", "soon"])
+        .admin()
+        .output()
+        .code(64)
+        .stderr_has("not a duration");
+}
