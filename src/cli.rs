@@ -92,6 +92,18 @@ pub enum Command {
     Pods(crate::commands::pods::PodsArgs),
     /// Requests and limits against allocatable per node, cluster totals, and how many more slaves fit.
     Nodes(crate::commands::nodes::NodesArgs),
+    /// Scale the slaves safely: capacity preflight, confirmation, rollout follow-up, undo.
+    Scale(crate::commands::scale::ScaleArgs),
+    /// The seed's scaling table (扩展建议) computed from the live deployment and cluster.
+    Plan(crate::commands::plan::PlanArgs),
+    /// Restart the master or the slaves (`kubectl rollout restart`), waiting for the rollout.
+    Restart(crate::commands::restart::RestartArgs),
+    /// Consistent, parallel, compressed backups of the New-API database; list, verify, prune, schedule.
+    Backup(crate::commands::backup::BackupArgs),
+    /// Restore a backup into a database.
+    Restore(crate::commands::restore::RestoreArgs),
+    /// Runbooks: files of typed steps against the cluster (list, show, validate, run, history).
+    Runbook(crate::commands::runbook::RunbookArgs),
     /// A local Kubernetes control plane with the seed deployment, MariaDB and Redis, to rehearse on.
     Sandbox(crate::commands::sandbox::SandboxArgs),
 }

@@ -78,6 +78,12 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
         Command::Logs(args) => commands::logs::run(&cli.global, args, printer).await,
         Command::Pods(args) => commands::pods::run(&cli.global, args, printer).await,
         Command::Nodes(args) => commands::nodes::run(&cli.global, args, printer).await,
+        Command::Scale(args) => commands::scale::run(&cli.global, args, printer).await,
+        Command::Plan(args) => commands::plan::run(&cli.global, args, printer).await,
+        Command::Restart(args) => commands::restart::run(&cli.global, args, printer).await,
+        Command::Backup(args) => commands::backup::run(&cli.global, args, printer).await,
+        Command::Restore(args) => commands::restore::run(&cli.global, args, printer).await,
+        Command::Runbook(args) => commands::runbook::run(&cli.global, args, printer).await,
         Command::Sandbox(args) => commands::sandbox::run(&cli.global, args, printer).await,
     }
 }

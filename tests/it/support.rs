@@ -69,6 +69,46 @@ pub fn sandbox() -> &'static Sandbox {
     })
 }
 
+/// A sandbox of its own for tests that change shared state (scaling the seed's slaves, killing
+/// MariaDB, faults), started once per `name` and stopped when the test process exits. Other
+/// tests keep using [`sandbox`] undisturbed.
+pub fn private_sandbox(name: &str) -> Sandbox {
+    static PRIVATE: std::sync::Mutex<Vec<(String, Sandbox)>> = std::sync::Mutex::new(Vec::new());
+    let mut started = PRIVATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, sb)) = started.iter().find(|(n, _)| n == name) {
+        return sb.clone();
+    }
+    let dir = std::env::temp_dir().join(format!("newapi-ops-test-{}-{name}", std::process::id()));
+    start_watchdog(&dir);
+    let out = Command::new(bin())
+        .args(["sandbox", "up", "--dir"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run newapi-ops sandbox up");
+    assert!(
+        out.status.success(),
+        "private sandbox {name} failed to start ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = std::fs::read_to_string(dir.join("state.json")).expect("read state.json");
+    let sb: Sandbox = serde_json::from_str(&state).expect("parse state.json");
+    started.push((name.to_string(), sb.clone()));
+    sb
+}
+
+impl Run {
+    /// Points the run at a given sandbox's admin kubeconfig.
+    pub fn admin_of(mut self, sb: &Sandbox) -> Run {
+        self.cmd.env("KUBECONFIG", &sb.kubeconfig);
+        self
+    }
+}
+
 /// A shell that waits for this test process to end, then stops the sandbox. It is never waited
 /// on: it must outlive this process, and it is reparented to init when we exit.
 #[allow(clippy::zombie_processes)]
