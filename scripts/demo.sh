@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a local sandbox: installs what is missing, builds newapi-ops, starts the sandbox
-# (a real Kubernetes control plane with the seed deployment, MariaDB and Redis) and looks at it
-# the way an operator would. The sandbox keeps running afterwards; stop it with
-#   target/release/newapi-ops sandbox down
+# (a real Kubernetes control plane with the seed deployment, MariaDB and Redis), looks at it the
+# way an operator would, then breaks it (a slave OOMKilled in a crash loop) and diagnoses it.
+# The sandbox keeps running afterwards; stop it with `target/release/newapi-ops sandbox down`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +15,21 @@ bin=target/release/newapi-ops
 KUBECONFIG="$("$bin" sandbox up -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kubeconfig"])')"
 export KUBECONFIG
 
-run() { printf '\n\033[1m$ newapi-ops %s\033[0m\n' "$*"; "$bin" "$@" || true; }
+run() { printf '\n\033[1m$ newapi-ops %s\033[0m\n' "$*"; "$bin" "$@" || printf '(exit code %s)\n' "$?"; }
 run pods
 run nodes
-printf '\nThe sandbox is still running. Try:\n  export KUBECONFIG=%s\n  %s sandbox fault oom    # then: %s pods\n  %s sandbox down\n' \
-  "$KUBECONFIG" "$bin" "$bin" "$bin"
+run diagnose
+
+printf '\n\033[1m$ newapi-ops sandbox fault oom\033[0m   (a slave now runs out of memory at start)\n'
+"$bin" sandbox heal >/dev/null
+"$bin" sandbox fault oom
+for _ in $(seq 1 120); do
+  "$bin" pods --role slave -o json | grep -q '"CrashLoopBackOff"' && break
+  sleep 0.5
+done
+run pods
+run diagnose
+run logs slaves --previous --tail 3
+
+printf '\nThe sandbox is still running (with the fault). Try:\n  export KUBECONFIG=%s\n  %s sandbox heal\n  %s sandbox down\n' \
+  "$KUBECONFIG" "$bin" "$bin"

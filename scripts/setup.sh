@@ -7,6 +7,10 @@
 # control-plane binaries (KUBEBUILDER_ASSETS convention: kube-apiserver, etcd, ... side by side).
 set -euo pipefail
 
+# --with-kubectl: also build kubectl (the benchmarks compare newapi-ops with it).
+WITH_KUBECTL=no
+[ "${1:-}" = "--with-kubectl" ] && WITH_KUBECTL=yes
+
 log() { printf 'setup: %s\n' "$*" >&2; }
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -22,17 +26,24 @@ have etcd || need_pkgs+=(etcd-server)
 have mariadb || need_pkgs+=(mariadb-client)
 have redis-server || need_pkgs+=(redis-server)
 have tmux || need_pkgs+=(tmux)
+# Backup tests: zstd to read chunks by hand, and a Python venv for kubernetes-validate (the
+# `backup schedule` manifests are checked against the Kubernetes JSON schemas).
+have zstd || need_pkgs+=(zstd)
+have python3 || need_pkgs+=(python3)
+{ have python3 && python3 -c 'import ensurepip' >/dev/null 2>&1; } || need_pkgs+=(python3-venv)
 
 control_plane_ok() {
   local d="$1"
   [ -x "$d/kube-apiserver" ] && [ -x "$d/kube-controller-manager" ] && [ -x "$d/kube-scheduler" ]
 }
 
-if [ -n "${KUBEBUILDER_ASSETS:-}" ] && control_plane_ok "$KUBEBUILDER_ASSETS"; then
+kubectl_missing() { [ "$WITH_KUBECTL" = yes ] && [ ! -x "$1/kubectl" ]; }
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ] && control_plane_ok "$KUBEBUILDER_ASSETS" && ! kubectl_missing "$KUBEBUILDER_ASSETS"; then
   log "using control-plane binaries from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
   BIN="$KUBEBUILDER_ASSETS"
   build=no
-elif control_plane_ok "$BIN"; then
+elif control_plane_ok "$BIN" && ! kubectl_missing "$BIN"; then
   build=no
 else
   build=yes
@@ -52,6 +63,13 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   for svc in mariadb redis-server etcd; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
+fi
+
+VENV="$CACHE/venv"
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+  log "installing kubernetes-validate into $VENV"
+  python3 -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q kubernetes-validate >&2 \
+    || log "could not install kubernetes-validate (is PyPI reachable?); the schedule manifest test will say so"
 fi
 
 if [ "$build" = yes ]; then
@@ -77,13 +95,18 @@ if [ "$build" = yes ]; then
     find "/usr/share/gocode/src/$pkg" -maxdepth 1 -type f \( -name '*.go' -o -name '*.s' \) ! -name '*_test.go' \
       -exec cp {} "$tree/vendor/$pkg/" \;
   done
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler (about 5 minutes on 2 cores)"
+  what="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler"
+  bins="kube-apiserver kube-controller-manager kube-scheduler"
+  if [ "$WITH_KUBECTL" = yes ]; then what="$what cmd/kubectl"; bins="$bins kubectl"; fi
+  log "building $bins (about 5 minutes on 2 cores)"
   start=$(date +%s)
-  (cd "$tree" && CGO_ENABLED=0 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" >&2)
+  (cd "$tree" && CGO_ENABLED=0 make WHAT="$what" >&2)
   mkdir -p "$BIN"
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
-    cp "$tree/_output/local/bin/linux/$(dpkg --print-architecture)/$b" "$BIN/$b" 2>/dev/null \
-      || cp "$(find "$tree/_output" -type f -name "$b" | head -n1)" "$BIN/$b"
+  for b in $bins; do
+    built="$tree/_output/local/bin/linux/$(dpkg --print-architecture)/$b"
+    [ -x "$built" ] || built="$(find "$tree/_output" -type f -name "$b" | head -n1)"
+    # Copy then rename: a running sandbox may be executing the old binary ("Text file busy").
+    cp "$built" "$BIN/.$b.new" && mv -f "$BIN/.$b.new" "$BIN/$b"
   done
   log "control plane built in $(( $(date +%s) - start ))s into $BIN"
 fi

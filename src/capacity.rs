@@ -181,33 +181,55 @@ impl NodeCapacity {
         }
     }
 
-    /// How many more pods of `template` fit here, and what stops the next one.
-    pub fn fit(&self, template: &PodSpec) -> Fit {
+    /// Why no pod of `template` can go here at all, whatever the resources: (our words, the
+    /// scheduler's words as in its `FailedScheduling` events).
+    fn exclusion(&self, template: &PodSpec) -> Option<(String, String)> {
         if !self.ready {
-            return Fit::excluded("node is NotReady");
+            return Some(("node is NotReady".into(), "node(s) were not ready".into()));
         }
         if self.unschedulable {
-            return Fit::excluded("node is cordoned (SchedulingDisabled)");
+            return Some((
+                "node is cordoned (SchedulingDisabled)".into(),
+                "node(s) were unschedulable".into(),
+            ));
         }
         if let Some(sel) = &template.node_selector
             && let Some((k, v)) = sel.iter().find(|(k, v)| self.labels.get(*k) != Some(*v))
         {
-            return Fit::excluded(&format!("nodeSelector {k}={v} does not match"));
+            return Some((
+                format!("nodeSelector {k}={v} does not match"),
+                "node(s) didn't match node selector".into(),
+            ));
         }
         let tolerations = template.tolerations.clone().unwrap_or_default();
         if let Some(t) = self.taints.iter().find(|t| {
             (t.effect == "NoSchedule" || t.effect == "NoExecute")
                 && !tolerations.iter().any(|tol| tolerates(tol, t))
         }) {
-            return Fit::excluded(&format!(
-                "taint {}{}:{} is not tolerated",
-                t.key,
-                t.value
-                    .as_deref()
-                    .map(|v| format!("={v}"))
-                    .unwrap_or_default(),
-                t.effect
+            return Some((
+                format!(
+                    "taint {}{}:{} is not tolerated",
+                    t.key,
+                    t.value
+                        .as_deref()
+                        .map(|v| format!("={v}"))
+                        .unwrap_or_default(),
+                    t.effect
+                ),
+                format!(
+                    "node(s) had taint {{{}: {}}}, that the pod didn't tolerate",
+                    t.key,
+                    t.value.as_deref().unwrap_or("")
+                ),
             ));
+        }
+        None
+    }
+
+    /// How many more pods of `template` fit here, and what stops the next one.
+    pub fn fit(&self, template: &PodSpec) -> Fit {
+        if let Some((why, _)) = self.exclusion(template) {
+            return Fit::excluded(&why);
         }
         let need = pod_resources(template).requests;
         let free = self.free();
@@ -231,6 +253,176 @@ impl NodeCapacity {
             excluded: None,
         }
     }
+}
+
+impl NodeCapacity {
+    /// Why one more pod of `template` cannot be scheduled here, in the scheduler's words
+    /// (`Insufficient cpu`, `node(s) were unschedulable`, ...); empty when it fits.
+    pub fn shortfalls(&self, template: &PodSpec) -> Vec<String> {
+        if let Some((_, scheduler)) = self.exclusion(template) {
+            return vec![scheduler];
+        }
+        let need = pod_resources(template).requests;
+        let free = self.free();
+        let mut out = Vec::new();
+        if need.cpu_millis > 0 && need.cpu_millis > free.cpu_millis {
+            out.push("Insufficient cpu".to_string());
+        }
+        if need.memory_bytes > 0 && need.memory_bytes > free.memory_bytes {
+            out.push("Insufficient memory".to_string());
+        }
+        if self.pods >= self.allocatable_pods {
+            out.push("Too many pods".to_string());
+        }
+        out
+    }
+
+    /// Counts one more pod with these resources on this node.
+    pub fn add_pod(&mut self, r: PodResources) {
+        self.requested = self.requested.add(r.requests);
+        self.limits = self.limits.add(r.limits);
+        self.pods += 1;
+    }
+
+    /// A node of the same size, labels and taints, Ready, schedulable and empty: what "one more
+    /// node like this one" would offer.
+    pub fn empty_like(&self) -> NodeCapacity {
+        NodeCapacity {
+            ready: true,
+            unschedulable: false,
+            pressure: Vec::new(),
+            requested: Amount::default(),
+            limits: Amount::default(),
+            pods: 0,
+            ..self.clone()
+        }
+    }
+
+    /// The default scheduler's preference for a node once `need` is added (higher is better):
+    /// least-allocated plus balanced-allocation, the two resource scores of kube-scheduler 1.20.
+    fn score(&self, need: Amount) -> i64 {
+        let a = self.allocatable;
+        let r = self.requested.add(need);
+        let frac = |used: i64, total: i64| {
+            if total <= 0 {
+                1.0
+            } else {
+                #[allow(clippy::cast_precision_loss)]
+                let f = used as f64 / total as f64;
+                f.clamp(0.0, 1.0)
+            }
+        };
+        let (fc, fm) = (
+            frac(r.cpu_millis, a.cpu_millis),
+            frac(r.memory_bytes, a.memory_bytes),
+        );
+        let least = ((1.0 - fc) + (1.0 - fm)) / 2.0 * 100.0;
+        let balanced = (1.0 - (fc - fm).abs()) * 100.0;
+        #[allow(clippy::cast_possible_truncation)]
+        let total = (least + balanced).round() as i64;
+        total
+    }
+}
+
+/// Where new pods of a template would go, placed one by one as the scheduler would: each on the
+/// node it prefers among those where it fits, that node's free resources shrinking each time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    /// One entry per pod that fits, in order.
+    pub placed: Vec<Placed>,
+    /// How many would stay Pending.
+    pub pending: i64,
+    /// The resources that run out for the first pod that does not fit on the most nodes (`cpu`,
+    /// `memory`, `pods`; several when tied); empty when every pod fits or when no node is
+    /// eligible at all.
+    pub limited_by: Vec<String>,
+    /// For the first pod that does not fit, the scheduler's summary, e.g.
+    /// `0/2 nodes are available: 2 Insufficient cpu.`
+    pub reason: Option<String>,
+}
+
+/// One new pod's predicted node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placed {
+    pub node: String,
+    /// What that node has left to request once the pod is there.
+    pub free_after: Amount,
+}
+
+/// Places `count` pods of `template` across `nodes` (see [`Placement`]). Nodes are considered in
+/// name order, so ties go to the first name (the real scheduler breaks ties at random).
+pub fn place(nodes: &[NodeCapacity], template: &PodSpec, count: i64) -> Placement {
+    let mut nodes: Vec<NodeCapacity> = nodes.to_vec();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let res = pod_resources(template);
+    let mut placed = Vec::new();
+    for i in 0..count.max(0) {
+        let best = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.shortfalls(template).is_empty())
+            .max_by(|(ia, a), (ib, b)| {
+                a.score(res.requests)
+                    .cmp(&b.score(res.requests))
+                    .then(ib.cmp(ia))
+            })
+            .map(|(i, _)| i);
+        let Some(idx) = best else {
+            let (limited_by, reason) = unschedulable(&nodes, template);
+            return Placement {
+                placed,
+                pending: count - i,
+                limited_by,
+                reason: Some(reason),
+            };
+        };
+        nodes[idx].add_pod(res);
+        placed.push(Placed {
+            node: nodes[idx].name.clone(),
+            free_after: nodes[idx].free(),
+        });
+    }
+    Placement {
+        placed,
+        pending: 0,
+        limited_by: Vec::new(),
+        reason: None,
+    }
+}
+
+/// The scheduler's `FitError` message for a pod that fits nowhere, and the resources in it.
+fn unschedulable(nodes: &[NodeCapacity], template: &PodSpec) -> (Vec<String>, String) {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for n in nodes {
+        for r in n.shortfalls(template) {
+            *counts.entry(r).or_default() += 1;
+        }
+    }
+    let mut reasons: Vec<String> = counts.iter().map(|(r, c)| format!("{c} {r}")).collect();
+    // kube-scheduler sorts the "count reason" strings.
+    reasons.sort();
+    let mut limited: Vec<(&str, i64)> = [
+        ("cpu", "Insufficient cpu"),
+        ("memory", "Insufficient memory"),
+        ("pods", "Too many pods"),
+    ]
+    .into_iter()
+    .filter_map(|(name, key)| counts.get(key).map(|c| (name, *c)))
+    .collect();
+    // What runs out on the most nodes is the limit: relieving anything else would not help there.
+    let most = limited.iter().map(|l| l.1).max().unwrap_or(0);
+    (
+        limited
+            .into_iter()
+            .filter(|l| l.1 == most)
+            .map(|(n, _)| n.to_string())
+            .collect(),
+        format!(
+            "0/{} nodes are available: {}.",
+            nodes.len(),
+            reasons.join(", ")
+        ),
+    )
 }
 
 /// The answer of [`NodeCapacity::fit`].
@@ -421,6 +613,93 @@ mod tests {
         selective.node_selector = Some(BTreeMap::from([("pool".to_string(), "api".to_string())]));
         let n = NodeCapacity::new(&node("4", "8Gi", true), std::iter::empty());
         assert!(n.fit(&selective).excluded.unwrap().contains("pool=api"));
+    }
+
+    fn named(name: &str, cpu: &str, mem: &str, pods: &[Pod]) -> NodeCapacity {
+        let mut n = node(cpu, mem, true);
+        n.metadata.name = Some(name.into());
+        NodeCapacity::new(&n, pods.iter())
+    }
+
+    /// The seed's cluster: two 4-CPU / 6148Mi nodes, MySQL and the master on one, Redis and the
+    /// three slaves on the other: 7000m of 8000m requested, 1000m free on `node-a`.
+    fn seed_nodes() -> Vec<NodeCapacity> {
+        let mysql = pod(spec(("2000m", "4Gi"), ("4000m", "8Gi")), "Running");
+        let redis = pod(spec(("1000m", "2Gi"), ("2000m", "4Gi")), "Running");
+        let master = pod(spec(("1000m", "1Gi"), ("3000m", "4Gi")), "Running");
+        let s = pod(slave(), "Running");
+        vec![
+            named("node-a", "4", "6148Mi", &[mysql, master]),
+            named("node-b", "4", "6148Mi", &[redis, s.clone(), s.clone(), s]),
+        ]
+    }
+
+    #[test]
+    fn two_new_slaves_on_the_seed_cluster_one_fits_cpu_runs_out() {
+        let p = place(&seed_nodes(), &slave(), 2);
+        assert_eq!(p.placed.len(), 1);
+        assert_eq!(p.placed[0].node, "node-a");
+        assert_eq!(p.placed[0].free_after.cpu_millis, 0);
+        assert_eq!(p.pending, 1);
+        assert_eq!(p.limited_by, vec!["cpu".to_string()]);
+        // node-a is then out of memory too (4Mi left), node-b only out of CPU: CPU is the limit.
+        assert_eq!(
+            p.reason.as_deref(),
+            Some("0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu.")
+        );
+    }
+
+    #[test]
+    fn placement_prefers_the_least_allocated_node_and_spreads() {
+        let nodes = vec![
+            named("a", "4", "8Gi", &[pod(slave(), "Running")]),
+            named("b", "4", "8Gi", &[]),
+        ];
+        let p = place(&nodes, &slave(), 3);
+        let order: Vec<&str> = p.placed.iter().map(|x| x.node.as_str()).collect();
+        assert_eq!(order, ["b", "a", "b"]);
+        assert_eq!(p.pending, 0);
+        assert!(p.reason.is_none() && p.limited_by.is_empty());
+    }
+
+    #[test]
+    fn placement_reports_memory_and_exclusions_like_the_scheduler() {
+        let mut cordoned = node("16", "16Gi", true);
+        cordoned.metadata.name = Some("z".into());
+        cordoned.spec.as_mut().unwrap().unschedulable = Some(true);
+        let nodes = vec![
+            named("a", "16", "2Gi", &[]),
+            NodeCapacity::new(&cordoned, std::iter::empty()),
+        ];
+        let p = place(&nodes, &slave(), 3);
+        assert_eq!(p.placed.len(), 2);
+        assert_eq!(p.pending, 1);
+        assert_eq!(p.limited_by, vec!["memory".to_string()]);
+        assert_eq!(
+            p.reason.as_deref(),
+            Some("0/2 nodes are available: 1 Insufficient memory, 1 node(s) were unschedulable.")
+        );
+    }
+
+    #[test]
+    fn an_empty_node_like_a_seed_node_holds_four_slaves() {
+        let empty = seed_nodes()[1].empty_like();
+        assert_eq!((empty.pods, empty.requested), (0, Amount::default()));
+        let fit = empty.fit(&slave());
+        assert_eq!((fit.count, fit.limited_by.as_deref()), (4, Some("cpu")));
+    }
+
+    #[test]
+    fn shortfalls_name_every_missing_resource() {
+        let n = named("a", "500m", "512Mi", &[]);
+        assert_eq!(
+            n.shortfalls(&slave()),
+            vec![
+                "Insufficient cpu".to_string(),
+                "Insufficient memory".to_string()
+            ]
+        );
+        assert!(named("b", "4", "8Gi", &[]).shortfalls(&slave()).is_empty());
     }
 
     #[test]

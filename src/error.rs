@@ -20,18 +20,30 @@ pub mod exit {
     pub const COULD_NOT_RUN: u8 = 3;
     /// Bad command line or bad input value (EX_USAGE).
     pub const USAGE: u8 = 64;
+    /// Data is damaged or does not match: a corrupt backup, restored data that differs (EX_DATAERR).
+    pub const DATA: u8 = 65;
     /// A named thing does not exist: namespace, workload, context, file (EX_NOINPUT).
     pub const NOT_FOUND: u8 = 66;
     /// A backend could not be reached: API server, MySQL, Redis, TLS failure (EX_UNAVAILABLE).
     pub const UNAVAILABLE: u8 = 69;
     /// A bug or an unexpected answer (EX_SOFTWARE).
     pub const INTERNAL: u8 = 70;
+    /// Refused to overwrite: the target of a restore is not empty (EX_CANTCREAT).
+    pub const CANT_CREATE: u8 = 73;
     /// Local I/O failed: a file could not be read or written (EX_IOERR).
     pub const IO: u8 = 74;
     /// Authentication (401) or authorization (403) refused (EX_NOPERM).
     pub const PERMISSION: u8 = 77;
     /// Configuration is missing or invalid: kubeconfig, newapi-ops.toml (EX_CONFIG).
     pub const CONFIG: u8 = 78;
+    /// scale/restart: the change was applied but the rollout did not complete — pods the
+    /// scheduler cannot place, or the timeout (EX_TEMPFAIL).
+    pub const ROLLOUT_INCOMPLETE: u8 = 75;
+    /// scale/restart: someone else changed the replicas (while planning or waiting, or since
+    /// the change `--undo` would revert); newapi-ops did not overwrite them.
+    pub const CONFLICT: u8 = 76;
+    /// scale/restart: the answer at the confirmation prompt was no; nothing was changed.
+    pub const DECLINED: u8 = 1;
     /// Interrupted by Ctrl-C (128 + SIGINT).
     pub const INTERRUPTED: u8 = 130;
 }
@@ -106,14 +118,68 @@ pub enum Error {
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
 
+    /// MySQL or Redis could not be located or reached through the cluster.
+    #[error(transparent)]
+    Backend(#[from] crate::backends::ResolveError),
+
+    /// Backups, restores and their schedule.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
+
     #[error("diagnose could not run: {0}")]
     CouldNotRun(Box<Error>),
 
     #[error("interrupted")]
     Interrupted,
 
+    #[error("confirmation needed, but there is no terminal to ask on: {prompt}")]
+    ConfirmationRequired { prompt: String },
+
+    #[error(
+        "nothing to undo: {what} has no record of a scale by newapi-ops (annotation {annotation})"
+    )]
+    NothingToUndo { what: String, annotation: String },
+
+    #[error("the replicas of {what} are {found}, not {expected}: {detail}")]
+    ReplicasChanged {
+        what: String,
+        expected: i32,
+        found: i32,
+        detail: String,
+    },
+
+    #[error("{what}: {summary}{}", pending_lines(.pending))]
+    RolloutIncomplete {
+        what: String,
+        /// "4 of 5 replicas available after 5m (timeout)".
+        summary: String,
+        /// One line per Pending pod: `name: the scheduler's reason`.
+        pending: Vec<String>,
+        /// What the deployment is left at, e.g. "spec.replicas stays at 5, as requested".
+        state: String,
+        /// The next step.
+        next: String,
+    },
+
+    #[error(
+        "lost the API server at {server} while following the rollout of {what}: {detail}; {state}"
+    )]
+    LostDuringRollout {
+        server: String,
+        detail: String,
+        what: String,
+        /// What is known of the deployment: "as requested: spec.replicas = 5 was accepted ...".
+        state: String,
+        next: String,
+    },
+
     #[error("{0}")]
     Internal(String),
+}
+
+/// The Pending pods of [`Error::RolloutIncomplete`], one per line.
+fn pending_lines(pending: &[String]) -> String {
+    pending.iter().map(|p| format!("\n  {p}")).collect()
 }
 
 impl Error {
@@ -140,8 +206,15 @@ impl Error {
             Error::Api { .. } | Error::Internal(_) => exit::INTERNAL,
             Error::Io { .. } => exit::IO,
             Error::Sandbox(e) => e.exit_code(),
+            Error::Backend(e) => e.exit_code(),
+            Error::Backup(e) => e.exit_code(),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::ConfirmationRequired { .. } => exit::USAGE,
+            Error::NothingToUndo { .. } => exit::NOT_FOUND,
+            Error::ReplicasChanged { .. } => exit::CONFLICT,
+            Error::RolloutIncomplete { .. } => exit::ROLLOUT_INCOMPLETE,
+            Error::LostDuringRollout { .. } => exit::UNAVAILABLE,
         }
     }
 
@@ -184,7 +257,14 @@ impl Error {
                 }
             }
             Error::Config { .. } => "fix the file, or move it away to use the defaults".into(),
+            Error::ConfirmationRequired { .. } => "pass --yes to go ahead without a prompt, or --dry-run to only see the plan".into(),
+            Error::NothingToUndo { .. } => "scale to an explicit count instead: `newapi-ops scale N`".into(),
+            Error::ReplicasChanged { .. } => "find out who else sets the replicas (an autoscaler, another operator, a CI job); newapi-ops changed nothing more — run `newapi-ops scale N` again once that is settled".into(),
+            Error::RolloutIncomplete { state, next, .. } => format!("{state}; {next}"),
+            Error::LostDuringRollout { next, .. } => next.clone(),
             Error::Sandbox(e) => return e.hint(),
+            Error::Backend(e) => return e.hint(),
+            Error::Backup(e) => return e.hint(),
             Error::CouldNotRun(e) => return e.hint(),
             Error::Api { .. } | Error::Io { .. } | Error::Interrupted | Error::Internal(_) => {
                 return None;

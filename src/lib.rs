@@ -4,10 +4,12 @@
 //! exit code in one place ([`error::Error::exit_code`]).
 
 pub mod backends;
+pub mod backup;
 pub mod capacity;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod confirm;
 pub mod diagnose;
 pub mod envvars;
 pub mod error;
@@ -16,7 +18,9 @@ pub mod k8s;
 pub mod portforward;
 pub mod printer;
 pub mod quantity;
+pub mod runbook;
 pub mod sandbox;
+pub mod scale;
 
 use std::process::ExitCode;
 

@@ -1,14 +1,750 @@
-//! `newapi-ops backup` (being written).
+//! `newapi-ops backup`: a consistent, parallel, compressed (optionally encrypted) backup of the
+//! New-API database; `backup list`, `verify`, `prune`, `schedule` and `status` around it. The
+//! engine is [`crate::backup`]; this module parses flags, reaches MySQL the way diagnose does,
+//! shows progress and prints results.
 
-use clap::Args;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
 
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::backup::{self, BackupOptions, Progress, schedule, store, verify};
 use crate::cli::GlobalArgs;
-use crate::error::{Error, Result};
-use crate::printer::Printer;
+use crate::config::Settings;
+use crate::error::{Error, Result, exit};
+use crate::k8s::{self, Kube};
+use crate::printer::{Printer, human_age, render_table};
+
+/// `backup` alone takes a backup; the subcommands manage backups.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// The complete backups in the directory: id, time, size, tables, rows, verified, encrypted.
+    List(ListArgs),
+    /// Check every file of a backup against its manifest; --restore-test also restores it into
+    /// a scratch database and compares row counts and CHECKSUM TABLE.
+    Verify(VerifyArgs),
+    /// Delete old backups: keep the last N and one per day for D days, and always the newest
+    /// verified one.
+    Prune(PruneArgs),
+    /// Scheduled backups in the cluster (a CronJob running `backup` then `prune`), or a crontab
+    /// line for a host outside it.
+    #[command(long_about = SCHEDULE_LONG)]
+    Schedule(ScheduleArgs),
+    /// The CronJob's last schedule and last success, and the newest backup's age.
+    Status(StatusArgs),
+}
+
+const SCHEDULE_LONG: &str = "Scheduled backups in the cluster.
+
+Creates (or with --dry-run prints) a ServiceAccount, a Role that may only `get` the master \
+Deployment and the ConfigMaps/Secrets its environment names, a RoleBinding, a PVC for the \
+backups (or uses --pvc), and a batch/v1 CronJob (concurrencyPolicy Forbid) whose pod runs \
+`newapi-ops backup` then `newapi-ops backup prune`. The job reads SQL_DSN with its \
+service-account token at run time and reaches MySQL by its Service name; no password is \
+copied into the objects. batch/v1 CronJob needs Kubernetes 1.21 or newer.
+
+Outside the cluster, use cron instead: `newapi-ops backup schedule --crontab --dir DIR` prints \
+a crontab line such as
+
+  0 3 * * * newapi-ops backup --dir DIR -q -o json >> DIR/backup.log 2>&1 && newapi-ops backup prune --dir DIR --keep-last 14 --keep-daily 7 -q >> DIR/backup.log 2>&1
+
+(put the kubeconfig in the crontab's environment, or NEWAPI_OPS_MYSQL_URL with the password).";
+
+/// Where backups live.
+#[derive(Debug, Args, Clone)]
+pub struct DirArg {
+    /// The directory holding backups [default: <data dir>/newapi-ops/backups].
+    #[arg(long, env = "NEWAPI_OPS_BACKUP_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    pub fn resolve(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(default_dir)
+    }
+}
+
+/// `<data dir>/newapi-ops/backups` (`~/.local/share/...` on Linux), else `./newapi-ops-backups`.
+pub fn default_dir() -> PathBuf {
+    dirs::data_dir().map_or_else(
+        || PathBuf::from("newapi-ops-backups"),
+        |d| d.join("newapi-ops").join("backups"),
+    )
+}
+
+/// How to reach MySQL.
+#[derive(Debug, Args, Clone)]
+pub struct MysqlArgs {
+    /// Reach MySQL here instead of through the cluster (mysql://user@host:port/db). Put the
+    /// password in NEWAPI_OPS_MYSQL_URL rather than on the command line, where `ps` shows it.
+    #[arg(
+        long,
+        env = "NEWAPI_OPS_MYSQL_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub mysql_url: Option<String>,
+}
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {}
+pub struct RunArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
 
-pub async fn run(_global: &GlobalArgs, _args: BackupArgs, _printer: &Printer) -> Result<u8> {
-    Err(Error::Internal("backup is not built yet".into()))
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+
+    /// The database to back up [default: the one in SQL_DSN or --mysql-url].
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+
+    /// Only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// Connections reading in parallel.
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    pub threads: usize,
+
+    /// Encrypt the data files with age to this recipient (`age1...`); repeat for several.
+    /// Restoring then needs the identity (`restore --identity FILE`).
+    #[arg(long, value_name = "RECIPIENT", env = "NEWAPI_OPS_BACKUP_RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+
+    /// One connection and its own snapshot, without the brief global lock (for managed servers
+    /// that forbid it); slower on large tables.
+    #[arg(long)]
+    pub single_connection: bool,
+
+    /// Rows per chunk file (tables with an integer primary key are split by key ranges).
+    #[arg(long, default_value_t = backup::DEFAULT_CHUNK_ROWS, value_name = "N")]
+    pub chunk_rows: u64,
+
+    /// zstd compression level (1-19).
+    #[arg(long, default_value_t = backup::DEFAULT_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup's id (as `backup list` shows it), or `latest`.
+    pub id: String,
+
+    #[command(flatten)]
+    pub dir: DirArg,
+
+    /// Also restore into a scratch database, compare row counts and CHECKSUM TABLE with the
+    /// manifest, then drop the scratch database.
+    #[arg(long)]
+    pub restore_test: bool,
+
+    /// The age identity file, for an encrypted backup's restore test.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+
+    /// Connections loading in parallel for the restore test.
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: usize,
+
+    /// Keep the newest backup of each of the D most recent days that have backups (UTC).
+    #[arg(long, value_name = "D", default_value_t = 0)]
+    pub keep_daily: usize,
+
+    /// Say what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// When to run, in cron syntax (in the cluster's time zone, usually UTC).
+    #[arg(long, default_value = "0 3 * * *")]
+    pub cron: String,
+
+    /// Keep the N newest backups.
+    #[arg(long, default_value_t = 14, value_name = "N")]
+    pub keep_last: usize,
+
+    /// Keep one backup per day for D days.
+    #[arg(long, default_value_t = 7, value_name = "D")]
+    pub keep_daily: usize,
+
+    /// The newapi-ops container image the job runs.
+    #[arg(long, default_value = concat!("newapi-ops:", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
+
+    /// Keep the backups on this existing PersistentVolumeClaim instead of creating one.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["size", "storage_class"])]
+    pub pvc: Option<String>,
+
+    /// Size of the PVC created for the backups.
+    #[arg(long, default_value = "20Gi")]
+    pub size: String,
+
+    /// StorageClass of the PVC created for the backups [default: the cluster's default].
+    #[arg(long, value_name = "NAME")]
+    pub storage_class: Option<String>,
+
+    /// Connections the job's backup uses.
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    pub threads: usize,
+
+    /// Encrypt the scheduled backups to this age recipient.
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+
+    /// Print the objects (YAML; a v1 List with -o json) instead of creating them.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print a crontab line for a host outside the cluster instead (uses --dir).
+    #[arg(long)]
+    pub crontab: bool,
+
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+}
+
+pub async fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> Result<u8> {
+    match args.command {
+        None => run_backup(global, args.run, printer).await,
+        Some(BackupCommand::List(a)) => list(a, printer),
+        Some(BackupCommand::Verify(a)) => run_verify(global, a, printer).await,
+        Some(BackupCommand::Prune(a)) => prune(a, printer),
+        Some(BackupCommand::Schedule(a)) => run_schedule(global, a, printer).await,
+        Some(BackupCommand::Status(a)) => status(global, a, printer).await,
+    }
+}
+
+/// Connects to the cluster only when MySQL must be found through it.
+pub async fn cluster_for(global: &GlobalArgs, mysql_url: Option<&str>) -> Result<Option<Kube>> {
+    Ok(match mysql_url {
+        Some(_) => None,
+        None => Some(k8s::connect(global).await?),
+    })
+}
+
+async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Result<u8> {
+    let settings = Settings::resolve(global)?;
+    let url = args.mysql.mysql_url.as_deref();
+    let kube = cluster_for(global, url).await?;
+    let reached = crate::backends::resolve_mysql(kube.as_ref(), &settings, url).await?;
+    let dir = args.dir.resolve();
+    printer.note(&format!(
+        "backing up {} into {}",
+        reached.via,
+        dir.display()
+    ));
+    let mut opts = BackupOptions::new(reached.endpoint.clone(), reached.via.clone(), dir);
+    opts.database = args.database;
+    opts.tables = args.tables;
+    opts.threads = args.threads;
+    opts.encrypt_to = args.encrypt_to;
+    opts.single_connection = args.single_connection;
+    opts.chunk_rows = args.chunk_rows.max(1);
+    opts.compression_level = args.level;
+    let progress = Bars::new(printer);
+    let summary = backup::run_backup(&opts, &progress).await;
+    progress.clear();
+    drop(reached);
+    let summary = summary?;
+    if printer.is_json() {
+        let line = serde_json::to_string(&summary)
+            .map_err(|e| Error::Internal(format!("serializing the summary: {e}")))?;
+        printer.text(&format!("{line}\n"))?;
+    } else {
+        printer.data(&summary, |style| {
+            format!(
+                "{} backup {}: {} tables, {} rows, {} in {:.1}s ({}{})\n  {}\n",
+                style.green("complete:"),
+                summary.id,
+                summary.tables,
+                summary.rows,
+                bytes(summary.bytes),
+                summary.duration_ms as f64 / 1000.0,
+                summary.consistency,
+                if summary.encrypted { ", encrypted" } else { "" },
+                summary.path.display()
+            )
+        })?;
+    }
+    Ok(exit::OK)
+}
+
+fn list(args: ListArgs, printer: &Printer) -> Result<u8> {
+    let dir = args.dir.resolve();
+    let entries = store::list(&dir)?;
+    #[derive(Serialize)]
+    struct Listing<'a> {
+        dir: String,
+        backups: &'a [store::Entry],
+    }
+    let listing = Listing {
+        dir: dir.display().to_string(),
+        backups: &entries,
+    };
+    printer.data(&listing, |style| {
+        if entries.is_empty() {
+            return format!("no backups in {}\n", dir.display());
+        }
+        let mut t = printer.table(&[
+            "ID",
+            "AGE",
+            "SIZE",
+            "TABLES",
+            "ROWS",
+            "VERIFIED",
+            "ENCRYPTED",
+        ]);
+        for e in entries.iter().rev() {
+            let age = e
+                .started_at
+                .parse::<jiff::Timestamp>()
+                .map(|t| human_age(crate::printer::seconds_since(&t)))
+                .unwrap_or_default();
+            let verified = match (&e.verified, e.verify_failed) {
+                (Some(mode), _) => style.green(&format!("yes ({mode})")),
+                (None, true) => style.red("FAILED"),
+                (None, false) => "no".into(),
+            };
+            t.add_row(vec![
+                e.id.clone(),
+                age,
+                bytes(e.bytes),
+                e.tables.to_string(),
+                e.rows.to_string(),
+                verified,
+                if e.encrypted { "yes" } else { "no" }.into(),
+            ]);
+        }
+        render_table(&t)
+    })?;
+    Ok(exit::OK)
+}
+
+async fn run_verify(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) -> Result<u8> {
+    let dir = args.dir.resolve();
+    let path = store::find(&dir, &args.id)?;
+    let progress = Bars::new(printer);
+    let report = if args.restore_test {
+        let settings = Settings::resolve(global)?;
+        let url = args.mysql.mysql_url.as_deref();
+        let kube = cluster_for(global, url).await?;
+        let reached = crate::backends::resolve_mysql(kube.as_ref(), &settings, url).await?;
+        printer.note(&format!("restore test on {}", reached.via));
+        let r = verify::verify(
+            &path,
+            Some((
+                &reached.endpoint,
+                args.threads.max(1),
+                args.identity.as_deref(),
+            )),
+            &progress,
+        )
+        .await;
+        drop(reached);
+        r
+    } else {
+        verify::verify(&path, None, &progress).await
+    };
+    progress.clear();
+    let report = report?;
+    printer.data(&report, |style| {
+        let mut s = String::new();
+        if report.ok {
+            s.push_str(&format!(
+                "{} backup {}: {} files match the manifest",
+                style.green("ok:"),
+                report.id,
+                report.files
+            ));
+            if report.mode == "restore-test" {
+                s.push_str(&format!(
+                    "; restored into {} and every table's rows and CHECKSUM TABLE match (scratch database dropped)",
+                    report.scratch_database.as_deref().unwrap_or("a scratch database")
+                ));
+            }
+            s.push('\n');
+        } else {
+            s.push_str(&format!("{} backup {}:\n", style.red("DAMAGED:"), report.id));
+            for p in &report.problems {
+                s.push_str(&format!("  {p}\n"));
+            }
+        }
+        s
+    })?;
+    if report.ok {
+        Ok(exit::OK)
+    } else {
+        Err(backup::BackupError::Corrupt {
+            id: report.id,
+            problems: report.problems,
+        }
+        .into())
+    }
+}
+
+fn prune(args: PruneArgs, printer: &Printer) -> Result<u8> {
+    let dir = args.dir.resolve();
+    let outcome = store::prune(&dir, args.keep_last, args.keep_daily, args.dry_run)?;
+    printer.data(&outcome, |style| {
+        let verb = if outcome.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        let mut s = String::new();
+        for k in &outcome.kept {
+            s.push_str(&format!("keep   {} ({})\n", k.id, k.reasons.join(", ")));
+        }
+        for d in &outcome.deleted {
+            s.push_str(&format!("{} {d}\n", style.yellow(verb)));
+        }
+        for d in &outcome.removed_incomplete {
+            s.push_str(&format!(
+                "{} {d} (an interrupted backup)\n",
+                style.yellow(verb)
+            ));
+        }
+        if outcome.deleted.is_empty() && outcome.removed_incomplete.is_empty() {
+            s.push_str("nothing to delete\n");
+        }
+        s
+    })?;
+    Ok(exit::OK)
+}
+
+async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer) -> Result<u8> {
+    if args.crontab {
+        let dir = args.dir.resolve();
+        let line = schedule::crontab_line(
+            &args.cron,
+            &dir.display().to_string(),
+            args.keep_last,
+            args.keep_daily,
+        );
+        #[derive(Serialize)]
+        struct Crontab {
+            crontab: String,
+        }
+        printer.data(
+            &Crontab {
+                crontab: line.clone(),
+            },
+            |_| format!("{line}\n"),
+        )?;
+        return Ok(exit::OK);
+    }
+    if args.cron.split_whitespace().count() != 5 {
+        return Err(Error::Usage(format!(
+            "--cron {:?}: expected five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\"",
+            args.cron
+        )));
+    }
+    let settings = Settings::resolve(global)?;
+    let kube = k8s::connect(global).await?;
+    let ns = settings.namespace.clone();
+    let master = settings.workloads.master.name.clone();
+    let spec_of_master = crate::backends::master_pod_spec(&kube, &ns, &master).await?;
+    let Some(container) = spec_of_master.as_ref().and_then(|s| s.containers.first()) else {
+        return Err(Error::WorkloadNotFound {
+            kind: "Deployment".into(),
+            name: master,
+            namespace: ns,
+            available: Vec::new(),
+        });
+    };
+    let (configmaps, secrets) = crate::backends::env_references(container);
+    let spec = schedule::ScheduleSpec {
+        namespace: ns.clone(),
+        cron: args.cron.clone(),
+        keep_last: args.keep_last,
+        keep_daily: args.keep_daily,
+        image: args.image.clone(),
+        existing_pvc: args.pvc.clone(),
+        size: args.size.clone(),
+        storage_class: args.storage_class.clone(),
+        master,
+        configmaps: configmaps.into_iter().collect(),
+        secrets: secrets.into_iter().collect(),
+        threads: args.threads.max(1),
+        encrypt_to: args.encrypt_to.clone(),
+        extra_args: Vec::new(),
+    };
+    let objects = schedule::objects(&spec);
+    if args.dry_run {
+        let (version, served) = schedule::cronjob_support(&kube).await?;
+        if !served {
+            printer.warn(&format!(
+                "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: these objects need Kubernetes 1.21 or newer"
+            ));
+        }
+        if printer.is_json() {
+            printer.data(&schedule::to_list(&objects), |_| String::new())?;
+        } else {
+            let yaml = schedule::to_yaml(&objects)
+                .map_err(|e| Error::Internal(format!("writing YAML: {e}")))?;
+            printer.text(&yaml)?;
+        }
+        return Ok(exit::OK);
+    }
+    schedule::require_cronjob(&kube).await?;
+    if let Some(pvc) = &args.pvc {
+        schedule::require_pvc(&kube, &ns, pvc).await?;
+    }
+    let applied = schedule::apply(&kube, &ns, &objects).await?;
+    #[derive(Serialize)]
+    struct Applied {
+        namespace: String,
+        schedule: String,
+        applied: Vec<String>,
+    }
+    let out = Applied {
+        namespace: ns,
+        schedule: args.cron,
+        applied,
+    };
+    printer.data(&out, |style| {
+        let mut s = format!(
+            "{} scheduled backups in namespace {} at \"{}\":\n",
+            style.green("ok:"),
+            out.namespace,
+            out.schedule
+        );
+        for a in &out.applied {
+            s.push_str(&format!("  {a}\n"));
+        }
+        s
+    })?;
+    Ok(exit::OK)
+}
+
+async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Result<u8> {
+    #[derive(Serialize)]
+    struct Newest {
+        id: String,
+        age_secs: i64,
+        verified: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Status {
+        namespace: String,
+        server_version: Option<String>,
+        cronjob_served: Option<bool>,
+        cronjob: Option<schedule::CronJobStatus>,
+        cluster_note: Option<String>,
+        dir: String,
+        backups: usize,
+        newest: Option<Newest>,
+    }
+    let settings = Settings::resolve(global)?;
+    let dir = args.dir.resolve();
+    let entries = store::list(&dir)?;
+    let newest = entries.last().map(|e| Newest {
+        id: e.id.clone(),
+        age_secs: e
+            .started_at
+            .parse::<jiff::Timestamp>()
+            .map(|t| crate::printer::seconds_since(&t))
+            .unwrap_or(0),
+        verified: e.verified.clone(),
+    });
+    let mut st = Status {
+        namespace: settings.namespace.clone(),
+        server_version: None,
+        cronjob_served: None,
+        cronjob: None,
+        cluster_note: None,
+        dir: dir.display().to_string(),
+        backups: entries.len(),
+        newest,
+    };
+    match k8s::connect(global).await {
+        Ok(kube) => match schedule::cronjob_support(&kube).await {
+            Ok((version, served)) => {
+                st.server_version = Some(version.clone());
+                st.cronjob_served = Some(served);
+                if served {
+                    st.cronjob = schedule::cronjob_status(&kube, &settings.namespace).await?;
+                    if st.cronjob.is_none() {
+                        st.cluster_note = Some(format!(
+                            "no CronJob {} in namespace {}: `newapi-ops backup schedule` creates it",
+                            schedule::NAME,
+                            settings.namespace
+                        ));
+                    }
+                } else {
+                    st.cluster_note = Some(format!(
+                        "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob (Kubernetes 1.21 or newer needed)"
+                    ));
+                }
+            }
+            Err(e) => st.cluster_note = Some(format!("cluster not checked: {e}")),
+        },
+        Err(e) => st.cluster_note = Some(format!("cluster not checked: {e}")),
+    }
+    printer.data(&st, |style| {
+        let mut s = String::new();
+        match &st.cronjob {
+            Some(cj) => {
+                let ago = |t: &Option<String>| {
+                    t.as_deref()
+                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                        .map_or_else(
+                            || "never".to_string(),
+                            |t| {
+                                format!(
+                                    "{} ago ({t})",
+                                    human_age(crate::printer::seconds_since(&t))
+                                )
+                            },
+                        )
+                };
+                s.push_str(&format!(
+                    "CronJob {} \"{}\"{}: last scheduled {}, last success {}, {} active\n",
+                    cj.name,
+                    cj.schedule,
+                    if cj.suspended { " (suspended)" } else { "" },
+                    ago(&cj.last_schedule),
+                    ago(&cj.last_success),
+                    cj.active_jobs
+                ));
+            }
+            None => {
+                if let Some(n) = &st.cluster_note {
+                    s.push_str(&format!("{} {n}\n", style.yellow("note:")));
+                }
+            }
+        }
+        match &st.newest {
+            Some(n) => s.push_str(&format!(
+                "newest backup in {}: {} ({} old, {}), {} backups in all\n",
+                st.dir,
+                n.id,
+                human_age(n.age_secs),
+                n.verified
+                    .as_deref()
+                    .map_or_else(|| "not verified".to_string(), |m| format!("verified: {m}")),
+                st.backups
+            )),
+            None => s.push_str(&format!("no backups in {}\n", st.dir)),
+        }
+        s
+    })?;
+    Ok(exit::OK)
+}
+
+/// `12.3 MiB`.
+pub fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+/// Progress bars per table on a terminal (stderr); nothing otherwise.
+pub struct Bars {
+    multi: Option<indicatif::MultiProgress>,
+    bars: Mutex<HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    pub fn new(printer: &Printer) -> Bars {
+        use std::io::IsTerminal;
+        let on = !printer.quiet && !printer.is_json() && std::io::stderr().is_terminal();
+        Bars {
+            multi: on.then(|| {
+                indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+            }),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn table_started(&self, table: &str, estimated_rows: u64) {
+        let Some(m) = &self.multi else { return };
+        let bar = m.add(indicatif::ProgressBar::new(estimated_rows.max(1)));
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix:>24} [{bar:30}] {pos}/{len} rows {per_sec}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(table.to_string());
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(table.to_string(), bar);
+        }
+    }
+
+    fn rows(&self, table: &str, rows: u64) {
+        if let Ok(bars) = self.bars.lock()
+            && let Some(b) = bars.get(table)
+        {
+            b.inc(rows);
+            if b.position() > b.length().unwrap_or(0) {
+                b.set_length(b.position());
+            }
+        }
+    }
+
+    fn table_done(&self, table: &str, rows: u64) {
+        if let Ok(bars) = self.bars.lock()
+            && let Some(b) = bars.get(table)
+        {
+            b.set_length(rows.max(1));
+            b.set_position(rows);
+            b.finish();
+        }
+    }
 }

@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, Pod, PodSpec, Secret};
 use kube::Api;
 use kube::api::{ListParams, LogParams};
 
-use crate::backends::{Endpoint, parse_go_dsn, parse_url};
+use crate::backends::Endpoint;
 use crate::capacity::{NodeCapacity, pod_is_active};
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
@@ -62,6 +62,10 @@ pub struct DiagnoseArgs {
     /// Restarts above this are a warning.
     #[arg(long, default_value_t = 5)]
     pub restart_threshold: i32,
+
+    /// A pod still Terminating this long after its deletion time is stuck.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub stuck_after: Duration,
 
     /// MySQL queries running longer than this are reported.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -184,17 +188,8 @@ fn optional<T: Clone>(r: Result<kube::api::ObjectList<T>>) -> Result<Option<Vec<
 }
 
 pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> Result<u8> {
-    let started = Instant::now();
-    let started_at = jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or(jiff::Timestamp::now())
-        .to_string();
     let settings = Settings::resolve(global).map_err(could_not_run)?;
-    let wanted: Vec<Component> = if args.only.is_empty() {
-        Component::ALL.to_vec()
-    } else {
-        args.only.iter().map(|c| (*c).into()).collect()
-    };
+    let wanted = wanted(&args);
     let needs_cluster = wanted
         .iter()
         .any(|c| !matches!(c, Component::Mysql | Component::Redis))
@@ -205,10 +200,34 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
     } else {
         None
     };
-    let signatures = load_signatures(args.signatures.as_deref()).map_err(could_not_run)?;
     if !printer.is_json() {
         printer.note(&format!("diagnosing namespace {} ...", settings.namespace));
     }
+    let report = collect(kube, settings, args).await?;
+    printer.data(&report, |style| report.render(style))?;
+    Ok(report.exit_code())
+}
+
+/// The check groups `args` asks for.
+fn wanted(args: &DiagnoseArgs) -> Vec<Component> {
+    if args.only.is_empty() {
+        Component::ALL.to_vec()
+    } else {
+        args.only.iter().map(|c| (*c).into()).collect()
+    }
+}
+
+/// Runs the checks `args` asks for and returns the report, printing nothing: the library entry
+/// point of diagnose (the command prints it; the runbook action `diagnose` reads it). `kube` may
+/// be None only when every wanted check has a URL to its backend.
+pub async fn collect(kube: Option<Kube>, settings: Settings, args: DiagnoseArgs) -> Result<Report> {
+    let started = Instant::now();
+    let started_at = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .to_string();
+    let wanted = wanted(&args);
+    let signatures = load_signatures(args.signatures.as_deref()).map_err(could_not_run)?;
 
     // The cluster's state, listed once and bounded by the timeout.
     let data = match &kube {
@@ -290,8 +309,7 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
         runs,
         findings,
     );
-    printer.data(&report, |style| report.render(style))?;
-    Ok(report.exit_code())
+    Ok(report)
 }
 
 /// Errors before any check ran: diagnose could not run (exit code 3).
@@ -360,6 +378,7 @@ fn check_pods(ctx: &Ctx) -> Vec<Finding> {
     };
     let th = pod_check::PodThresholds {
         restarts: ctx.args.restart_threshold,
+        terminating_grace_secs: i64::try_from(ctx.args.stuck_after.as_secs()).unwrap_or(i64::MAX),
         ..Default::default()
     };
     let mut out = pod_check::check_pods(&d.snapshot.pods, &d.events, &th, |p| {
@@ -522,14 +541,22 @@ async fn check_logs(ctx: &Ctx) -> Vec<Finding> {
     let ns = ctx.settings.namespace.clone();
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ns);
     let sick = unhealthy(&d.snapshot.pods, &ctx.settings);
+    let sync_secs = sync_frequency(ctx, d);
+    // A slave younger than two sync periods cannot be judged yet.
+    let window = i64::try_from(2 * sync_secs + 5).unwrap_or(i64::MAX);
     let slaves: Vec<&Pod> = d
         .snapshot
         .pods
         .iter()
         .filter(|p| Snapshot::role_of(p, &ctx.settings) == Some(Role::Slave))
         .filter(|p| crate::commands::pods::PodView::new(p, Role::Slave).healthy())
+        .filter(|p| {
+            p.metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| crate::printer::seconds_since(&t.0) >= window)
+        })
         .collect();
-    let sync_secs = sync_frequency(ctx, d);
     let mut jobs: Vec<LogJob> = sick.iter().map(|p| LogJob::Failure((*p).clone())).collect();
     jobs.extend(slaves.iter().map(|p| LogJob::Sync((*p).clone())));
     let results: Vec<Vec<Finding>> = futures::stream::iter(jobs)
@@ -549,7 +576,7 @@ async fn check_logs(ctx: &Ctx) -> Vec<Finding> {
             "logs.ok",
             Severity::Ok,
             format!(
-                "no known failure in the logs of {} unhealthy pod{}; {} slave{} synced channels within {} s",
+                "no known failure in the logs of {} unhealthy pod{}; {} slave{} old enough to judge synced channels within {} s",
                 sick.len(),
                 if sick.len() == 1 { "" } else { "s" },
                 slaves.len(),
@@ -652,16 +679,8 @@ impl LogJob {
             }
             LogJob::Sync(pod) => {
                 let name = pod.metadata.name.clone().unwrap_or_default();
+                // Only slaves older than this window are given to this job (check_logs).
                 let window = 2 * sync_secs + 5;
-                // A slave younger than the window cannot have synced twice yet.
-                let age = pod
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(i64::MAX, |t| crate::printer::seconds_since(&t.0));
-                if age < i64::try_from(window).unwrap_or(i64::MAX) {
-                    return Vec::new();
-                }
                 let params = LogParams {
                     since_seconds: Some(i64::try_from(window).unwrap_or(i64::MAX)),
                     timestamps: true,
@@ -743,31 +762,60 @@ async fn check_app(ctx: &Ctx) -> Vec<Finding> {
     )
 }
 
-/// How to reach a backend: the user's URL, else the New-API env var through the cluster.
+/// How to reach a backend: the user's URL, else the New-API env var through the cluster (the
+/// shared resolution of [`crate::backends`], fed with the data diagnose listed once).
 async fn backend_endpoint(
     ctx: &Ctx,
     component: Component,
     role: Role,
     var: &str,
 ) -> std::result::Result<(Endpoint, Option<crate::portforward::Forward>, String), Finding> {
-    let (url, scheme, port) = match component {
-        Component::Mysql => (&ctx.args.mysql_url, "mysql", 3306),
-        _ => (&ctx.args.redis_url, "redis", 6379),
+    use crate::backends::{Backend, ResolveError};
+    let (backend, url) = match component {
+        Component::Mysql => (Backend::Mysql, &ctx.args.mysql_url),
+        _ => (Backend::Redis, &ctx.args.redis_url),
     };
-    let fail = |summary: String, next: &str| {
+    debug_assert_eq!((backend.var(), backend.role()), (var, role));
+    let scheme = backend.scheme();
+    let to_finding = |e: ResolveError| {
+        let (check, severity, next) = match &e {
+            ResolveError::Unset { .. } => (
+                "unconfigured",
+                if component == Component::Redis {
+                    Severity::Info
+                } else {
+                    Severity::Critical
+                },
+                format!("pass --{scheme}-url to check a {scheme} server anyway"),
+            ),
+            ResolveError::BadUrl { .. } => ("connect", Severity::Critical, "fix the URL".into()),
+            ResolveError::NoPod { .. } => (
+                "connect",
+                Severity::Critical,
+                "see the pods findings".into(),
+            ),
+            ResolveError::Forward { .. } => (
+                "connect",
+                Severity::Critical,
+                "check RBAC for pods/portforward".into(),
+            ),
+            other => (
+                "connect",
+                Severity::Critical,
+                other.hint().unwrap_or_default(),
+            ),
+        };
         Finding::new(
             component,
-            &format!("{}.connect", component.as_str()),
-            Severity::Critical,
-            summary,
+            &format!("{}.{check}", component.as_str()),
+            severity,
+            e.to_string(),
         )
-        .next(next.to_string())
+        .next(next)
     };
     if let Some(url) = url {
-        let ep = parse_url(url, scheme, port)
-            .map_err(|e| fail(format!("bad --{scheme}-url: {e}"), "fix the URL"))?;
-        let shown = ep.to_string();
-        return Ok((ep, None, format!("{shown} (from --{scheme}-url)")));
+        let r = crate::backends::endpoint_from_url(backend, url).map_err(to_finding)?;
+        return Ok((r.endpoint, r.forward, r.via));
     }
     let d = ctx.data(component).map_err(|f| *f)?;
     let master = d
@@ -783,84 +831,24 @@ async fn backend_endpoint(
         .and_then(|s| s.containers.first())
         .map(|c| resolve(c, &src))
         .unwrap_or_default();
-    let value = match env.get(var) {
-        Some(EnvValue::Set { value, .. }) => value.clone(),
-        Some(EnvValue::Unreadable(what)) => {
-            return Err(fail(
-                format!("cannot read {var} from {what}"),
-                &format!(
-                    "pass --{scheme}-url or set NEWAPI_OPS_{}_URL",
-                    scheme.to_uppercase()
-                ),
-            ));
-        }
-        _ => {
-            return Err(Finding::new(
-                component,
-                &format!("{}.unconfigured", component.as_str()),
-                if component == Component::Redis {
-                    Severity::Info
-                } else {
-                    Severity::Critical
-                },
-                format!("the master does not set {var}"),
-            )
-            .next(format!(
-                "pass --{scheme}-url to check a {scheme} server anyway"
-            )));
-        }
-    };
-    let ep = match component {
-        Component::Mysql => parse_go_dsn(value.expose()),
-        _ => parse_url(value.expose(), "redis", 6379),
-    }
-    .map_err(|e| {
-        fail(
-            format!("cannot parse {var}: {e}"),
-            "fix the variable in its ConfigMap/Secret",
-        )
-    })?;
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    if !ep.in_cluster_host() || in_cluster {
-        let shown = ep.to_string();
-        return Ok((ep, None, format!("{shown} (from {var})")));
-    }
-    // From outside: a port-forward to a running pod of the role.
-    let pod = d
+    let master_name = format!("Deployment {}", ctx.settings.workloads.master.name);
+    let reached =
+        crate::backends::endpoint_from_env(backend, &env, &master_name).map_err(to_finding)?;
+    let pods = d
         .snapshot
         .pods
         .iter()
-        .filter(|p| Snapshot::role_of(p, &ctx.settings) == Some(role))
-        .find(|p| {
-            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                && p.metadata.deletion_timestamp.is_none()
-        })
-        .and_then(|p| p.metadata.name.clone())
-        .ok_or_else(|| {
-            fail(
-                format!(
-                    "no running {} pod to reach {} through",
-                    role.as_str(),
-                    ep.host
-                ),
-                "see the pods findings",
-            )
-        })?;
-    let kube = ctx
-        .kube
-        .as_ref()
-        .ok_or_else(|| fail("no cluster connection".into(), "pass a URL"))?;
-    let fwd = crate::portforward::forward(kube, &ctx.settings.namespace, &pod, ep.port)
-        .await
-        .map_err(|e| {
-            fail(
-                format!("port-forward to {pod}:{} failed: {e}", ep.port),
-                "check RBAC for pods/portforward",
-            )
-        })?;
-    let local = ep.at("127.0.0.1", fwd.local.port());
-    let via = format!("{ep} (from {var}, through a port-forward to pod {pod})");
-    Ok((local, Some(fwd), via))
+        .filter(|p| Snapshot::role_of(p, &ctx.settings) == Some(role));
+    let r = crate::backends::forward_if_needed(
+        reached,
+        backend,
+        ctx.kube.as_ref(),
+        &ctx.settings.namespace,
+        pods,
+    )
+    .await
+    .map_err(to_finding)?;
+    Ok((r.endpoint, r.forward, r.via))
 }
 
 /// The number of New-API pods and a variable of the master's environment, parsed.

@@ -1,14 +1,81 @@
-//! `newapi-ops restart` (being written).
+//! `newapi-ops restart [master|slaves|all]`: what `kubectl rollout restart` does (the pod
+//! template's `kubectl.kubernetes.io/restartedAt` annotation), after a look at whether the
+//! rolling update has room, a confirmation, and followed until every pod is replaced and
+//! available. The work is in [`crate::scale`].
 
-use clap::Args;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
 
 use crate::cli::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::config::Settings;
+use crate::error::{Result, exit};
+use crate::inventory::Role;
+use crate::k8s;
 use crate::printer::Printer;
+use crate::scale::{RestartRequest, execute_restart};
+
+/// What to restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestartTarget {
+    /// The master Deployment.
+    Master,
+    /// The slave Deployment.
+    #[value(alias = "slave")]
+    Slaves,
+    /// The slaves, then (once they are all available again) the master.
+    All,
+}
 
 #[derive(Debug, Args)]
-pub struct RestartArgs {}
+pub struct RestartArgs {
+    /// What to restart.
+    #[arg(value_enum, default_value_t = RestartTarget::All)]
+    pub target: RestartTarget,
 
-pub async fn run(_global: &GlobalArgs, _args: RestartArgs, _printer: &Printer) -> Result<u8> {
-    Err(Error::Internal("restart is not built yet".into()))
+    /// Do not ask for confirmation (needed when there is no terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not follow the rollout after the change.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to follow each rollout before giving up (e.g. 90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5m",
+          value_parser = crate::commands::scale::parse_duration)]
+    pub timeout: Duration,
+}
+
+pub async fn run(global: &GlobalArgs, args: RestartArgs, printer: &Printer) -> Result<u8> {
+    let settings = Settings::resolve(global)?;
+    let kube = k8s::connect(global).await?;
+    let roles = match args.target {
+        RestartTarget::Master => vec![Role::Master],
+        RestartTarget::Slaves => vec![Role::Slave],
+        RestartTarget::All => vec![Role::Slave, Role::Master],
+    };
+    let req = RestartRequest {
+        roles,
+        dry_run: args.dry_run,
+        wait: (!args.no_wait).then_some(args.timeout),
+        progress: true,
+    };
+    let confirm = crate::confirm::from_flags(args.yes);
+    let mut report = execute_restart(&kube, &settings, &req, confirm.as_ref(), printer).await?;
+    if printer.is_json() {
+        printer.data(&report, |_| String::new())?;
+    }
+    if let Some(e) = report.failure.take() {
+        return Err(e);
+    }
+    Ok(if report.declined {
+        exit::DECLINED
+    } else {
+        exit::OK
+    })
 }

@@ -1,14 +1,108 @@
-//! `newapi-ops restore` (being written).
+//! `newapi-ops restore ID --database NAME`: checks the backup and the target, asks for
+//! confirmation, then loads the backup in parallel (indexes after the data), and compares the
+//! row counts with the manifest.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::backup::{self, RestoreOptions, store};
 use crate::cli::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::commands::backup::{Bars, DirArg, MysqlArgs, cluster_for};
+use crate::config::Settings;
+use crate::error::{Result, exit};
 use crate::printer::Printer;
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {}
+pub struct RestoreArgs {
+    /// The backup's id (as `newapi-ops backup list` shows it), or `latest`.
+    pub id: String,
 
-pub async fn run(_global: &GlobalArgs, _args: RestoreArgs, _printer: &Printer) -> Result<u8> {
-    Err(Error::Internal("restore is not built yet".into()))
+    /// The database to restore into (created if missing).
+    #[arg(long, value_name = "NAME")]
+    pub database: String,
+
+    #[command(flatten)]
+    pub dir: DirArg,
+
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+
+    /// The age identity file, for an encrypted backup.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Restore into a database that has tables: the backup's tables there are dropped and
+    /// replaced (others are left alone).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Connections loading in parallel.
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    pub threads: usize,
+}
+
+pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Result<u8> {
+    let dir = args.dir.resolve();
+    let path = store::find(&dir, &args.id)?;
+    let settings = Settings::resolve(global)?;
+    let url = args.mysql.mysql_url.as_deref();
+    let kube = cluster_for(global, url).await?;
+    let reached = crate::backends::resolve_mysql(kube.as_ref(), &settings, url).await?;
+    let prepared = backup::prepare_restore(
+        &path,
+        RestoreOptions {
+            mysql: reached.endpoint.clone(),
+            database: args.database.clone(),
+            threads: args.threads.max(1),
+            force: args.force,
+            identity: args.identity.clone(),
+        },
+    )
+    .await?;
+    let question = prepared.question();
+    let confirm = crate::confirm::from_flags(args.yes);
+    match confirm.confirm(&question) {
+        Ok(true) => {}
+        Ok(false) => {
+            prepared.abandon().await;
+            return Err(backup::BackupError::Declined {
+                what: "restore".into(),
+            }
+            .into());
+        }
+        Err(e) => {
+            prepared.abandon().await;
+            return Err(e);
+        }
+    }
+    printer.note(&format!(
+        "restoring {} into `{}` on {}",
+        args.id, args.database, reached.via
+    ));
+    let progress = Bars::new(printer);
+    let summary = prepared.run(&progress).await;
+    progress.clear();
+    drop(reached);
+    let summary = summary?;
+    printer.data(&summary, |style| {
+        let mut s = format!(
+            "{} restored backup {} into `{}`: {} tables, {} rows in {:.1}s; row counts match the manifest\n",
+            style.green("complete:"),
+            summary.id,
+            summary.database,
+            summary.tables,
+            summary.rows,
+            summary.duration_ms as f64 / 1000.0
+        );
+        if !summary.replaced.is_empty() {
+            s.push_str(&format!("  replaced: {}\n", summary.replaced.join(", ")));
+        }
+        s
+    })?;
+    Ok(exit::OK)
 }

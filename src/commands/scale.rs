@@ -1,14 +1,192 @@
-//! `newapi-ops scale N` (being written).
+//! `newapi-ops scale N` / `scale --qps QPS` / `scale --undo`: sets the slave Deployment's replicas
+//! through the `scale` subresource after a capacity preflight and a confirmation, follows the
+//! rollout, and records the change for `--undo`. The work is in [`crate::scale`].
+
+use std::time::Duration;
 
 use clap::Args;
 
 use crate::cli::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::config::Settings;
+use crate::error::{Error, Result, exit};
+use crate::k8s;
 use crate::printer::Printer;
+use crate::scale::{
+    DEFAULT_MAX_REPLICAS, DEFAULT_QPS_PER_POD, ScaleRequest, Target, check_replicas, execute_scale,
+    slaves_for_qps,
+};
 
 #[derive(Debug, Args)]
-pub struct ScaleArgs {}
+pub struct ScaleArgs {
+    /// The number of slave replicas wanted, from 0 to --max-replicas.
+    #[arg(
+        value_name = "N",
+        allow_hyphen_values = true,
+        required_unless_present_any = ["qps", "undo"],
+        conflicts_with_all = ["qps", "undo"]
+    )]
+    pub replicas: Option<String>,
 
-pub async fn run(_global: &GlobalArgs, _args: ScaleArgs, _printer: &Printer) -> Result<u8> {
-    Err(Error::Internal("scale is not built yet".into()))
+    /// Pick N from a target throughput instead: N = QPS / --qps-per-pod, rounded up.
+    #[arg(long, value_name = "QPS", conflicts_with = "undo")]
+    pub qps: Option<u64>,
+
+    /// Go back to the replica count before the last scale made by newapi-ops (recorded on the
+    /// Deployment in the annotation newapi-ops.io/last-scale).
+    #[arg(long)]
+    pub undo: bool,
+
+    /// Do not ask for confirmation (needed when there is no terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Print the plan (capacity preflight, throughput, requests) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not follow the rollout after the change.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to follow the rollout before giving up (e.g. 90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// The largest replica count accepted.
+    #[arg(long, value_name = "N", env = "NEWAPI_OPS_MAX_REPLICAS", default_value_t = DEFAULT_MAX_REPLICAS,
+          value_parser = clap::value_parser!(i32).range(0..))]
+    pub max_replicas: i32,
+
+    /// The throughput estimate per New-API pod, in QPS (the seed's figure: about 1000).
+    #[arg(long, value_name = "QPS", env = "NEWAPI_OPS_QPS_PER_POD", default_value_t = DEFAULT_QPS_PER_POD,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub qps_per_pod: u32,
+}
+
+/// Parses `90`, `90s`, `5m`, `1h30m` (jiff's friendly format; a bare number is seconds).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a duration like 90s, 5m or 1h ({e})"))?;
+    Duration::try_from(d).map_err(|_| format!("`{s}` is negative"))
+}
+
+/// The target, validated before anything is asked of the cluster.
+fn target(args: &ScaleArgs) -> Result<Target> {
+    if args.undo {
+        return Ok(Target::Undo);
+    }
+    if let Some(qps) = args.qps {
+        let n = slaves_for_qps(qps, args.qps_per_pod);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let what = format!("--qps {qps} (at ~{} QPS per slave)", args.qps_per_pod);
+        return check_replicas(n, args.max_replicas, &what).map(Target::Replicas);
+    }
+    let raw = args.replicas.as_deref().unwrap_or_default();
+    let n: i64 = raw.trim().parse().map_err(|_| {
+        Error::Usage(format!(
+            "`{raw}` is not a replica count: give a whole number from 0 to {}",
+            args.max_replicas
+        ))
+    })?;
+    check_replicas(n, args.max_replicas, &format!("scale {n}")).map(Target::Replicas)
+}
+
+pub async fn run(global: &GlobalArgs, args: ScaleArgs, printer: &Printer) -> Result<u8> {
+    let target = target(&args)?;
+    let settings = Settings::resolve(global)?;
+    let kube = k8s::connect(global).await?;
+    let req = ScaleRequest {
+        deployment: settings.workloads.slave.name.clone(),
+        target,
+        qps_per_pod: args.qps_per_pod,
+        dry_run: args.dry_run,
+        wait: (!args.no_wait).then_some(args.timeout),
+        progress: true,
+    };
+    let confirm = crate::confirm::from_flags(args.yes);
+    let mut report = execute_scale(
+        &kube,
+        &settings,
+        &req,
+        args.max_replicas,
+        confirm.as_ref(),
+        printer,
+    )
+    .await?;
+    if printer.is_json() {
+        printer.data(&report, |_| String::new())?;
+    }
+    if let Some(e) = report.failure.take() {
+        return Err(e);
+    }
+    Ok(if report.declined {
+        exit::DECLINED
+    } else {
+        exit::OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(line: &[&str]) -> std::result::Result<ScaleArgs, clap::Error> {
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            a: ScaleArgs,
+        }
+        let mut full = vec!["scale"];
+        full.extend_from_slice(line);
+        T::try_parse_from(full).map(|t| t.a)
+    }
+
+    #[test]
+    fn replica_counts_are_validated_before_connecting() {
+        assert_eq!(target(&args(&["5"]).unwrap()).unwrap(), Target::Replicas(5));
+        for bad in ["abc", "-1", "21", "2.5"] {
+            let err = target(&args(&[bad]).unwrap()).unwrap_err();
+            assert_eq!(err.exit_code(), exit::USAGE, "{bad}: {err}");
+        }
+        assert_eq!(
+            target(&args(&["25", "--max-replicas", "30"]).unwrap()).unwrap(),
+            Target::Replicas(25)
+        );
+    }
+
+    #[test]
+    fn qps_picks_the_count_as_the_seed_table() {
+        assert_eq!(
+            target(&args(&["--qps", "5000"]).unwrap()).unwrap(),
+            Target::Replicas(5)
+        );
+        assert_eq!(
+            target(&args(&["--qps", "5000", "--qps-per-pod", "2000"]).unwrap()).unwrap(),
+            Target::Replicas(3)
+        );
+        let err = target(&args(&["--qps", "50000"]).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("--qps 50000"), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_target() {
+        assert!(args(&[]).is_err());
+        assert!(args(&["5", "--undo"]).is_err());
+        assert!(args(&["5", "--qps", "100"]).is_err());
+        assert_eq!(target(&args(&["--undo"]).unwrap()).unwrap(), Target::Undo);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").is_err());
+    }
 }

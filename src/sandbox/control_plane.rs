@@ -79,13 +79,44 @@ pub async fn start_etcd(bins: &Binaries, l: &ControlPlaneLayout) -> Result<Start
     Ok(started)
 }
 
+/// Audit policy of the sandbox's API server: every read and every change made by a client, at
+/// Metadata level, once complete; but not watches, nor the status, event and lease writes that
+/// the kubelet simulator and the controllers make all the time.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    verbs: ["watch"]
+  - level: None
+    verbs: ["create", "update", "patch"]
+    resources:
+      - group: ""
+        resources: ["events", "pods/status", "nodes/status", "nodes"]
+      - group: "coordination.k8s.io"
+        resources: ["leases"]
+  - level: None
+    nonResourceURLs: ["/readyz*", "/healthz*", "/livez*"]
+  - level: Metadata
+"#;
+
 /// Starts kube-apiserver and waits for /readyz (which includes the RBAC bootstrap roles).
 pub async fn start_apiserver(
     bins: &Binaries,
     l: &ControlPlaneLayout,
 ) -> Result<(Started, Client), SandboxError> {
     let sa_key = path(&l.pki.service_account_key);
+    // An audit log of what clients ask (not what controllers write), so tests and benchmarks can
+    // count the API calls newapi-ops makes, as an operator's cluster audit would show them.
+    let policy = l.dir.join("audit-policy.yaml");
+    std::fs::write(&policy, AUDIT_POLICY)
+        .map_err(|e| SandboxError::io(format!("writing {}", policy.display()), e))?;
     let argv = args(&[
+        format!("--audit-policy-file={}", path(&policy)),
+        format!("--audit-log-path={}", path(&l.logs.join("audit.log"))),
+        "--audit-log-format=json".into(),
+        "--audit-log-maxsize=200".into(),
+        "--audit-log-maxbackup=1".into(),
         format!("--etcd-servers=http://127.0.0.1:{}", l.etcd_port),
         "--bind-address=127.0.0.1".into(),
         "--advertise-address=127.0.0.1".into(),

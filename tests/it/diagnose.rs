@@ -387,3 +387,224 @@ fn could_not_run_has_its_own_exit_code() {
         .code(64)
         .stderr_has("not a duration");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evicted_flaky_stuck_terminating_and_stalled_rollouts() {
+    use k8s_openapi::api::core::v1::Pod;
+    let stalled = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "new-api-slave"},
+        "spec": {"replicas": 1, "progressDeadlineSeconds": 1,
+                 "selector": {"matchLabels": {"app": "new-api", "role": "slave"}},
+                 "template": {"metadata": {"labels": {"app": "new-api", "role": "slave"}},
+                              "spec": {"containers": [{"name": "new-api", "image": "calciumion/new-api:does-not-exist",
+                                                       "env": [{"name": "NODE_TYPE", "value": "slave"}]}]}}}});
+    let pod = |name: &str, behavior: &str, extra: serde_json::Value| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "new-api", "role": "master"},
+                         "annotations": {"sandbox.newapi-ops.io/behavior": behavior}},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "new-api", "image": "calciumion/new-api:v0.9.0"}]}});
+        if let (Some(m), Some(e)) = (
+            p["metadata"]["annotations"].as_object_mut(),
+            extra.as_object(),
+        ) {
+            m.extend(e.clone());
+        }
+        p
+    };
+    let ns = apply_in(
+        "t-diag-evict",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({})),
+            stalled,
+            pod("evicted-0", "evicted", json!({})),
+            pod("flaky-0", "flaky", json!({})),
+            pod(
+                "stuck-0",
+                "running",
+                json!({"sandbox.newapi-ops.io/stuck-terminating": "true"}),
+            ),
+        ],
+    )
+    .await;
+    // Delete the stuck pod: the (simulated) kubelet never confirms, so it stays Terminating.
+    let pods: kube::Api<Pod> = kube::Api::namespaced(crate::support::admin_client().await, &ns);
+    for _ in 0..100 {
+        let running = pods
+            .get("stuck-0")
+            .await
+            .ok()
+            .and_then(|p| p.status)
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p == "Running");
+        if running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    pods.delete("stuck-0", &Default::default())
+        .await
+        .expect("delete");
+    let (report, _) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["-n", &ns, "--only", "pods", "--stuck-after", "2s"], |r| {
+            has(r, "pods.evicted")
+                && has(r, "pods.restarts")
+                && has(r, "pods.terminating")
+                && has(r, "deployments.stalled")
+        })
+    })
+    .await
+    .unwrap();
+    assert!(text_of(findings(&report, "pods.evicted")[0]).contains("low on resource: memory"));
+    let restarts = text_of(findings(&report, "pods.restarts")[0]);
+    assert!(
+        restarts.contains("7 times") && restarts.contains("Error exit 1"),
+        "{restarts}"
+    );
+    assert!(
+        text_of(findings(&report, "deployments.stalled")[0]).contains("ProgressDeadlineExceeded")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slave_whose_channel_sync_stopped_is_out_of_sync() {
+    let sync = json!({"env": [
+        {"name": "NODE_TYPE", "value": "slave"}, {"name": "SYNC_FREQUENCY", "value": "2"},
+        {"name": "SESSION_SECRET", "value": "s"}, {"name": "CRYPTO_SECRET", "value": "c"}
+    ]});
+    let ns = apply_in(
+        "t-diag-sync",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({})),
+            newapi_deployment("slave", 1, json!({"sandbox.newapi-ops.io/sync-stalled": "true"}), sync.clone()),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "new-api-slave-b"},
+                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "new-api", "role": "slave", "b": "1"}},
+                            "template": {"metadata": {"labels": {"app": "new-api", "role": "slave", "b": "1"}},
+                                         "spec": {"containers": [{"name": "new-api", "image": "calciumion/new-api:v0.9.0",
+                                                                  "env": sync["env"].clone()}]}}}}),
+        ],
+    )
+    .await;
+    let (report, _) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["-n", &ns, "--only", "logs"], |r| {
+            has(r, "logs.slave-out-of-sync")
+        })
+    })
+    .await
+    .unwrap();
+    let out = findings(&report, "logs.slave-out-of-sync");
+    assert_eq!(out.len(), 1, "only the stalled slave: {report:#}");
+    assert!(
+        out[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("new-api-slave-"),
+        "{report:#}"
+    );
+    assert!(
+        !out[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("new-api-slave-b"),
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_signatures_extend_and_replace_the_built_in_ones() {
+    let ns = apply_in(
+        "t-diag-sigs",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({})),
+            newapi_deployment(
+                "slave",
+                1,
+                json!({"sandbox.newapi-ops.io/behavior": "crashloop",
+                       "sandbox.newapi-ops.io/previous-log": "[ERR] 2025/11/13 - 10:00:01 | upstream quota cache exploded (code Q-42)"}),
+                json!({}),
+            ),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.toml");
+    std::fs::write(
+        &file,
+        "[[signature]]\nid = \"quota-cache\"\npattern = 'quota cache exploded'\nseverity = \"critical\"\ncause = \"the quota cache blew up\"\nrunbook = \"slow-response\"\n",
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap().to_string();
+    let (report, _) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(
+            &["-n", &ns, "--only", "logs", "--signatures", &file_arg],
+            |r| has(r, "logs.quota-cache"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        text_of(findings(&report, "logs.quota-cache")[0]).contains("runbook run slow-response")
+    );
+    // A broken file is refused with its line, and diagnose does not run.
+    std::fs::write(&file, "[[signature]]\nid = \"x\"\npattern = '(unclosed'\nseverity = \"critical\"\ncause = \"c\"\nrunbook = \"backup\"\n").unwrap();
+    let out = Run::new([
+        "diagnose",
+        "--only",
+        "logs",
+        "--signatures",
+        file.to_str().unwrap(),
+    ])
+    .admin()
+    .output();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("mine.toml:3"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_nodes_are_reported() {
+    use k8s_openapi::api::core::v1::Node;
+    let _nodes = crate::support::nodes_lock();
+    let name = format!("t-node-broken-{}", std::process::id());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"unschedulable": true},
+        "status": {
+            "capacity": {"cpu": "0", "memory": "0", "pods": "0"},
+            "allocatable": {"cpu": "0", "memory": "0", "pods": "0"},
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "container runtime is down"},
+                {"type": "MemoryPressure", "status": "True", "reason": "KubeletHasInsufficientMemory", "message": "low"}
+            ]
+        }
+    }))
+    .unwrap();
+    let api: kube::Api<Node> = kube::Api::all(crate::support::admin_client().await);
+    api.create(&Default::default(), &node)
+        .await
+        .expect("create node");
+    let n2 = name.clone();
+    let (report, code) = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["--only", "nodes"], |r| {
+            findings(r, "nodes.not-ready")
+                .iter()
+                .any(|f| text_of(f).contains(&n2))
+        })
+    })
+    .await
+    .unwrap();
+    let _ = api.delete(&name, &Default::default()).await;
+    assert_eq!(code, 2);
+    assert!(
+        findings(&report, "nodes.pressure")
+            .iter()
+            .any(|f| text_of(f).contains("MemoryPressure"))
+    );
+    assert!(
+        findings(&report, "nodes.cordoned")
+            .iter()
+            .any(|f| text_of(f).contains(&name))
+    );
+    assert!(
+        has(&report, "nodes.metrics"),
+        "metrics.k8s.io is not served here: an info finding says so"
+    );
+}

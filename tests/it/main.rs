@@ -4,10 +4,15 @@
 mod diag_support;
 mod support;
 
+mod api_calls;
+mod backup;
 mod cluster_errors;
 mod diag_mysql;
 mod diag_redis;
 mod diagnose;
 mod in_cluster;
+mod logs;
 mod nodes;
 mod pods;
+mod sandbox;
+mod scale;

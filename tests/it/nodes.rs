@@ -5,6 +5,7 @@ use crate::support::{Run, poll_json};
 
 #[test]
 fn seed_cluster_totals_and_headroom() {
+    let _nodes = crate::support::nodes_lock();
     // Other tests only create pods without requests, so the seed's figures hold exactly.
     let json = poll_json(&["nodes"], |j| {
         j["totals"]["requested"]["cpu_millis"] == 7000

@@ -153,6 +153,16 @@ impl Run {
             .env("NO_COLOR", "1")
             .current_dir(home.path())
             .stdin(Stdio::null());
+        // Where the control-plane binaries are (scripts/test.sh exports it; else the cache).
+        let assets = std::env::var_os("KUBEBUILDER_ASSETS").or_else(|| {
+            let cache = std::env::var_os("HOME")
+                .map(PathBuf::from)?
+                .join(".cache/newapi-ops/k8s-1.20.2/bin");
+            cache.is_dir().then(|| cache.into_os_string())
+        });
+        if let Some(assets) = assets {
+            cmd.env("KUBEBUILDER_ASSETS", assets);
+        }
         Run { cmd, home }
     }
 
@@ -479,4 +489,12 @@ pub fn findings<'a>(report: &'a serde_json::Value, check: &str) -> Vec<&'a serde
         .as_array()
         .map(|f| f.iter().filter(|f| f["check"] == check).collect())
         .unwrap_or_default()
+}
+
+/// Serializes the tests that look at or change the cluster's nodes (the seed's totals vs. a
+/// broken extra node).
+pub fn nodes_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::Container;
 
 /// How the pod's containers behave once they run: `running` (default), `crashloop-oom`,
-/// `crashloop`, `unready`, `oom-recovered`, `succeed`.
+/// `crashloop`, `unready`, `oom-recovered`, `flaky`, `succeed`, `evicted`.
 pub const BEHAVIOR: &str = "sandbox.newapi-ops.io/behavior";
 /// `"true"`: when the pod is deleted, leave it Terminating instead of confirming the deletion.
 pub const STUCK_TERMINATING: &str = "sandbox.newapi-ops.io/stuck-terminating";
@@ -15,6 +15,9 @@ pub const STUCK_TERMINATING: &str = "sandbox.newapi-ops.io/stuck-terminating";
 pub const PREVIOUS_LOG: &str = "sandbox.newapi-ops.io/previous-log";
 /// `"true"`: the New-API stand-in answers 429 Too Many Requests.
 pub const RATE_LIMITED: &str = "sandbox.newapi-ops.io/rate-limited";
+/// `"true"`: a slave's channel-sync loop has stopped: it logs no more `syncing channels from
+/// database` lines after starting (a hung goroutine, a dead database connection pool).
+pub const SYNC_STALLED: &str = "sandbox.newapi-ops.io/sync-stalled";
 
 /// How a started container behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,10 @@ pub enum Behavior {
     Unready,
     /// Was OOM-killed once, then came back and is ready.
     OomRecovered,
+    /// Runs and is ready, but has crashed (exit 1) and been restarted 7 times.
+    Flaky,
+    /// Evicted by the kubelet under node memory pressure: phase Failed, reason Evicted.
+    Evicted,
     /// Runs to completion (exit 0): the pod succeeds unless its restart policy is Always.
     Succeed,
 }
@@ -69,9 +76,11 @@ impl Behavior {
             Some("crashloop") => Ok(Behavior::CrashLoop(Termination::Error)),
             Some("unready") => Ok(Behavior::Unready),
             Some("oom-recovered") => Ok(Behavior::OomRecovered),
+            Some("flaky") => Ok(Behavior::Flaky),
+            Some("evicted") => Ok(Behavior::Evicted),
             Some("succeed") => Ok(Behavior::Succeed),
             Some(other) => Err(format!(
-                "unknown {BEHAVIOR} value {other:?} (known: running, crashloop-oom, crashloop, unready, oom-recovered, succeed)"
+                "unknown {BEHAVIOR} value {other:?} (known: running, crashloop-oom, crashloop, unready, oom-recovered, flaky, succeed, evicted)"
             )),
         }
     }
@@ -183,6 +192,8 @@ mod tests {
             Ok(Behavior::OomRecovered)
         );
         assert_eq!(Behavior::parse(Some("succeed")), Ok(Behavior::Succeed));
+        assert_eq!(Behavior::parse(Some("flaky")), Ok(Behavior::Flaky));
+        assert_eq!(Behavior::parse(Some("evicted")), Ok(Behavior::Evicted));
         assert!(Behavior::parse(Some("explode")).is_err());
         assert_eq!(Termination::OomKilled.exit_code(), 137);
         assert_eq!(Termination::Error.reason(), "Error");

@@ -235,6 +235,12 @@ struct Eval {
     class: Class,
 }
 
+/// Restarts a `flaky` container shows.
+const FLAKY_RESTARTS: u32 = 7;
+
+/// The eviction manager's message for a pod evicted under memory pressure.
+const EVICTION_MESSAGE: &str = "The node was low on resource: memory. Container new-api was using 2612Mi, which exceeds its request of 1Gi. ";
+
 /// How the kubelet's phase computation counts a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -504,8 +510,9 @@ impl PodRecord {
             "lastTransitionTime": k8s_time(scheduled.unwrap_or(self.start_time)),
         }));
 
+        let evicted = behavior == Behavior::Evicted;
         let mut status = json!({
-            "phase": phase,
+            "phase": if evicted { "Failed" } else { phase },
             "conditions": conditions,
             "hostIP": "127.0.0.1",
             "podIP": self.pod_ip,
@@ -513,6 +520,30 @@ impl PodRecord {
             "startTime": k8s_time(self.start_time),
             "containerStatuses": app_evals.iter().map(|e| e.status.clone()).collect::<Vec<_>>(),
         });
+        if evicted {
+            // What the kubelet's eviction manager writes: the pod failed, its containers were
+            // killed, and it stays as a record until deleted.
+            status["reason"] = json!("Evicted");
+            status["message"] = json!(EVICTION_MESSAGE);
+            if let Some(statuses) = status["containerStatuses"].as_array_mut() {
+                for cs in statuses {
+                    let started = cs["state"]["running"]["startedAt"].clone();
+                    cs["state"] = json!({"terminated": {"exitCode": 137, "reason": "Error",
+                        "startedAt": started, "finishedAt": k8s_time(now)}});
+                    cs["ready"] = json!(false);
+                    cs["started"] = json!(false);
+                }
+            }
+            if let Some(conds) = status["conditions"].as_array_mut() {
+                for c in conds
+                    .iter_mut()
+                    .filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady")
+                {
+                    c["status"] = json!("False");
+                }
+            }
+            scratch.event(true, "Evicted", EVICTION_MESSAGE.into(), "", 1);
+        }
         if !init_evals.is_empty() {
             status["initContainerStatuses"] =
                 Value::Array(init_evals.iter().map(|e| e.status.clone()).collect());
@@ -708,6 +739,8 @@ impl PodRecord {
             // clean exits.
             let wanted = match (behavior, restart_policy) {
                 (Behavior::Succeed, "Always") => Behavior::CrashLoop(Termination::Completed),
+                // An evicted pod's containers ran normally; the eviction is the pod's status.
+                (Behavior::Evicted, _) => Behavior::Running,
                 (b, _) => b,
             };
             if rec.behavior != Some(wanted) {
@@ -715,7 +748,7 @@ impl PodRecord {
                 if matches!(wanted, Behavior::CrashLoop(_)) {
                     crash_events(s, &image, &c.name, &field_path, 1);
                 }
-                if wanted == Behavior::OomRecovered {
+                if matches!(wanted, Behavior::OomRecovered | Behavior::Flaky) {
                     s.normal(
                         &field_path,
                         "Pulled",
@@ -796,7 +829,10 @@ impl PodRecord {
                         );
                     }
                 }
-                Behavior::Running | Behavior::OomRecovered => {}
+                Behavior::Running
+                | Behavior::OomRecovered
+                | Behavior::Flaky
+                | Behavior::Evicted => {}
             }
         }
 
@@ -908,7 +944,7 @@ fn enter(
         .filter(|i| i.run.ended.is_none())
         .cloned();
     match wanted {
-        Behavior::Running | Behavior::Unready => {
+        Behavior::Running | Behavior::Unready | Behavior::Evicted => {
             if running.is_none() {
                 if rec.current.is_some() || rec.last.is_some() {
                     rec.restarts += 1;
@@ -916,15 +952,16 @@ fn enter(
                 rec.current = Some(instance(rec.restarts, now, None));
             }
         }
-        Behavior::OomRecovered => {
+        Behavior::OomRecovered | Behavior::Flaky => {
+            let (termination, restarts) = if wanted == Behavior::Flaky {
+                (Termination::Error, FLAKY_RESTARTS)
+            } else {
+                (Termination::OomKilled, 1)
+            };
             let previous_start = running.as_ref().map_or(now, |i| i.run.started);
             let previous = rec.restarts;
-            rec.restarts = rec.restarts.max(1).max(previous + 1);
-            rec.last = Some(instance(
-                previous,
-                previous_start,
-                Some((now, Termination::OomKilled)),
-            ));
+            rec.restarts = rec.restarts.max(restarts).max(previous + 1);
+            rec.last = Some(instance(previous, previous_start, Some((now, termination))));
             rec.current = Some(instance(rec.restarts, now, None));
         }
         Behavior::CrashLoop(termination) => {

@@ -52,6 +52,8 @@ pub struct NewApi {
     pub sql: bool,
     /// `REDIS_CONN_STRING` is set.
     pub redis: bool,
+    /// The channel-sync loop stopped after start (annotation `sync-stalled`).
+    pub sync_stalled: bool,
     /// HTTP probes the kubelet sends; each shows up as a `[GIN]` request line.
     pub probes: Vec<HttpProbe>,
 }
@@ -142,6 +144,12 @@ pub fn profile_for(
             sync_set: env("SYNC_FREQUENCY").is_some(),
             sql: env("SQL_DSN").is_some(),
             redis: env("REDIS_CONN_STRING").is_some() || env("REDIS_HA_CONN_STRING").is_some(),
+            sync_stalled: pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::sandbox::kubelet::behavior::SYNC_STALLED))
+                .is_some_and(|v| v.trim() == "true"),
             probes,
         })
     } else if kind.contains("mysql") || kind.contains("mariadb") {
@@ -472,7 +480,7 @@ fn periodic(profile: &LogProfile) -> Vec<Periodic<'_>> {
                 period: secs(n.sync_secs),
                 render: Box::new(|t| vec![new_api_sys_line(t, "syncing options from database")]),
             });
-            if n.slave {
+            if n.slave && !n.sync_stalled {
                 out.push(Periodic {
                     first: secs(n.sync_secs),
                     period: secs(n.sync_secs),
@@ -908,6 +916,7 @@ mod tests {
             sync_set: true,
             sql: true,
             redis: true,
+            sync_stalled: false,
             probes: vec![HttpProbe {
                 path: "/api/status".into(),
                 period_secs: 10,

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Benchmark of `newapi-ops backup` / `restore` against mariadb-dump | zstd, mydumper, the mariadb
+# client and myloader, in one run on this machine (not a test; prints a Markdown table).
+#
+#   scripts/bench-backup.sh [ROWS]      # default 1000000 rows in `logs`
+#
+# It starts a private MariaDB (a temp dir, a free loopback port, --innodb-buffer-pool-size=1G as
+# a MySQL pod with the seed's 4Gi request could have), loads the sandbox's New-API schema, fills
+# `logs` with ROWS New-API-shaped rows, then times each tool with /usr/bin/time -v (wall time and
+# peak RSS). Every client authenticates as a user with a random password given through a 0600
+# defaults file or the NEWAPI_OPS_MYSQL_URL environment variable: never in argv.
+# Installs what it needs (mariadb-server, mariadb-client, mydumper, zstd, time) with apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROWS="${1:-1000000}"
+THREADS="${THREADS:-4}"
+BUFFER_POOL="${BUFFER_POOL:-1G}"
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+need=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+[ -x /usr/bin/time ] || need+=(time)
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+PATH="$PATH:/usr/sbin"
+
+log "building newapi-ops (release)"
+cargo build --release --quiet
+BIN="$PWD/target/release/newapi-ops"
+
+WORK="$(mktemp -d /tmp/newapi-ops-bench.XXXXXX)"
+chmod 700 "$WORK"
+PID=""
+cleanup() {
+  if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ROOTUSER=()
+[ "$(id -u)" = 0 ] && ROOTUSER=(--user=root)
+log "starting MariaDB on 127.0.0.1:$PORT (buffer pool $BUFFER_POOL)"
+mariadb-install-db --no-defaults --datadir="$WORK/data" --auth-root-authentication-method=normal \
+  --skip-test-db "${ROOTUSER[@]}" >/dev/null 2>&1
+mkdir -p "$WORK/tmp"
+mariadbd --no-defaults "${ROOTUSER[@]}" --datadir="$WORK/data" --port="$PORT" --bind-address=127.0.0.1 \
+  --socket="$WORK/sock" --pid-file="$WORK/pid" --log-error="$WORK/err.log" --tmpdir="$WORK/tmp" \
+  --skip-name-resolve --innodb-buffer-pool-size="$BUFFER_POOL" --max-allowed-packet=64M \
+  >/dev/null 2>&1 &
+PID=$!
+for _ in $(seq 1 100); do
+  mariadb --no-defaults -S "$WORK/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+ROOT=(mariadb --no-defaults -S "$WORK/sock" -uroot)
+"${ROOT[@]}" -e "CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY '$PASSWORD'; GRANT ALL ON *.* TO 'bench'@'127.0.0.1';"
+umask 077
+printf '[client]\nuser=bench\npassword=%s\nhost=127.0.0.1\nport=%s\n' "$PASSWORD" "$PORT" > "$WORK/client.cnf"
+DEF="--defaults-extra-file=$WORK/client.cnf"
+export NEWAPI_OPS_MYSQL_URL="mysql://bench:$PASSWORD@127.0.0.1:$PORT/new-api"
+
+log "loading the schema and $ROWS rows into logs"
+"${ROOT[@]}" -e 'CREATE DATABASE `new-api` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci'
+"${ROOT[@]}" new-api < fixtures/sandbox/newapi-schema.sql
+batch=250000
+done_rows=0
+while [ "$done_rows" -lt "$ROWS" ]; do
+  lo=$((done_rows + 1000)); hi=$((done_rows + batch + 999)); [ "$hi" -gt $((ROWS + 999)) ] && hi=$((ROWS + 999))
+  "${ROOT[@]}" new-api -e "
+INSERT INTO logs (id, user_id, created_at, type, content, username, token_name, model_name, quota,
+  prompt_tokens, completion_tokens, use_time, is_stream, channel_id, token_id, \`group\`, ip, other)
+SELECT seq, 1 + seq % 997, 1731456000 + seq * 3, 2,
+  CONCAT('模型倍率 ', 1 + seq % 7, '.00，补全倍率 ', 1 + seq % 3, '.00，分组倍率 1.00'),
+  CONCAT('user', seq % 997), CONCAT('token-', seq % 3001),
+  ELT(1 + seq % 6, 'gpt-4o', 'gpt-4o-mini', 'claude-3-5-sonnet-20241022', 'deepseek-chat', 'gemini-1.5-pro', 'qwen-max'),
+  seq % 50000, 100 + seq % 4000, 20 + seq % 1500, seq % 30, seq % 2, 1 + seq % 20, 1 + seq % 3001,
+  ELT(1 + seq % 3, 'default', 'vip', 'svip'), CONCAT('10.', seq % 250, '.', seq % 199, '.', seq % 251),
+  CONCAT('{\"admin_info\":{\"use_channel\":[\"', 1 + seq % 20, '\"]},\"cache_ratio\":1,\"completion_ratio\":', 1 + seq % 3,
+         ',\"frt\":', 300 + seq % 2000, ',\"group_ratio\":1,\"model_price\":-1,\"model_ratio\":', 1 + seq % 7,
+         ',\"request_id\":\"', MD5(seq), '\"}')
+FROM seq_${lo}_to_${hi};"
+  done_rows=$((done_rows + batch))
+done
+"${ROOT[@]}" new-api -e 'ANALYZE TABLE logs' >/dev/null
+SQLBYTES=$(mariadb-dump "$DEF" --single-transaction --quick new-api | wc -c)
+log "the database dumps to $((SQLBYTES / 1048576)) MiB of SQL"
+
+# time_it NAME CMD...: wall seconds and peak RSS (KiB) of CMD (a shell pipeline if given as one string).
+RESULTS="$WORK/results"
+: > "$RESULTS"
+time_it() {
+  local name="$1"; shift
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  /usr/bin/time -v -o "$WORK/time.txt" bash -c "$*" > "$WORK/out.txt" 2> "$WORK/errout.txt" \
+    || { log "$name failed:"; cat "$WORK/errout.txt" "$WORK/time.txt" >&2; exit 1; }
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/time.txt" \
+    | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
+  printf '%s\t%s\t%s\n' "$name" "$wall" "$rss" >> "$RESULTS"
+  log "$(printf '%-40s %8.2f s  %7d KiB peak RSS' "$name" "$wall" "$rss")"
+}
+
+drop() { "${ROOT[@]}" -e "DROP DATABASE IF EXISTS \`$1\`"; }
+
+log "backups"
+time_it "newapi-ops backup (--threads $THREADS)" "'$BIN' -q backup --dir '$WORK/ours' --threads $THREADS"
+time_it "mariadb-dump --single-transaction --quick | zstd" \
+  "mariadb-dump '$DEF' --single-transaction --quick new-api | zstd -q -3 -o '$WORK/dump.sql.zst'"
+mkdir -p "$WORK/mydumper"
+time_it "mydumper -t $THREADS -c" "mydumper '$DEF' -t $THREADS -c -B new-api -o '$WORK/mydumper'"
+OURS=$(du -sb "$WORK/ours" | cut -f1); DUMPZ=$(stat -c %s "$WORK/dump.sql.zst"); MYD=$(du -sb "$WORK/mydumper" | cut -f1)
+
+log "restores"
+zstd -q -d "$WORK/dump.sql.zst" -o "$WORK/dump.sql"
+time_it "newapi-ops restore (--threads $THREADS)" \
+  "'$BIN' -q restore latest --dir '$WORK/ours' --database r_ours --threads $THREADS --yes"
+"${ROOT[@]}" -e 'CREATE DATABASE r_client'
+time_it "mariadb < dump.sql" "mariadb '$DEF' r_client < '$WORK/dump.sql'"
+time_it "myloader -t $THREADS" "myloader '$DEF' -t $THREADS -d '$WORK/mydumper' -B r_myloader"
+
+# The three restored copies hold the same data.
+for db in r_ours r_client r_myloader; do
+  printf '%s: ' "$db" >&2
+  "${ROOT[@]}" -N -e "CHECKSUM TABLE \`$db\`.logs; SELECT COUNT(*) FROM \`$db\`.logs" | tr '\n' ' ' >&2
+  echo >&2
+done
+drop r_ours; drop r_client; drop r_myloader
+
+echo "### $ROWS rows in \`logs\` ($((SQLBYTES / 1048576)) MiB of SQL), $(nproc) cores, MariaDB $("${ROOT[@]}" -N -e 'SELECT VERSION()'), buffer pool $BUFFER_POOL"
+echo
+echo "| run | wall time | peak RSS |"
+echo "|---|---:|---:|"
+while IFS=$'\t' read -r name wall rss; do
+  printf '| %s | %.2f s | %.1f MiB |\n' "$name" "$wall" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')"
+done < "$RESULTS"
+echo
+echo "Sizes: newapi-ops $((OURS / 1048576)) MiB, mariadb-dump | zstd $((DUMPZ / 1048576)) MiB, mydumper -c $((MYD / 1048576)) MiB."

@@ -1,0 +1,251 @@
+//! What can go wrong with a backup, a restore or a verification, typed, with its exit code and
+//! what to do next. No message ever quotes a password: endpoints print as `user@host:port/db`.
+
+use std::path::PathBuf;
+
+use crate::error::exit;
+
+/// The backup engine's result type.
+pub type Result<T, E = BackupError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("cannot connect to MySQL at {endpoint}: {detail}")]
+    Connect { endpoint: String, detail: String },
+
+    #[error("MySQL at {endpoint} refused {what}: {detail}")]
+    Denied {
+        endpoint: String,
+        what: String,
+        detail: String,
+    },
+
+    #[error(
+        "MySQL at {endpoint} refused the lock that makes the workers' snapshots consistent: {detail}"
+    )]
+    LockRefused { endpoint: String, detail: String },
+
+    #[error("lost the connection to MySQL at {endpoint} while {during}: {detail}")]
+    Lost {
+        endpoint: String,
+        during: String,
+        detail: String,
+    },
+
+    #[error("MySQL at {endpoint} failed while {during}: {detail}")]
+    Query {
+        endpoint: String,
+        during: String,
+        detail: String,
+    },
+
+    #[error("database `{database}` does not exist on {endpoint}")]
+    NoDatabase {
+        endpoint: String,
+        database: String,
+        available: Vec<String>,
+    },
+
+    #[error("no database named: the connection ({endpoint}) names none")]
+    DatabaseUnknown { endpoint: String },
+
+    #[error("table `{table}` is not a table of `{database}`")]
+    NoTable {
+        database: String,
+        table: String,
+        available: Vec<String>,
+    },
+
+    #[error("{context} {path}: {source}")]
+    File {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("backup `{id}` not found in {dir}")]
+    NotFound {
+        id: String,
+        dir: PathBuf,
+        available: Vec<String>,
+    },
+
+    #[error("backup {id} is damaged: {}", problems.join("; "))]
+    Corrupt { id: String, problems: Vec<String> },
+
+    #[error("{path} is not a backup manifest this version can read: {detail}")]
+    BadManifest { path: PathBuf, detail: String },
+
+    #[error("backup {id} is encrypted (age, to {recipients}); reading its data needs the identity")]
+    NeedIdentity { id: String, recipients: String },
+
+    #[error("no identity in {file} can decrypt backup {id}: it is encrypted to {recipients}")]
+    WrongIdentity {
+        id: String,
+        file: PathBuf,
+        recipients: String,
+    },
+
+    #[error("cannot use identity file {file}: {detail}")]
+    BadIdentity { file: PathBuf, detail: String },
+
+    #[error("--encrypt-to {value}: not an age recipient ({detail})")]
+    BadRecipient { value: String, detail: String },
+
+    #[error("database `{database}` on {endpoint} is not empty: it has {}", tables.join(", "))]
+    TargetNotEmpty {
+        endpoint: String,
+        database: String,
+        tables: Vec<String>,
+    },
+
+    #[error("restored data does not match backup {id}: {}", problems.join("; "))]
+    Mismatch { id: String, problems: Vec<String> },
+
+    #[error("{what} cancelled: not confirmed")]
+    Declined { what: String },
+
+    #[error(
+        "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: scheduled backups need Kubernetes 1.21 or newer"
+    )]
+    CronJobUnsupported { version: String },
+}
+
+impl BackupError {
+    /// An I/O error on a backup file or directory.
+    pub fn file(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BackupError::File {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BackupError::Usage(_)
+            | BackupError::NeedIdentity { .. }
+            | BackupError::BadRecipient { .. } => exit::USAGE,
+            BackupError::Connect { .. }
+            | BackupError::Lost { .. }
+            | BackupError::CronJobUnsupported { .. } => exit::UNAVAILABLE,
+            BackupError::Denied { .. }
+            | BackupError::LockRefused { .. }
+            | BackupError::WrongIdentity { .. } => exit::PERMISSION,
+            BackupError::Query { .. } => exit::INTERNAL,
+            BackupError::NoDatabase { .. }
+            | BackupError::NoTable { .. }
+            | BackupError::NotFound { .. } => exit::NOT_FOUND,
+            BackupError::DatabaseUnknown { .. } | BackupError::BadIdentity { .. } => exit::CONFIG,
+            BackupError::File { .. } => exit::IO,
+            BackupError::Corrupt { .. }
+            | BackupError::BadManifest { .. }
+            | BackupError::Mismatch { .. } => exit::DATA,
+            BackupError::TargetNotEmpty { .. } => exit::CANT_CREATE,
+            BackupError::Declined { .. } => exit::DECLINED,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            BackupError::Usage(_) => "see `newapi-ops backup --help`".into(),
+            BackupError::Connect { .. } => "check that MySQL is running (`newapi-ops diagnose --only mysql`), or pass --mysql-url".into(),
+            BackupError::Denied { .. } => "use a MySQL account with SELECT, SHOW VIEW, RELOAD (or BACKUP_ADMIN) and, for restores, CREATE, DROP, INSERT, ALTER, INDEX on the database".into(),
+            BackupError::LockRefused { .. } => "grant RELOAD to the account, or pass --single-connection (one connection, consistent by its own snapshot; slower on large tables)".into(),
+            BackupError::Lost { .. } => "the server went away or restarted; nothing incomplete was kept: check the server (`newapi-ops diagnose --only mysql`) and run it again".into(),
+            BackupError::Query { .. } => "run again with -vv for details; if it persists, this is a bug".into(),
+            BackupError::NoDatabase { available, .. } => {
+                if available.is_empty() {
+                    "pass --database NAME".into()
+                } else {
+                    format!("databases there: {}; pass --database NAME", available.join(", "))
+                }
+            }
+            BackupError::DatabaseUnknown { .. } => "pass --database NAME".into(),
+            BackupError::NoTable { available, .. } => format!("tables there: {}", available.join(", ")),
+            BackupError::File { source, path, .. } => match source.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => format!(
+                    "the disk holding {} is full: free space or choose another --dir; nothing incomplete was kept",
+                    path.display()
+                ),
+                std::io::ErrorKind::PermissionDenied => "check the directory's owner and permissions, or choose another --dir".into(),
+                _ => "check the path and the disk".into(),
+            },
+            BackupError::NotFound { available, .. } => {
+                if available.is_empty() {
+                    "there are no complete backups there: check --dir (or NEWAPI_OPS_BACKUP_DIR)".into()
+                } else {
+                    format!("backups there: {} (or `latest`)", available.join(", "))
+                }
+            }
+            BackupError::Corrupt { .. } => "do not restore this backup; restore an older one (`newapi-ops backup list`) and take a new backup".into(),
+            BackupError::BadManifest { .. } => "the directory is not a complete backup made by newapi-ops; use `newapi-ops backup list`".into(),
+            BackupError::NeedIdentity { .. } => "pass --identity FILE (the age identity matching the recipient)".into(),
+            BackupError::WrongIdentity { .. } => "pass the identity file whose public key is the recipient shown (`age-keygen -y FILE` prints it)".into(),
+            BackupError::BadIdentity { .. } => "an identity file has lines `AGE-SECRET-KEY-1...` (from `age-keygen`)".into(),
+            BackupError::BadRecipient { .. } => "pass an age X25519 recipient, `age1...` (`age-keygen -y IDENTITY` prints it)".into(),
+            BackupError::TargetNotEmpty { .. } => "restore into a new --database NAME, or pass --force to drop and replace the backup's tables there".into(),
+            BackupError::Mismatch { .. } => "the server changed the data while loading, or the backup is inconsistent: check the server's log, and do not use the restored copy".into(),
+            BackupError::Declined { .. } => return None,
+            BackupError::CronJobUnsupported { .. } => "upgrade the cluster, or run backups from a host outside it with cron: see `newapi-ops backup schedule --crontab`".into(),
+        })
+    }
+
+    /// Classifies a MySQL error for `endpoint` that happened while doing `during`.
+    pub fn mysql(endpoint: &str, during: &str, e: &mysql_async::Error) -> Self {
+        use mysql_async::{DriverError, Error as E, IoError};
+        let endpoint = endpoint.to_string();
+        let during = during.to_string();
+        match e {
+            E::Server(s) => {
+                let detail = format!("{} ({})", s.message, s.code);
+                match s.code {
+                    // Access denied (user, database, table, command, privilege).
+                    1044 | 1045 | 1142 | 1143 | 1227 | 1370 | 1698 => BackupError::Denied {
+                        endpoint,
+                        what: during,
+                        detail,
+                    },
+                    // Server shutdown in progress, query interrupted, killed connection.
+                    1053 | 1317 | 1927 | 4031 => BackupError::Lost {
+                        endpoint,
+                        during,
+                        detail,
+                    },
+                    _ => BackupError::Query {
+                        endpoint,
+                        during,
+                        detail,
+                    },
+                }
+            }
+            E::Io(IoError::Io(io)) => {
+                let detail = match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => {
+                        "connection refused (nothing listens there)".to_string()
+                    }
+                    _ => io.to_string(),
+                };
+                BackupError::Lost {
+                    endpoint,
+                    during,
+                    detail,
+                }
+            }
+            E::Driver(DriverError::ConnectionClosed) => BackupError::Lost {
+                endpoint,
+                during,
+                detail: "the server closed the connection".into(),
+            },
+            other => BackupError::Query {
+                endpoint,
+                during,
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! Running a runbook: inputs checked, then each step in order — its `when`, its arguments
+//! resolved, then one single point where the effect decides (just's lesson: confirmation and
+//! dry-run checked in one place, right before acting): read-only steps run; mutating steps are
+//! planned, then described (`--dry-run`) or confirmed and applied; manual steps are shown and
+//! acknowledged. A failed step stops the run unless it says `on_failure: continue`. Ctrl-C stops
+//! after the current step (a second Ctrl-C cancels it); the transcript is written either way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use super::args::Resolver;
+use super::catalogue::Effect;
+use super::exec::{self, Call, Ctx, Done};
+use super::expr::Bindings;
+use super::model::{Input, OnFailure, Runbook};
+use super::transcript::{EndRecord, Redactor, StartRecord, StepRecord, Transcript, now};
+use crate::confirm::Confirm;
+use crate::error::{Error, Result};
+use crate::printer::Printer;
+
+/// How a run is asked for.
+pub struct RunOptions {
+    /// `--input name=value`, in order.
+    pub inputs: Vec<(String, String)>,
+    pub dry_run: bool,
+    /// How confirmations are answered: `prompt`, `--yes`, `scripted`, `refused`.
+    pub confirmations: String,
+    pub runs_dir: std::path::PathBuf,
+}
+
+/// Interrupt state shared with the signal listener and the command's drop guard.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    pub requested: AtomicBool,
+    pub count: AtomicU32,
+    pub now: tokio::sync::Notify,
+}
+
+impl Interrupt {
+    pub fn requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub runbook: String,
+    pub status: String,
+    pub dry_run: bool,
+    pub inputs: Json,
+    pub steps: Vec<StepRecord>,
+    pub transcript_markdown: String,
+    pub transcript_jsonl: String,
+}
+
+impl RunReport {
+    /// 0 completed, 1 completed with failed steps that said continue, 2 aborted.
+    pub fn exit_code(&self) -> u8 {
+        match self.status.as_str() {
+            "completed" => 0,
+            "completed-with-failures" => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Checks `--input` values against the declared inputs; fills defaults.
+pub fn bind_inputs(
+    rb: &Runbook,
+    given: &[(String, String)],
+) -> Result<serde_json::Map<String, Json>> {
+    let mut out = serde_json::Map::new();
+    for (k, v) in given {
+        let Some(input) = rb.inputs.iter().find(|i| &i.name == k) else {
+            let names: Vec<&str> = rb.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "runbook {} has no input `{k}` ({})",
+                rb.name,
+                if names.is_empty() {
+                    "it takes no inputs".to_string()
+                } else {
+                    super::diag::allowed_help(k, &names)
+                }
+            )));
+        };
+        let value = input
+            .check(&Json::String(v.clone()))
+            .map_err(|m| Error::Usage(format!("--input {k}={v}: {m}")))?;
+        out.insert(k.clone(), value);
+    }
+    for input in &rb.inputs {
+        if !out.contains_key(&input.name) {
+            match &input.default {
+                Some(d) => {
+                    out.insert(input.name.clone(), d.clone());
+                }
+                None => {
+                    return Err(Error::Usage(format!(
+                        "runbook {} needs --input {}=VALUE ({})",
+                        rb.name,
+                        input.name,
+                        describe_input(input)
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `int, 1..20: the number of slaves`.
+pub fn describe_input(i: &Input) -> String {
+    let mut s = serde_json::to_value(i.ty)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if !i.values.is_empty() {
+        s = format!("one of {}", i.values.join("|"));
+    }
+    match (i.min, i.max) {
+        (Some(a), Some(b)) => s.push_str(&format!(", {a}..{b}")),
+        (Some(a), None) => s.push_str(&format!(", ≥ {a}")),
+        (None, Some(b)) => s.push_str(&format!(", ≤ {b}")),
+        _ => {}
+    }
+    if !i.description.is_empty() {
+        s.push_str(&format!(": {}", i.description));
+    }
+    s
+}
+
+fn run_id(name: &str) -> String {
+    let t = jiff::Timestamp::now();
+    let stamp = t.strftime("%Y%m%dT%H%M%SZ").to_string();
+    let salt = (u64::from(t.subsec_nanosecond().unsigned_abs()) ^ u64::from(std::process::id()))
+        % 0x100_0000;
+    format!("{stamp}-{name}-{salt:06x}")
+}
+
+/// Ends a step's record.
+struct Clock {
+    started_at: String,
+    t0: Instant,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            started_at: now(),
+            t0: Instant::now(),
+        }
+    }
+}
+
+/// Outcome of one step before it is recorded.
+struct Outcome {
+    status: &'static str,
+    done: Option<Done>,
+    error: Option<String>,
+    change: Option<String>,
+    details: Vec<String>,
+    arguments: Json,
+}
+
+impl Outcome {
+    fn failed(error: String, arguments: Json) -> Outcome {
+        Outcome {
+            status: "failed",
+            done: None,
+            error: Some(error),
+            change: None,
+            details: Vec::new(),
+            arguments,
+        }
+    }
+}
+
+/// Runs `rb`. Printing goes through `printer` (progress in human mode; the report is returned).
+pub async fn run(
+    ctx: &Ctx,
+    rb: &Runbook,
+    opts: &RunOptions,
+    confirm: &dyn Confirm,
+    printer: &Printer,
+    interrupt: Arc<Interrupt>,
+) -> Result<RunReport> {
+    let inputs = bind_inputs(rb, &opts.inputs)?;
+    let mut redactor = Redactor::new();
+    redactor.learn(&ctx.kube, &ctx.settings).await;
+    let id = run_id(&rb.name);
+    let t_run = Instant::now();
+    let mut transcript = Transcript::create(
+        &opts.runs_dir,
+        StartRecord {
+            run_id: id.clone(),
+            runbook: rb.name.clone(),
+            title: rb.title.clone(),
+            source: rb.source.clone(),
+            started_at: now(),
+            context: ctx.kube.context.clone(),
+            server: ctx.kube.server.clone(),
+            namespace: ctx.settings.namespace.clone(),
+            inputs: Json::Object(inputs.clone()),
+            dry_run: opts.dry_run,
+            confirmations: opts.confirmations.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        redactor,
+    )?;
+    let human = !printer.is_json();
+    let style = printer.style;
+    if human {
+        printer.text(&format!(
+            "{} {} — {}{}\n",
+            style.bold("runbook"),
+            rb.name,
+            rb.title,
+            if opts.dry_run { " (dry run)" } else { "" }
+        ))?;
+    }
+    let mut bindings = Bindings {
+        inputs: inputs.clone(),
+        steps: serde_json::Map::new(),
+    };
+    let n = rb.steps.len();
+    let mut records: Vec<StepRecord> = Vec::new();
+    let mut stop: Option<&'static str> = None;
+    for (i, step) in rb.steps.iter().enumerate() {
+        let index = i + 1;
+        let spec = step.action.spec();
+        if stop.is_none() && interrupt.requested() {
+            stop = Some("interrupted");
+        }
+        if let Some(why) = stop {
+            let clock = Clock::start();
+            let rec = StepRecord {
+                index,
+                id: step.id.clone(),
+                title: step.title.clone(),
+                action: spec.name.into(),
+                effect: spec.effect.as_str().into(),
+                status: "not-run".into(),
+                when: step.when.as_ref().map(|w| w.source.clone()),
+                arguments: json!(
+                    step.action
+                        .shown_args()
+                        .into_iter()
+                        .collect::<BTreeMap<_, _>>()
+                ),
+                change: None,
+                details: Vec::new(),
+                summary: format!("not run: the run was {why}"),
+                error: None,
+                output: Json::Null,
+                started_at: clock.started_at.clone(),
+                ended_at: clock.started_at,
+                duration_ms: 0,
+            };
+            records.push(transcript.step(rec)?);
+            continue;
+        }
+        if human {
+            printer.text(&format!(
+                "\n{} {} {} ({}, {})\n",
+                style.bold(&format!("[{index}/{n}]")),
+                step.id,
+                step.title,
+                spec.name,
+                spec.effect.as_str()
+            ))?;
+        }
+        let clock = Clock::start();
+        let work = run_step(
+            ctx,
+            step,
+            &bindings,
+            opts,
+            confirm,
+            printer,
+            transcript.redactor(),
+        );
+        let outcome = tokio::select! {
+            o = work => o,
+            () = wait_second_interrupt(&interrupt) => Outcome {
+                status: "cancelled",
+                done: None,
+                error: Some("cancelled by a second Ctrl-C while it ran: its effect is unknown".into()),
+                change: None,
+                details: Vec::new(),
+                arguments: Json::Null,
+            },
+        };
+        let duration_ms = u64::try_from(clock.t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (output, summary) = match &outcome.done {
+            Some(d) => (d.output.clone(), d.summary.clone()),
+            None => (Json::Null, String::new()),
+        };
+        let rec = transcript.step(StepRecord {
+            index,
+            id: step.id.clone(),
+            title: step.title.clone(),
+            action: spec.name.into(),
+            effect: spec.effect.as_str().into(),
+            status: outcome.status.into(),
+            when: step.when.as_ref().map(|w| w.source.clone()),
+            arguments: outcome.arguments,
+            change: outcome.change,
+            details: outcome.details,
+            summary,
+            error: outcome.error,
+            output,
+            started_at: clock.started_at,
+            ended_at: now(),
+            duration_ms,
+        })?;
+        if human {
+            let status = match rec.status.as_str() {
+                "ok" => style.green("ok"),
+                "skipped" | "dry-run" => style.dim(&rec.status),
+                "failed" | "cancelled" => style.red(&rec.status),
+                other => style.yellow(other),
+            };
+            let mut line = format!("  {status} ({} ms)", rec.duration_ms);
+            if let Some(c) = &rec.change {
+                line.push_str(&format!(" — {c}"));
+            }
+            if !rec.summary.is_empty() {
+                line.push_str(&format!(": {}", rec.summary));
+            }
+            if let Some(e) = &rec.error {
+                line.push_str(&format!("\n  {} {e}", style.red("error:")));
+            }
+            for d in &rec.details {
+                line.push_str(&format!("\n    {d}"));
+            }
+            printer.text(&format!("{line}\n"))?;
+        }
+        bindings.steps.insert(
+            step.id.clone(),
+            json!({"status": rec.status, "output": rec.output, "error": rec.error, "summary": rec.summary}),
+        );
+        let bad = matches!(rec.status.as_str(), "failed" | "declined" | "cancelled");
+        records.push(rec);
+        if records.last().is_some_and(|r| r.status == "cancelled") {
+            stop = Some("interrupted");
+        } else if bad && step.on_failure == OnFailure::Abort {
+            stop = Some("aborted");
+        }
+        if stop.is_none() && interrupt.requested() {
+            stop = Some("interrupted");
+        }
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &records {
+        *counts.entry(r.status.clone()).or_default() += 1;
+    }
+    let any_bad = records
+        .iter()
+        .any(|r| matches!(r.status.as_str(), "failed" | "declined" | "cancelled"));
+    let status = match stop {
+        Some("interrupted") => "interrupted",
+        Some(_) => "aborted",
+        None if any_bad => "completed-with-failures",
+        None => "completed",
+    };
+    transcript.end(EndRecord {
+        run_id: id.clone(),
+        status: status.into(),
+        ended_at: now(),
+        duration_ms: u64::try_from(t_run.elapsed().as_millis()).unwrap_or(u64::MAX),
+        counts: counts.clone(),
+    })?;
+    let report = RunReport {
+        run_id: id,
+        runbook: rb.name.clone(),
+        status: status.into(),
+        dry_run: opts.dry_run,
+        inputs: transcript.redactor().json(&Json::Object(inputs)),
+        steps: records,
+        transcript_markdown: transcript.markdown.display().to_string(),
+        transcript_jsonl: transcript.jsonl.display().to_string(),
+    };
+    if human {
+        let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let painted = match status {
+            "completed" => style.green(status),
+            "completed-with-failures" => style.yellow(status),
+            _ => style.red(status),
+        };
+        printer.text(&format!(
+            "\n{painted}: {}\ntranscript: {}\n            {}\n",
+            counts.join(", "),
+            report.transcript_markdown,
+            report.transcript_jsonl
+        ))?;
+    }
+    Ok(report)
+}
+
+async fn wait_second_interrupt(i: &Interrupt) {
+    loop {
+        if i.count.load(Ordering::SeqCst) >= 2 {
+            return;
+        }
+        i.now.notified().await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    ctx: &Ctx,
+    step: &super::model::Step,
+    bindings: &Bindings,
+    opts: &RunOptions,
+    confirm: &dyn Confirm,
+    printer: &Printer,
+    redactor: &Redactor,
+) -> Outcome {
+    let shown = || {
+        json!(
+            step.action
+                .shown_args()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>()
+        )
+    };
+    if let Some(when) = &step.when {
+        match when.eval_bool(bindings) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Outcome {
+                    status: "skipped",
+                    done: Some(Done {
+                        output: Json::Null,
+                        summary: format!("skipped: `{}` is false", when.source),
+                    }),
+                    error: None,
+                    change: None,
+                    details: Vec::new(),
+                    arguments: shown(),
+                };
+            }
+            Err(e) => return Outcome::failed(format!("`when`: {e}"), shown()),
+        }
+    }
+    let mut resolver = Resolver::new(bindings);
+    let call = match exec::resolve(&step.action, &mut resolver) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, shown()),
+    };
+    let arguments = Json::Object(resolver.record.clone());
+    let ok = |done: Done, arguments: Json| Outcome {
+        status: "ok",
+        done: Some(done),
+        error: None,
+        change: None,
+        details: Vec::new(),
+        arguments,
+    };
+    // The one place where the effect decides what happens.
+    match (step.action.effect(), &call) {
+        (Effect::ReadOnly, Call::Assert(a)) => match a.fail_if.0.eval_bool(bindings) {
+            Ok(true) => Outcome {
+                status: "failed",
+                done: Some(Done {
+                    output: json!({"failed": true, "message": a.message}),
+                    summary: String::new(),
+                }),
+                error: Some(a.message.clone()),
+                change: None,
+                details: vec![format!("condition held: {}", a.fail_if.0.source)],
+                arguments,
+            },
+            Ok(false) => ok(
+                Done::of(
+                    "assert",
+                    &json!({"failed": false, "message": a.message}),
+                    format!("condition does not hold: {}", a.fail_if.0.source),
+                ),
+                arguments,
+            ),
+            Err(e) => Outcome::failed(e, arguments),
+        },
+        (Effect::ReadOnly, _) => match exec::read(ctx, &call).await {
+            Ok(done) => ok(done, arguments),
+            Err(e) => Outcome::failed(e, arguments),
+        },
+        (Effect::Manual, Call::Manual(m)) => {
+            let text = redactor.text(&m.instructions);
+            if !printer.is_json() {
+                let indented: String = text.lines().map(|l| format!("    {l}\n")).collect();
+                let _ = printer.text(&format!("  to do by hand:\n{indented}"));
+            }
+            if opts.dry_run {
+                return Outcome {
+                    status: "dry-run",
+                    done: Some(Done {
+                        output: json!({"acknowledged": false}),
+                        summary: "would ask for an acknowledgement".into(),
+                    }),
+                    error: None,
+                    change: Some(format!("by hand: {}", step.title)),
+                    details: Vec::new(),
+                    arguments,
+                };
+            }
+            let answer = ask(confirm, &format!("Done by hand: {}?", step.title)).await;
+            match answer {
+                Ok(true) => ok(
+                    Done::of("manual", &json!({"acknowledged": true}), "acknowledged"),
+                    arguments,
+                ),
+                Ok(false) => Outcome {
+                    status: "declined",
+                    done: Some(Done {
+                        output: json!({"acknowledged": false}),
+                        summary: "not acknowledged".into(),
+                    }),
+                    error: Some("the manual step was not acknowledged".into()),
+                    change: None,
+                    details: Vec::new(),
+                    arguments,
+                },
+                Err(e) => Outcome::failed(exec::err_line(&e), arguments),
+            }
+        }
+        (Effect::Mutating, _) => {
+            let plan = match exec::plan(ctx, &call).await {
+                Ok(p) => p,
+                Err(e) => return Outcome::failed(e, arguments),
+            };
+            let change = Some(plan.change.clone());
+            let details = plan.details.clone();
+            if plan.noop {
+                return Outcome {
+                    status: "ok",
+                    done: Some(Done {
+                        output: plan.planned_output.clone(),
+                        summary: format!("nothing to change ({})", plan.change),
+                    }),
+                    error: None,
+                    change,
+                    details,
+                    arguments,
+                };
+            }
+            if opts.dry_run {
+                return Outcome {
+                    status: "dry-run",
+                    done: Some(Done {
+                        output: plan.planned_output.clone(),
+                        summary: format!("would {}", plan.change),
+                    }),
+                    error: None,
+                    change,
+                    details,
+                    arguments,
+                };
+            }
+            let prompt = redactor.text(&format!("{}: {}?", step.title, plan.change));
+            match ask(confirm, &prompt).await {
+                Ok(true) => match exec::apply(ctx, plan).await {
+                    Ok(done) => Outcome {
+                        status: "ok",
+                        done: Some(done),
+                        error: None,
+                        change,
+                        details,
+                        arguments,
+                    },
+                    Err(e) => Outcome {
+                        status: "failed",
+                        done: None,
+                        error: Some(e),
+                        change,
+                        details,
+                        arguments,
+                    },
+                },
+                Ok(false) => Outcome {
+                    status: "declined",
+                    done: Some(Done {
+                        output: plan.planned_output.clone(),
+                        summary: "declined at the prompt: nothing was changed".into(),
+                    }),
+                    error: Some("declined".into()),
+                    change,
+                    details,
+                    arguments,
+                },
+                Err(e) => Outcome {
+                    status: "failed",
+                    done: None,
+                    error: Some(format!(
+                        "refused to change anything without a confirmation: {}",
+                        exec::err_line(&e)
+                    )),
+                    change,
+                    details,
+                    arguments,
+                },
+            }
+        }
+        (effect, _) => Outcome::failed(
+            format!(
+                "internal error: {} is {}",
+                step.action.name(),
+                effect.as_str()
+            ),
+            arguments,
+        ),
+    }
+}
+
+/// Asks on a blocking thread (dialoguer and the answers file block).
+async fn ask(confirm: &dyn Confirm, prompt: &str) -> Result<bool> {
+    tokio::task::block_in_place(|| confirm.confirm(prompt))
+}

@@ -1,0 +1,540 @@
+//! Transcripts: every run writes `<runs dir>/<run id>.jsonl` (one JSON record per line, written
+//! as the run goes: `start`, one `step` per step, `end`) and `<run id>.md` (the same for people,
+//! rewritten after every step). Everything written passes through the [`Redactor`] first, so no
+//! secret of the namespace reaches a transcript, the terminal or an error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::ListParams;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as Json, json};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::k8s::Kube;
+
+/// Values shorter than this are not treated as secrets (they would mask ordinary words).
+const MIN_SECRET_CHARS: usize = 4;
+
+/// Masks secrets: values known to be secret (every value of the namespace's Secrets, the
+/// passwords in New-API's SQL_DSN and REDIS_CONN_STRING, secret-looking variables of the
+/// New-API containers) and secret-looking patterns (`user:pass@`, `password=...`).
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    values: Vec<String>,
+    patterns: Vec<(Regex, &'static str)>,
+}
+
+pub const MASK: &str = "***";
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor::new()
+    }
+}
+
+impl Redactor {
+    pub fn new() -> Redactor {
+        let p = |re: &str, with: &'static str| {
+            (
+                Regex::new(re).unwrap_or_else(|e| unreachable!("static regex {re}: {e}")),
+                with,
+            )
+        };
+        Redactor {
+            values: Vec::new(),
+            patterns: vec![
+                p(r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", "${1}***@"),
+                p(r"([\w.-]*:)[^@\s:/()]+@(tcp|unix)\(", "${1}***@${2}("),
+                p(
+                    r#"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&"']+)"#,
+                    "${1}${2}***",
+                ),
+                p(r"(?i)(identified\s+by\s+)('[^']*'|\S+)", "${1}'***'"),
+                p(r"(\s-p)[^\s-][^\s]*", "${1}***"),
+            ],
+        }
+    }
+
+    /// Treats `value` as a secret.
+    pub fn add(&mut self, value: &str) {
+        let v = value.trim();
+        if v.chars().count() >= MIN_SECRET_CHARS && !self.values.iter().any(|x| x == v) {
+            self.values.push(v.to_string());
+            // Longest first, so a secret containing another is masked whole.
+            self.values.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// Masks every secret in `s`.
+    pub fn text(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for v in &self.values {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), MASK);
+            }
+        }
+        for (re, with) in &self.patterns {
+            out = re.replace_all(&out, *with).into_owned();
+        }
+        out
+    }
+
+    /// Masks every string (and map key) of a JSON value.
+    pub fn json(&self, v: &Json) -> Json {
+        match v {
+            Json::String(s) => Json::String(self.text(s)),
+            Json::Array(a) => Json::Array(a.iter().map(|x| self.json(x)).collect()),
+            Json::Object(o) => Json::Object(
+                o.iter()
+                    .map(|(k, x)| (self.text(k), self.json(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// Learns the namespace's secrets: every value of its Secrets (when we may list them) and,
+    /// from the New-API containers' environment, the passwords of SQL_DSN and REDIS_CONN_STRING
+    /// and every variable whose name says secret.
+    pub async fn learn(&mut self, kube: &Kube, settings: &Settings) {
+        let ns = settings.namespace.as_str();
+        let lp = ListParams::default();
+        let (secrets, configmaps, snapshot) = tokio::join!(
+            kube.list::<Secret>(Some(ns), &lp),
+            kube.list::<ConfigMap>(Some(ns), &lp),
+            crate::inventory::Snapshot::load(kube, settings),
+        );
+        let secrets = secrets.ok().map(|l| l.items);
+        let configmaps = configmaps.ok().map(|l| l.items);
+        for s in secrets.iter().flatten() {
+            for v in s.data.iter().flat_map(|d| d.values()) {
+                self.add(&String::from_utf8_lossy(&v.0));
+            }
+            for v in s.string_data.iter().flat_map(|d| d.values()) {
+                self.add(v);
+            }
+        }
+        let Ok(snapshot) = snapshot else { return };
+        let src = crate::envvars::Sources {
+            secrets: secrets.as_deref(),
+            configmaps: configmaps.as_deref(),
+        };
+        let secretish = Regex::new(r"(?i)(pass|secret|token|key|dsn|conn|credential)")
+            .unwrap_or_else(|e| unreachable!("static regex: {e}"));
+        let containers = snapshot
+            .deployments
+            .iter()
+            .filter_map(|d| d.spec.template.spec.as_ref())
+            .chain(
+                snapshot
+                    .statefulsets
+                    .iter()
+                    .filter_map(|s| s.spec.template.spec.as_ref()),
+            )
+            .flat_map(|spec| spec.containers.iter());
+        for c in containers {
+            for (name, value) in crate::envvars::resolve(c, &src) {
+                let Some(v) = value.value() else { continue };
+                let v = v.expose();
+                if let Ok(ep) = crate::backends::parse_go_dsn(v)
+                    && let Some(p) = &ep.password
+                {
+                    self.add(p.expose());
+                }
+                for scheme in ["redis", "mysql"] {
+                    if let Ok(ep) = crate::backends::parse_url(v, scheme, 0)
+                        && let Some(p) = &ep.password
+                    {
+                        self.add(p.expose());
+                    }
+                }
+                if secretish.is_match(&name) && !v.contains("://") && !v.contains("@tcp(") {
+                    self.add(v);
+                }
+            }
+        }
+    }
+}
+
+/// A step as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub id: String,
+    pub title: String,
+    pub action: String,
+    pub effect: String,
+    /// ok, failed, skipped, dry-run, declined, not-run, cancelled.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    pub arguments: Json,
+    /// What a mutating step changes (or would change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub output: Json,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+}
+
+/// The start of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartRecord {
+    pub run_id: String,
+    pub runbook: String,
+    pub title: String,
+    pub source: String,
+    pub started_at: String,
+    pub context: Option<String>,
+    pub server: String,
+    pub namespace: String,
+    pub inputs: Json,
+    pub dry_run: bool,
+    /// How mutating steps were confirmed: prompt, --yes, scripted, refused (no terminal).
+    pub confirmations: String,
+    pub version: String,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndRecord {
+    pub run_id: String,
+    /// completed, completed-with-failures, aborted, interrupted.
+    pub status: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+/// The files of one run, written as it goes.
+pub struct Transcript {
+    pub jsonl: PathBuf,
+    pub markdown: PathBuf,
+    redactor: Redactor,
+    start: StartRecord,
+    steps: Vec<StepRecord>,
+    end: Option<EndRecord>,
+}
+
+/// Now, to the millisecond, as RFC 3339.
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+/// The default runs directory: `$XDG_STATE_HOME/newapi-ops/runs` (`~/.local/state/...`).
+pub fn default_runs_dir() -> PathBuf {
+    dirs::state_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local").join("state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("newapi-ops")
+        .join("runs")
+}
+
+impl Transcript {
+    /// Creates the files and writes the start record.
+    pub fn create(dir: &Path, start: StartRecord, redactor: Redactor) -> Result<Transcript> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating the runs directory {}", dir.display()), e))?;
+        let start = StartRecord {
+            inputs: redactor.json(&start.inputs),
+            ..start
+        };
+        let t = Transcript {
+            jsonl: dir.join(format!("{}.jsonl", start.run_id)),
+            markdown: dir.join(format!("{}.md", start.run_id)),
+            redactor,
+            start,
+            steps: Vec::new(),
+            end: None,
+        };
+        let mut rec = serde_json::to_value(&t.start).unwrap_or(Json::Null);
+        rec["type"] = json!("start");
+        t.append(&rec)?;
+        t.write_markdown()?;
+        Ok(t)
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    fn append(&self, rec: &Json) -> Result<()> {
+        let line = serde_json::to_string(&self.redactor.json(rec))
+            .map_err(|e| Error::Internal(format!("serializing a transcript record: {e}")))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.jsonl)
+            .map_err(|e| Error::io(format!("writing {}", self.jsonl.display()), e))?;
+        writeln!(f, "{line}")
+            .and_then(|()| f.flush())
+            .map_err(|e| Error::io(format!("writing {}", self.jsonl.display()), e))
+    }
+
+    /// Records a step (redacted) and rewrites the markdown.
+    pub fn step(&mut self, rec: StepRecord) -> Result<StepRecord> {
+        let redacted: StepRecord = serde_json::from_value(
+            self.redactor
+                .json(&serde_json::to_value(&rec).unwrap_or(Json::Null)),
+        )
+        .unwrap_or(rec);
+        let mut v = serde_json::to_value(&redacted).unwrap_or(Json::Null);
+        v["type"] = json!("step");
+        self.append(&v)?;
+        self.steps.push(redacted.clone());
+        self.write_markdown()?;
+        Ok(redacted)
+    }
+
+    /// Records the end of the run.
+    pub fn end(&mut self, rec: EndRecord) -> Result<()> {
+        let mut v = serde_json::to_value(&rec).unwrap_or(Json::Null);
+        v["type"] = json!("end");
+        self.append(&v)?;
+        self.end = Some(rec);
+        self.write_markdown()
+    }
+
+    fn write_markdown(&self) -> Result<()> {
+        let text = self.redactor.text(&render_markdown(
+            &self.start,
+            &self.steps,
+            self.end.as_ref(),
+        ));
+        std::fs::write(&self.markdown, text)
+            .map_err(|e| Error::io(format!("writing {}", self.markdown.display()), e))
+    }
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The markdown transcript.
+pub fn render_markdown(
+    start: &StartRecord,
+    steps: &[StepRecord],
+    end: Option<&EndRecord>,
+) -> String {
+    let mut o = String::new();
+    o.push_str(&format!(
+        "# Runbook run: {} — {}\n\n",
+        start.runbook, start.title
+    ));
+    o.push_str(&format!("- Run: `{}`\n", start.run_id));
+    o.push_str(&format!(
+        "- Runbook: {} ({})\n",
+        start.runbook, start.source
+    ));
+    o.push_str(&format!("- Started: {}\n", start.started_at));
+    match end {
+        Some(e) => {
+            o.push_str(&format!("- Ended: {} ({} ms)\n", e.ended_at, e.duration_ms));
+            let counts: Vec<String> = e.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            o.push_str(&format!(
+                "- Status: **{}** ({})\n",
+                e.status,
+                counts.join(", ")
+            ));
+        }
+        None => o.push_str("- Status: running (or stopped without an end record)\n"),
+    }
+    o.push_str(&format!(
+        "- Cluster: context `{}`, server {}, namespace `{}`\n",
+        start.context.as_deref().unwrap_or("in-cluster"),
+        start.server,
+        start.namespace
+    ));
+    o.push_str(&format!(
+        "- Mode: {}; confirmations: {}; newapi-ops {}\n\n",
+        if start.dry_run {
+            "dry run (mutating steps only described)"
+        } else {
+            "for real"
+        },
+        start.confirmations,
+        start.version
+    ));
+    o.push_str("## Inputs\n\n");
+    match start.inputs.as_object() {
+        Some(m) if !m.is_empty() => {
+            o.push_str("| input | value |\n|---|---|\n");
+            for (k, v) in m {
+                o.push_str(&format!("| {k} | `{}` |\n", md_escape(&v.to_string())));
+            }
+        }
+        _ => o.push_str("(none)\n"),
+    }
+    o.push_str("\n## Steps\n");
+    for s in steps {
+        o.push_str(&format!(
+            "\n### {}. `{}` — {}\n\n- Action: `{}` ({})\n- Status: **{}** in {} ms ({} → {})\n",
+            s.index,
+            s.id,
+            s.title,
+            s.action,
+            s.effect,
+            s.status,
+            s.duration_ms,
+            s.started_at,
+            s.ended_at
+        ));
+        if let Some(w) = &s.when {
+            o.push_str(&format!("- When: `{w}`\n"));
+        }
+        if let Some(args) = s.arguments.as_object().filter(|m| !m.is_empty()) {
+            let shown: Vec<String> = args
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {}",
+                        match v {
+                            Json::String(s) => s.clone(),
+                            v => v.to_string(),
+                        }
+                    )
+                })
+                .collect();
+            o.push_str(&format!(
+                "- Arguments: `{}`\n",
+                md_escape(&shown.join(", "))
+            ));
+        }
+        if let Some(c) = &s.change {
+            o.push_str(&format!("- Change: {c}\n"));
+        }
+        for d in &s.details {
+            o.push_str(&format!("  - {d}\n"));
+        }
+        if !s.summary.is_empty() {
+            o.push_str(&format!("- Result: {}\n", s.summary));
+        }
+        if let Some(e) = &s.error {
+            o.push_str(&format!("- Error: {e}\n"));
+        }
+        if !s.output.is_null() {
+            let mut text = serde_json::to_string_pretty(&s.output).unwrap_or_default();
+            if text.len() > 4000 {
+                let cut = (0..=4000)
+                    .rev()
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(0);
+                text.truncate(cut);
+                text.push_str("\n... (cut; the .jsonl transcript has it all)");
+            }
+            o.push_str(&format!(
+                "\n<details><summary>output</summary>\n\n```json\n{text}\n```\n</details>\n"
+            ));
+        }
+    }
+    o
+}
+
+/// One past run, as `runbook history` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PastRun {
+    pub run_id: String,
+    pub runbook: String,
+    pub started_at: String,
+    pub status: String,
+    pub dry_run: bool,
+    pub steps: usize,
+    pub duration_ms: Option<u64>,
+    pub context: Option<String>,
+    pub jsonl: PathBuf,
+    pub markdown: PathBuf,
+}
+
+/// The runs recorded in `dir`, newest first.
+pub fn history(dir: &Path) -> Result<Vec<PastRun>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    };
+    let mut runs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let recs: Vec<Json> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let Some(start) = recs
+            .iter()
+            .find(|r| r["type"] == "start")
+            .and_then(|r| serde_json::from_value::<StartRecord>(r.clone()).ok())
+        else {
+            continue;
+        };
+        let end = recs
+            .iter()
+            .find(|r| r["type"] == "end")
+            .and_then(|r| serde_json::from_value::<EndRecord>(r.clone()).ok());
+        runs.push(PastRun {
+            run_id: start.run_id.clone(),
+            runbook: start.runbook.clone(),
+            started_at: start.started_at.clone(),
+            status: end
+                .as_ref()
+                .map_or_else(|| "unfinished".into(), |e| e.status.clone()),
+            dry_run: start.dry_run,
+            steps: recs.iter().filter(|r| r["type"] == "step").count(),
+            duration_ms: end.map(|e| e.duration_ms),
+            context: start.context,
+            markdown: path.with_extension("md"),
+            jsonl: path,
+        });
+    }
+    runs.sort_by(|a, b| {
+        b.started_at
+            .cmp(&a.started_at)
+            .then(b.run_id.cmp(&a.run_id))
+    });
+    Ok(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut r = Redactor::new();
+        r.add("123456");
+        r.add("abc"); // too short to be treated as a secret
+        let t = r.text("dsn root:123456@tcp(mysql:3306)/new-api and redis://:s3cr3t@redis:6379 password=hunter2 -p123456 abc");
+        assert!(
+            !t.contains("123456") && !t.contains("s3cr3t") && !t.contains("hunter2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("abc") && t.contains("root:***@tcp(mysql:3306)"),
+            "{t}"
+        );
+        let j = r.json(&json!({"a": ["x 123456"], "123456": 1}));
+        assert!(!j.to_string().contains("123456"), "{j}");
+        assert_eq!(
+            r.text("kubectl logs --previous -p"),
+            "kubectl logs --previous -p"
+        );
+    }
+}

@@ -1,0 +1,1513 @@
+//! Scaling and restarting New-API's Deployments safely — the code behind `scale`, `plan`,
+//! `restart` and the runbook actions `deployment.scale` and `deployment.restart`.
+//!
+//! The steps, each a function so that callers can stop between them:
+//! 1. [`ClusterView::load`]: the namespace's workloads, plus nodes and every active pod when RBAC
+//!    allows (otherwise the capacity check is skipped with a warning, never the scale itself).
+//! 2. [`plan_scale`] / [`plan_restart`]: the throughput estimate, the totals of requests, and where
+//!    each new pod would go ([`crate::capacity::place`]) — pure, from listed objects.
+//! 3. [`apply_scale`] / [`apply_restart`]: one write through the `scale` subresource (or the
+//!    `kubectl rollout restart` template annotation), then a record of what was done (from → to,
+//!    who, when) in the annotation [`LAST_SCALE_ANNOTATION`], which `scale --undo` reads.
+//! 4. [`rollout::wait`]: follows the rollout.
+//!
+//! [`execute_scale`] and [`execute_restart`] chain them with confirmation and output, the same way
+//! for the commands and the runbook engine.
+
+pub mod rollout;
+pub mod table;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v1::Scale;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+use crate::capacity::{Amount, NodeCapacity, Placement, place, pod_is_active, pod_resources};
+use crate::config::Settings;
+use crate::confirm::Confirm;
+use crate::error::{Error, Result};
+use crate::inventory::{Role, Snapshot};
+use crate::k8s::{Call, Kube};
+use crate::printer::{Printer, Style, render_table};
+use crate::quantity::{format_bytes, format_cpu, percent};
+
+/// The annotation on a Deployment recording the last scale done by newapi-ops (JSON, see
+/// [`ScaleRecord`]).
+pub const LAST_SCALE_ANNOTATION: &str = "newapi-ops.io/last-scale";
+/// The pod-template annotation `kubectl rollout restart` sets.
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+/// Our field manager name on the API server.
+pub const FIELD_MANAGER: &str = "newapi-ops";
+/// The seed's estimate: about 1000 QPS per New-API pod.
+pub const DEFAULT_QPS_PER_POD: u32 = 1000;
+/// The largest replica count `scale` accepts unless told otherwise.
+pub const DEFAULT_MAX_REPLICAS: i32 = 20;
+/// How long `scale` and `restart` follow a rollout unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the capacity arithmetic needs of the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// The namespace's Deployments and StatefulSets, and its active pods when listed.
+    pub snapshot: Snapshot,
+    /// Every node with the active pods bound to it; None when they could not be listed.
+    pub nodes: Option<Vec<NodeCapacity>>,
+    /// Why [`ClusterView::nodes`] is None (an RBAC denial, typically).
+    pub capacity_unknown: Option<String>,
+}
+
+impl ClusterView {
+    /// Lists the namespace's Deployments and StatefulSets, the nodes and every active pod, all
+    /// at once. Nodes and pods of all namespaces need cluster-wide read access: without it the
+    /// view has no capacity and says why.
+    pub async fn load(kube: &Kube, settings: &Settings) -> Result<ClusterView> {
+        let ns = settings.namespace.as_str();
+        kube.ensure_namespace(ns).await?;
+        let all = ListParams::default();
+        let active = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+        let (deployments, statefulsets, nodes, pods) = tokio::join!(
+            kube.list::<Deployment>(Some(ns), &all),
+            kube.list::<StatefulSet>(Some(ns), &all),
+            kube.list_cluster::<Node>(&all),
+            kube.list::<Pod>(None, &active),
+        );
+        let (deployments, statefulsets) = (deployments?, statefulsets?);
+        let (nodes, pods, capacity_unknown) = match (nodes, pods) {
+            (Ok(nodes), Ok(pods)) => (Some(nodes.items), pods.items, None),
+            (Err(e), _) | (_, Err(e)) if can_do_without(&e) => {
+                (None, Vec::new(), Some(e.to_string()))
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        let pods: Vec<Pod> = pods.into_iter().filter(pod_is_active).collect();
+        let nodes = nodes.map(|nodes| node_capacities(&nodes, &pods));
+        Ok(ClusterView {
+            snapshot: Snapshot {
+                namespace: ns.to_string(),
+                pods: pods
+                    .into_iter()
+                    .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+                    .collect(),
+                deployments: deployments.items,
+                statefulsets: statefulsets.items,
+            },
+            nodes,
+            capacity_unknown,
+        })
+    }
+
+    /// The Deployment called `name`, or an error listing what exists.
+    pub fn deployment(&self, name: &str) -> Result<&Deployment> {
+        self.snapshot
+            .deployments
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(name))
+            .ok_or_else(|| Error::WorkloadNotFound {
+                kind: "Deployment".into(),
+                name: name.to_string(),
+                namespace: self.snapshot.namespace.clone(),
+                available: self.snapshot.controller_names(),
+            })
+    }
+
+    /// How many pods of a Deployment are bound to a node and not going away.
+    fn placed_pods(&self, dep: &Deployment) -> i64 {
+        let n = self
+            .snapshot
+            .pods
+            .iter()
+            .filter(|p| rollout::selector_matches(&dep.spec.selector, p.metadata.labels.as_ref()))
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+            .count();
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
+}
+
+/// Without cluster-wide read access the capacity check is skipped, not the command.
+fn can_do_without(e: &Error) -> bool {
+    matches!(e, Error::Forbidden { .. })
+}
+
+/// Each node's capacity with the active pods bound to it.
+pub fn node_capacities(nodes: &[Node], pods: &[Pod]) -> Vec<NodeCapacity> {
+    let mut out: Vec<NodeCapacity> = nodes
+        .iter()
+        .map(|n| {
+            let name = n.metadata.name.as_deref();
+            NodeCapacity::new(
+                n,
+                pods.iter()
+                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == name),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// One role's share of the requests.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleRequests {
+    pub role: Role,
+    pub kind: &'static str,
+    pub name: String,
+    pub replicas: i32,
+    /// Requests of one pod.
+    pub per_pod: Amount,
+}
+
+/// The requests of every role of the deployment that exists (MySQL and Redis may be outside the
+/// cluster: then they are not counted).
+pub fn role_requests(snapshot: &Snapshot, settings: &Settings) -> Vec<RoleRequests> {
+    Role::ALL
+        .into_iter()
+        .filter_map(|role| snapshot.controller(role, settings))
+        .map(|c| RoleRequests {
+            role: c.role,
+            kind: c.kind,
+            name: c.name,
+            replicas: c.desired,
+            per_pod: c
+                .template
+                .as_ref()
+                .map(|t| pod_resources(t).requests)
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The total requests of the deployment with `slaves` slave replicas.
+pub fn total_requests(roles: &[RoleRequests], slaves: i32) -> Amount {
+    let parts: Vec<Amount> = roles
+        .iter()
+        .map(|r| {
+            let n = if r.role == Role::Slave {
+                slaves
+            } else {
+                r.replicas
+            };
+            r.per_pod.times(i64::from(n))
+        })
+        .collect();
+    Amount::sum(parts.iter())
+}
+
+/// The seed's throughput estimate: about `per_pod` QPS per New-API pod, the slaves carrying the
+/// reads and the master adding its own share ("~3000-4000 QPS" for 3 slaves and a master).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Throughput {
+    pub slaves: i32,
+    pub slaves_qps: i64,
+    pub with_master_qps: i64,
+}
+
+pub fn throughput(slaves: i32, masters: i32, per_pod: u32) -> Throughput {
+    let per = i64::from(per_pod);
+    Throughput {
+        slaves,
+        slaves_qps: i64::from(slaves) * per,
+        with_master_qps: i64::from(slaves + masters) * per,
+    }
+}
+
+impl Throughput {
+    fn render(&self) -> String {
+        if self.with_master_qps == self.slaves_qps {
+            format!("~{} QPS", self.slaves_qps)
+        } else {
+            format!("~{}-{} QPS", self.slaves_qps, self.with_master_qps)
+        }
+    }
+}
+
+/// The slave count that carries `qps` at `per_pod` QPS each (rounded up), as the seed's table.
+pub fn slaves_for_qps(qps: u64, per_pod: u32) -> u64 {
+    qps.div_ceil(u64::from(per_pod.max(1)))
+}
+
+/// The cluster's requests against allocatable, before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterTotals {
+    pub nodes: usize,
+    pub allocatable: Amount,
+    pub requested_before: Amount,
+    pub requested_after: Amount,
+}
+
+/// Where the new pods would go.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preflight {
+    /// Pods of the Deployment bound to a node now.
+    pub placed_now: i64,
+    /// Pods that need a node: the target minus those already placed.
+    pub new_pods: i64,
+    #[serde(flatten)]
+    pub placement: Placement,
+}
+
+/// Everything `scale` shows before it acts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScalePlan {
+    pub namespace: String,
+    pub deployment: String,
+    pub from: i32,
+    pub to: i32,
+    /// When this plan returns to the count before a recorded scale (`--undo`).
+    pub undoes: Option<ScaleRecord>,
+    pub qps_per_pod: u32,
+    pub throughput_before: Throughput,
+    pub throughput_after: Throughput,
+    /// The requests of one slave pod.
+    pub per_pod: Amount,
+    /// Requests of the whole deployment (master, slaves, MySQL, Redis), before and after.
+    pub requests_before: Amount,
+    pub requests_after: Amount,
+    pub roles: Vec<RoleRequests>,
+    pub cluster: Option<ClusterTotals>,
+    /// None when scaling down, or when the capacity is unknown.
+    pub capacity: Option<Preflight>,
+    pub capacity_unknown: Option<String>,
+}
+
+impl ScalePlan {
+    /// `deployment/new-api-slave in namespace new-api`.
+    pub fn what(&self) -> String {
+        format!(
+            "deployment/{} in namespace {}",
+            self.deployment, self.namespace
+        )
+    }
+
+    /// How many of the new pods would stay Pending (0 when unknown).
+    pub fn pending(&self) -> i64 {
+        self.capacity.as_ref().map_or(0, |c| c.placement.pending)
+    }
+
+    /// The question asked before acting.
+    pub fn prompt(&self) -> String {
+        let base = format!(
+            "Scale deployment/{} in namespace {} from {} to {}",
+            self.deployment, self.namespace, self.from, self.to
+        );
+        match &self.capacity {
+            Some(c) if c.placement.pending > 0 => format!(
+                "{base} although {} would stay Pending ({})?",
+                plural(c.placement.pending, "new pod", "new pods"),
+                limit_words(&c.placement.limited_by).unwrap_or_else(|| "no node fits".into())
+            ),
+            _ => format!("{base}?"),
+        }
+    }
+}
+
+fn plural(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "not enough CPU", "not enough CPU and memory".
+fn limit_words(limited_by: &[String]) -> Option<String> {
+    if limited_by.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = limited_by.iter().map(|r| resource_name(r)).collect();
+    Some(format!("not enough {}", names.join(" and ")))
+}
+
+fn resource_name(r: &str) -> &str {
+    match r {
+        "cpu" => "CPU",
+        "pods" => "room for pods",
+        other => other,
+    }
+}
+
+/// Builds the plan for scaling `name` to `to` replicas (pure, from the view).
+pub fn plan_scale(
+    view: &ClusterView,
+    settings: &Settings,
+    name: &str,
+    to: i32,
+    qps_per_pod: u32,
+) -> Result<ScalePlan> {
+    let dep = view.deployment(name)?;
+    let from = dep.spec.replicas.unwrap_or(1);
+    let template = dep.spec.template.spec.clone();
+    let per_pod = template
+        .as_ref()
+        .map(|t| pod_resources(t).requests)
+        .unwrap_or_default();
+    let mut roles = role_requests(&view.snapshot, settings);
+    // The Deployment scaled is counted as the slaves, whatever its role.
+    if !roles
+        .iter()
+        .any(|r| r.role == Role::Slave && r.name == name)
+    {
+        roles.retain(|r| r.name != name);
+        roles.push(RoleRequests {
+            role: Role::Slave,
+            kind: "Deployment",
+            name: name.to_string(),
+            replicas: from,
+            per_pod,
+        });
+    }
+    let masters = roles
+        .iter()
+        .find(|r| r.role == Role::Master)
+        .map_or(0, |r| r.replicas);
+    let delta = per_pod.times(i64::from(to - from));
+    let cluster = view.nodes.as_ref().map(|nodes| {
+        let requested = Amount::sum(nodes.iter().map(|n| &n.requested));
+        ClusterTotals {
+            nodes: nodes.len(),
+            allocatable: Amount::sum(nodes.iter().map(|n| &n.allocatable)),
+            requested_before: requested,
+            requested_after: Amount {
+                cpu_millis: requested.cpu_millis + delta.cpu_millis,
+                memory_bytes: requested.memory_bytes + delta.memory_bytes,
+            },
+        }
+    });
+    let capacity = match (&view.nodes, &template) {
+        (Some(nodes), Some(t)) if to > from || i64::from(to) > view.placed_pods(dep) => {
+            let placed_now = view.placed_pods(dep);
+            let new_pods = (i64::from(to) - placed_now).max(0);
+            Some(Preflight {
+                placed_now,
+                new_pods,
+                placement: place(nodes, t, new_pods),
+            })
+        }
+        _ => None,
+    };
+    Ok(ScalePlan {
+        namespace: view.snapshot.namespace.clone(),
+        deployment: name.to_string(),
+        from,
+        to,
+        undoes: None,
+        qps_per_pod,
+        throughput_before: throughput(from, masters, qps_per_pod),
+        throughput_after: throughput(to, masters, qps_per_pod),
+        per_pod,
+        requests_before: total_requests(&roles, from),
+        requests_after: total_requests(&roles, to),
+        roles,
+        cluster,
+        capacity,
+        capacity_unknown: view.capacity_unknown.clone(),
+    })
+}
+
+fn ratio(part: i64, whole: i64, fmt: fn(i64) -> String) -> String {
+    format!(
+        "{} / {} = {}",
+        fmt(part),
+        fmt(whole),
+        percent(part, whole).map_or_else(|| "-".into(), |p| format!("{p}%"))
+    )
+}
+
+/// The plan for people.
+pub fn render_scale_plan(plan: &ScalePlan, style: Style, printer: &Printer) -> String {
+    let mut out = String::new();
+    let title = match &plan.undoes {
+        Some(r) => format!(
+            "{}: {} → {} replicas (undoing {} → {} by {} at {})",
+            plan.what(),
+            plan.from,
+            plan.to,
+            r.from,
+            r.to,
+            r.by,
+            r.at
+        ),
+        None => format!("{}: {} → {} replicas", plan.what(), plan.from, plan.to),
+    };
+    out.push_str(&style.bold(&title));
+    out.push_str("\n\n");
+    let mut t = printer.table(&["", "NOW", "AFTER"]);
+    t.add_row(vec![
+        "slaves".to_string(),
+        plan.from.to_string(),
+        plan.to.to_string(),
+    ]);
+    t.add_row(vec![
+        "estimated throughput".to_string(),
+        plan.throughput_before.render(),
+        plan.throughput_after.render(),
+    ]);
+    t.add_row(vec![
+        "CPU requests".to_string(),
+        format_cpu(plan.requests_before.cpu_millis),
+        format_cpu(plan.requests_after.cpu_millis),
+    ]);
+    t.add_row(vec![
+        "memory requests".to_string(),
+        format_bytes(plan.requests_before.memory_bytes),
+        format_bytes(plan.requests_after.memory_bytes),
+    ]);
+    if let Some(c) = &plan.cluster {
+        t.add_row(vec![
+            format!("cluster CPU ({} nodes)", c.nodes),
+            ratio(
+                c.requested_before.cpu_millis,
+                c.allocatable.cpu_millis,
+                format_cpu,
+            ),
+            ratio(
+                c.requested_after.cpu_millis,
+                c.allocatable.cpu_millis,
+                format_cpu,
+            ),
+        ]);
+        t.add_row(vec![
+            "cluster memory".to_string(),
+            ratio(
+                c.requested_before.memory_bytes,
+                c.allocatable.memory_bytes,
+                format_bytes,
+            ),
+            ratio(
+                c.requested_after.memory_bytes,
+                c.allocatable.memory_bytes,
+                format_bytes,
+            ),
+        ]);
+    }
+    out.push_str(&render_table(&t));
+    let others: Vec<String> = plan
+        .roles
+        .iter()
+        .filter(|r| r.role != Role::Slave)
+        .map(|r| {
+            format!(
+                "{} {}×({}, {})",
+                r.role.as_str(),
+                r.replicas,
+                format_cpu(r.per_pod.cpu_millis),
+                format_bytes(r.per_pod.memory_bytes)
+            )
+        })
+        .collect();
+    out.push_str(&style.dim(&format!(
+        "requests: slaves N×({}, {}){}{}; throughput: ~{} QPS per New-API pod (--qps-per-pod)\n",
+        format_cpu(plan.per_pod.cpu_millis),
+        format_bytes(plan.per_pod.memory_bytes),
+        if others.is_empty() { "" } else { " + " },
+        others.join(" + "),
+        plan.qps_per_pod
+    )));
+    out.push('\n');
+    if let Some(why) = &plan.capacity_unknown {
+        out.push_str(&style.yellow(&format!(
+            "Capacity not checked: {why}. The scheduler will decide; watch for Pending pods.\n"
+        )));
+        return out;
+    }
+    if plan.to < plan.from {
+        out.push_str(&format!(
+            "Scaling down frees {} CPU and {} memory of requests.\n",
+            format_cpu(plan.per_pod.cpu_millis * i64::from(plan.from - plan.to)),
+            format_bytes(plan.per_pod.memory_bytes * i64::from(plan.from - plan.to))
+        ));
+        return out;
+    }
+    let Some(c) = &plan.capacity else {
+        return out;
+    };
+    out.push_str(&format!(
+        "Capacity (each slave requests cpu {}, memory {}; {} placed on nodes now):\n",
+        format_cpu(plan.per_pod.cpu_millis),
+        format_bytes(plan.per_pod.memory_bytes),
+        c.placed_now
+    ));
+    let mut i = 0;
+    for p in &c.placement.placed {
+        i += 1;
+        out.push_str(&format!(
+            "  new slave {i} → {} (left there: cpu {}, memory {})\n",
+            p.node,
+            format_cpu(p.free_after.cpu_millis),
+            format_bytes(p.free_after.memory_bytes)
+        ));
+    }
+    for _ in 0..c.placement.pending {
+        i += 1;
+        out.push_str(&style.red(&format!(
+            "  new slave {i} → Pending: {}\n",
+            c.placement.reason.as_deref().unwrap_or("no node fits")
+        )));
+    }
+    let fits = c.new_pods - c.placement.pending;
+    let verdict = if c.placement.pending == 0 {
+        style.green(&format!(
+            "All {} fit.",
+            plural(c.new_pods, "new slave", "new slaves")
+        ))
+    } else {
+        let limit = match c.placement.limited_by.as_slice() {
+            [] => "no node is eligible".to_string(),
+            [one] => format!("{} is the limit", resource_name(one)),
+            many => format!(
+                "{} are the limits",
+                many.iter()
+                    .map(|r| resource_name(r))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        };
+        style.red(&format!(
+            "Only {fits} of the {} fit{}; {limit}: {} would stay Pending.",
+            plural(c.new_pods, "new slave", "new slaves"),
+            if fits == 1 { "s" } else { "" },
+            plural(c.placement.pending, "pod", "pods")
+        ))
+    };
+    out.push_str(&verdict);
+    out.push('\n');
+    out
+}
+
+/// Who made a change: the local user and the kubeconfig context.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user: String,
+    pub context: Option<String>,
+}
+
+impl Actor {
+    /// The user running this process, with the context of `kube`.
+    pub fn current(kube: &Kube) -> Actor {
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| format!("uid {}", nix::unistd::getuid()));
+        Actor {
+            user,
+            context: kube.context.clone(),
+        }
+    }
+}
+
+/// What `scale` did, as recorded on the Deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRecord {
+    pub from: i32,
+    pub to: i32,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// RFC 3339, UTC.
+    pub at: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undo: bool,
+}
+
+impl ScaleRecord {
+    /// The record on a Deployment, if any (an unreadable one is ignored with a warning).
+    pub fn of(dep: &Deployment) -> Option<ScaleRecord> {
+        let raw = dep
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(LAST_SCALE_ANNOTATION)?;
+        match serde_json::from_str(raw) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(
+                    "ignoring unreadable annotation {LAST_SCALE_ANNOTATION}={raw:?}: {e}"
+                );
+                None
+            }
+        }
+    }
+
+    /// The log line: `2026-11-25T10:00:00Z scale new-api/new-api-slave 3 -> 5 by alice (context x)`.
+    pub fn log_line(&self, namespace: &str, name: &str) -> String {
+        format!(
+            "{} scale{} {namespace}/{name} {} -> {} by {}{}",
+            self.at,
+            if self.undo { " (undo)" } else { "" },
+            self.from,
+            self.to,
+            self.by,
+            self.context
+                .as_deref()
+                .map(|c| format!(" (context {c})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// The time now, RFC 3339 in UTC to the second.
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// What [`apply_scale`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub record: ScaleRecord,
+    /// Whether the record could be written on the Deployment.
+    pub annotated: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Sets the replicas through the `scale` subresource — only if they still are `plan.from` (a
+/// change since the plan is a [`Error::ReplicasChanged`], nothing written) — then records the
+/// change on the Deployment.
+pub async fn apply_scale(
+    kube: &Kube,
+    plan: &ScalePlan,
+    actor: &Actor,
+    undo: bool,
+) -> Result<Applied> {
+    let ns = plan.namespace.as_str();
+    let api: Api<Deployment> = Api::namespaced(kube.client.clone(), ns);
+    let get_call = Call::new("get", "deployments/scale", Some(ns));
+    let patch_call = Call::new("patch", "deployments/scale", Some(ns));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let scale: Scale = api
+            .get_scale(&plan.deployment)
+            .await
+            .map_err(|e| kube.error(&get_call, e))?;
+        let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        if current != plan.from {
+            return Err(Error::ReplicasChanged {
+                what: plan.what(),
+                expected: plan.from,
+                found: current,
+                detail: "someone changed them after the plan was made; nothing was changed — look at the plan again".into(),
+            });
+        }
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": scale.metadata.resource_version},
+            "spec": {"replicas": plan.to},
+        });
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        match api
+            .patch_scale(&plan.deployment, &pp, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => break,
+            // The Deployment changed between our read and write (its status, most often): read
+            // again; the replicas are compared again.
+            Err(kube::Error::Api(s)) if s.code == 409 && attempts < 5 => {}
+            Err(e) => return Err(kube.error(&patch_call, e)),
+        }
+    }
+    let record = ScaleRecord {
+        from: plan.from,
+        to: plan.to,
+        by: actor.user.clone(),
+        context: actor.context.clone(),
+        at: now(),
+        undo,
+    };
+    tracing::info!("{}", record.log_line(ns, &plan.deployment));
+    let mut warnings = Vec::new();
+    let value = serde_json::to_string(&record)
+        .map_err(|e| Error::Internal(format!("serializing the scale record: {e}")))?;
+    let patch = serde_json::json!({"metadata": {"annotations": {LAST_SCALE_ANNOTATION: value}}});
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let annotated = match api
+        .patch(&plan.deployment, &pp, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            let err = kube.error(&Call::new("patch", "deployments.apps", Some(ns)), e);
+            warnings.push(format!(
+                "the replicas were changed, but recording it in the annotation {LAST_SCALE_ANNOTATION} failed ({err}): `scale --undo` will not know about this change"
+            ));
+            false
+        }
+    };
+    Ok(Applied {
+        record,
+        annotated,
+        warnings,
+    })
+}
+
+/// How `scale` picks its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Replicas(i32),
+    /// The count before the last recorded scale.
+    Undo,
+}
+
+/// A scale, as the command line or a runbook step asks for it.
+#[derive(Debug, Clone)]
+pub struct ScaleRequest {
+    /// The Deployment (the slaves, for the `scale` command).
+    pub deployment: String,
+    pub target: Target,
+    pub qps_per_pod: u32,
+    pub dry_run: bool,
+    /// Follow the rollout for at most this long; None: do not wait.
+    pub wait: Option<Duration>,
+    /// Draw a progress bar while waiting (on a terminal only).
+    pub progress: bool,
+}
+
+/// What a scale did, printed as JSON by the command.
+#[derive(Debug, Serialize)]
+pub struct ScaleReport {
+    pub plan: ScalePlan,
+    /// Whether anything was written.
+    pub changed: bool,
+    pub dry_run: bool,
+    /// The answer at the prompt was no.
+    pub declined: bool,
+    pub applied: Option<Applied>,
+    pub rollout: Option<rollout::RolloutReport>,
+    /// The error the rollout ended with, if any (also returned as [`ScaleReport::failure`]).
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub failure: Option<Error>,
+}
+
+/// Validates a replica count against `0..=max`.
+pub fn check_replicas(n: i64, max: i32, what: &str) -> Result<i32> {
+    if n < 0 || n > i64::from(max) {
+        return Err(Error::Usage(format!(
+            "{what} asks for {n} replicas; the allowed range is 0 to {max} (raise the maximum with --max-replicas or NEWAPI_OPS_MAX_REPLICAS)"
+        )));
+    }
+    i32::try_from(n).map_err(|_| Error::Usage(format!("{n} replicas is out of range")))
+}
+
+/// The whole `scale`: plan, show, confirm, apply, record, follow. Printing goes through
+/// `printer` (the plan in human mode before asking; nothing in JSON mode, where the caller prints
+/// the returned report). The rollout's failure is in [`ScaleReport::failure`].
+pub async fn execute_scale(
+    kube: &Kube,
+    settings: &Settings,
+    req: &ScaleRequest,
+    max_replicas: i32,
+    confirm: &dyn Confirm,
+    printer: &Printer,
+) -> Result<ScaleReport> {
+    let view = ClusterView::load(kube, settings).await?;
+    let dep = view.deployment(&req.deployment)?;
+    let (to, undoes) = match req.target {
+        Target::Replicas(n) => (n, None),
+        Target::Undo => {
+            let what = format!(
+                "deployment/{} in namespace {}",
+                req.deployment, settings.namespace
+            );
+            let record = ScaleRecord::of(dep).ok_or_else(|| Error::NothingToUndo {
+                what: what.clone(),
+                annotation: LAST_SCALE_ANNOTATION.into(),
+            })?;
+            let now = dep.spec.replicas.unwrap_or(1);
+            if now != record.to {
+                return Err(Error::ReplicasChanged {
+                    what,
+                    expected: record.to,
+                    found: now,
+                    detail: format!(
+                        "newapi-ops left them at {} ({} → {} by {} at {}) and someone changed them since; --undo would overwrite that change, so nothing was changed",
+                        record.to, record.from, record.to, record.by, record.at
+                    ),
+                });
+            }
+            let to = check_replicas(i64::from(record.from), max_replicas, "--undo")?;
+            (to, Some(record))
+        }
+    };
+    let mut plan = plan_scale(&view, settings, &req.deployment, to, req.qps_per_pod)?;
+    plan.undoes = undoes;
+    let mut report = ScaleReport {
+        plan,
+        changed: false,
+        dry_run: req.dry_run,
+        declined: false,
+        applied: None,
+        rollout: None,
+        error: None,
+        failure: None,
+    };
+    let plan = &report.plan;
+    if plan.from == plan.to {
+        printer.note(&format!(
+            "{} already has {} replicas: nothing to do.",
+            plan.what(),
+            plan.to
+        ));
+        return Ok(report);
+    }
+    if !printer.is_json() {
+        printer.text(&render_scale_plan(plan, printer.style, printer))?;
+    }
+    if let Some(why) = &plan.capacity_unknown {
+        printer.warn(&format!("capacity not checked: {why}"));
+    }
+    if req.dry_run {
+        printer.note("--dry-run: nothing was changed.");
+        return Ok(report);
+    }
+    if !confirm.confirm(&plan.prompt())? {
+        printer.note("Cancelled: nothing was changed.");
+        report.declined = true;
+        return Ok(report);
+    }
+    let actor = Actor::current(kube);
+    let applied = apply_scale(kube, plan, &actor, report.plan.undoes.is_some()).await?;
+    report.changed = true;
+    for w in &applied.warnings {
+        printer.warn(w);
+    }
+    printer.note(&applied.record.log_line(&plan.namespace, &plan.deployment));
+    let record = applied.record.clone();
+    report.applied = Some(applied);
+    let Some(timeout) = req.wait else {
+        return Ok(report);
+    };
+    let plan = &report.plan;
+    let watch = rollout::Watch {
+        namespace: plan.namespace.clone(),
+        name: plan.deployment.clone(),
+        replicas: plan.to,
+        min_generation: 0,
+        timeout,
+        progress: req.progress && !printer.is_json() && !printer.quiet,
+        story: rollout::Story {
+            what: plan.what(),
+            state: format!(
+                "spec.replicas stays at {}, as requested (newapi-ops never scales back by itself)",
+                plan.to
+            ),
+            accepted: format!(
+                "the deployment is as requested: spec.replicas = {} was accepted by the API server at {}, before the connection was lost; whether its pods are up could not be checked",
+                plan.to, record.at
+            ),
+            next: if plan.to > plan.from {
+                format!(
+                    "free or add capacity (`newapi-ops nodes`), or go back to {} with `newapi-ops scale --undo`",
+                    plan.from
+                )
+            } else {
+                format!(
+                    "look at the pods with `newapi-ops pods`; `newapi-ops scale --undo` goes back to {}",
+                    plan.from
+                )
+            },
+        },
+    };
+    match rollout::wait(kube, &watch).await {
+        Ok(r) => {
+            printer.note(&format!(
+                "{}: {}/{} replicas available after {}s.",
+                plan.what(),
+                r.available,
+                plan.to,
+                r.waited_seconds
+            ));
+            report.rollout = Some(r);
+        }
+        Err(e) => {
+            report.error = Some(e.to_string());
+            report.failure = Some(e);
+        }
+    }
+    Ok(report)
+}
+
+/// The rolling-update arithmetic of a Deployment: how many extra pods a rollout adds at a time
+/// and how many may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Strategy {
+    pub recreate: bool,
+    pub max_surge: i32,
+    pub max_unavailable: i32,
+}
+
+fn resolve_int_or_percent(v: Option<&IntOrString>, replicas: i32, round_up: bool) -> i32 {
+    match v {
+        None => {
+            resolve_int_or_percent(Some(&IntOrString::String("25%".into())), replicas, round_up)
+        }
+        Some(IntOrString::Int(n)) => *n,
+        Some(IntOrString::String(s)) => {
+            let pct: i64 = s.trim_end_matches('%').trim().parse().unwrap_or(25);
+            let scaled = pct * i64::from(replicas);
+            let n = if round_up {
+                scaled.div_euclid(100) + i64::from(scaled.rem_euclid(100) != 0)
+            } else {
+                scaled.div_euclid(100)
+            };
+            i32::try_from(n).unwrap_or(i32::MAX)
+        }
+    }
+}
+
+/// Kubernetes' `ResolveFenceposts`: surge rounds up, unavailable down; both 0 means 1 unavailable.
+pub fn strategy(dep: &Deployment) -> Strategy {
+    let replicas = dep.spec.replicas.unwrap_or(1);
+    let s = dep.spec.strategy.clone().unwrap_or_default();
+    if s.type_.as_deref() == Some("Recreate") {
+        return Strategy {
+            recreate: true,
+            max_surge: 0,
+            max_unavailable: replicas,
+        };
+    }
+    let ru = s.rolling_update.unwrap_or_default();
+    let surge = resolve_int_or_percent(ru.max_surge.as_ref(), replicas, true);
+    let mut unavailable = resolve_int_or_percent(ru.max_unavailable.as_ref(), replicas, false);
+    if surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    Strategy {
+        recreate: false,
+        max_surge: surge,
+        max_unavailable: unavailable.min(replicas),
+    }
+}
+
+/// What `restart` shows before it acts, for one Deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartPlan {
+    pub namespace: String,
+    pub deployment: String,
+    pub role: Role,
+    pub replicas: i32,
+    pub strategy: Strategy,
+    /// Where the extra pods of the rolling update would go (None without capacity or surge).
+    pub surge: Option<Placement>,
+    /// Why the restart would stall or interrupt service, if it would.
+    pub warning: Option<String>,
+}
+
+impl RestartPlan {
+    pub fn what(&self) -> String {
+        format!(
+            "deployment/{} in namespace {}",
+            self.deployment, self.namespace
+        )
+    }
+}
+
+/// Builds the restart plan of one role's Deployment (pure, from the view).
+pub fn plan_restart(view: &ClusterView, settings: &Settings, role: Role) -> Result<RestartPlan> {
+    let name = &role.workload(settings).name;
+    let dep = view.deployment(name)?;
+    let replicas = dep.spec.replicas.unwrap_or(1);
+    let strategy = strategy(dep);
+    let surge = match (&view.nodes, &dep.spec.template.spec) {
+        (Some(nodes), Some(t)) if strategy.max_surge > 0 && replicas > 0 => {
+            Some(place(nodes, t, i64::from(strategy.max_surge.min(replicas))))
+        }
+        _ => None,
+    };
+    let warning = if replicas == 0 {
+        Some("it has 0 replicas: there is nothing to restart".into())
+    } else if strategy.recreate {
+        Some(format!(
+            "its strategy is Recreate: all {replicas} pods stop before new ones start (an outage)"
+        ))
+    } else {
+        match &surge {
+            Some(p) if p.placed.is_empty() && strategy.max_unavailable == 0 => Some(format!(
+                "no room for the extra pod of the rolling update ({}) and maxUnavailable is 0: the rollout will stall until capacity is freed",
+                p.reason.as_deref().unwrap_or("no node fits")
+            )),
+            Some(p) if p.placed.is_empty() => Some(format!(
+                "no room for an extra pod ({}): pods are replaced {} at a time, serving with fewer replicas meanwhile",
+                p.reason.as_deref().unwrap_or("no node fits"),
+                strategy.max_unavailable
+            )),
+            _ if replicas == 1 && strategy.max_surge == 0 => {
+                Some("a single replica with no surge: it is unavailable while it restarts".into())
+            }
+            _ => None,
+        }
+    };
+    Ok(RestartPlan {
+        namespace: view.snapshot.namespace.clone(),
+        deployment: name.clone(),
+        role,
+        replicas,
+        strategy,
+        surge,
+        warning,
+    })
+}
+
+/// The restart plan for people.
+pub fn render_restart_plan(plan: &RestartPlan, style: Style) -> String {
+    let mut out = style.bold(&format!(
+        "{}: restart {} ({})",
+        plan.what(),
+        plural(i64::from(plan.replicas), "pod", "pods"),
+        if plan.strategy.recreate {
+            "Recreate: all at once".to_string()
+        } else {
+            format!(
+                "rolling update: up to {} extra, up to {} unavailable at a time",
+                plan.strategy.max_surge, plan.strategy.max_unavailable
+            )
+        }
+    ));
+    out.push('\n');
+    if let Some(p) = &plan.surge {
+        for placed in &p.placed {
+            out.push_str(&format!(
+                "  extra pod → {} (left there: cpu {}, memory {})\n",
+                placed.node,
+                format_cpu(placed.free_after.cpu_millis),
+                format_bytes(placed.free_after.memory_bytes)
+            ));
+        }
+    }
+    if let Some(w) = &plan.warning {
+        out.push_str(&style.yellow(&format!("  warning: {w}\n")));
+    }
+    out
+}
+
+/// What [`apply_restart`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restarted {
+    pub deployment: String,
+    pub at: String,
+    pub by: String,
+    /// The Deployment's generation after the change: the controller must observe it.
+    pub generation: i64,
+}
+
+/// Sets the pod template's `kubectl.kubernetes.io/restartedAt` annotation (what `kubectl rollout
+/// restart` does), which replaces every pod through a rolling update.
+pub async fn apply_restart(kube: &Kube, plan: &RestartPlan, actor: &Actor) -> Result<Restarted> {
+    let ns = plan.namespace.as_str();
+    let api: Api<Deployment> = Api::namespaced(kube.client.clone(), ns);
+    let at = now();
+    let patch = serde_json::json!({
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: at}}}}
+    });
+    let pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    let dep = api
+        .patch(&plan.deployment, &pp, &Patch::Merge(&patch))
+        .await
+        .map_err(|e| kube.error(&Call::new("patch", "deployments.apps", Some(ns)), e))?;
+    let by = match &actor.context {
+        Some(c) => format!("{} (context {c})", actor.user),
+        None => actor.user.clone(),
+    };
+    tracing::info!("{at} restart {ns}/{} by {by}", plan.deployment);
+    Ok(Restarted {
+        deployment: plan.deployment.clone(),
+        at,
+        by,
+        generation: dep.metadata.generation.unwrap_or(0),
+    })
+}
+
+/// A restart, as the command line or a runbook step asks for it.
+#[derive(Debug, Clone)]
+pub struct RestartRequest {
+    /// In order.
+    pub roles: Vec<Role>,
+    pub dry_run: bool,
+    pub wait: Option<Duration>,
+    pub progress: bool,
+}
+
+/// What a restart did.
+#[derive(Debug, Serialize)]
+pub struct RestartReport {
+    pub plans: Vec<RestartPlan>,
+    pub changed: bool,
+    pub dry_run: bool,
+    pub declined: bool,
+    pub restarted: Vec<Restarted>,
+    pub rollouts: Vec<rollout::RolloutReport>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub failure: Option<Error>,
+}
+
+/// The whole `restart`: plan each Deployment, show, confirm once, then restart and follow each
+/// in turn (the next only once the previous one completed).
+pub async fn execute_restart(
+    kube: &Kube,
+    settings: &Settings,
+    req: &RestartRequest,
+    confirm: &dyn Confirm,
+    printer: &Printer,
+) -> Result<RestartReport> {
+    let view = ClusterView::load(kube, settings).await?;
+    let plans = req
+        .roles
+        .iter()
+        .map(|r| plan_restart(&view, settings, *r))
+        .collect::<Result<Vec<_>>>()?;
+    let mut report = RestartReport {
+        plans,
+        changed: false,
+        dry_run: req.dry_run,
+        declined: false,
+        restarted: Vec::new(),
+        rollouts: Vec::new(),
+        error: None,
+        failure: None,
+    };
+    if !printer.is_json() {
+        let text: String = report
+            .plans
+            .iter()
+            .map(|p| render_restart_plan(p, printer.style))
+            .collect();
+        printer.text(&text)?;
+    }
+    if let Some(why) = &view.capacity_unknown {
+        printer.warn(&format!("capacity not checked: {why}"));
+    }
+    if req.dry_run {
+        printer.note("--dry-run: nothing was changed.");
+        return Ok(report);
+    }
+    let names: Vec<String> = report
+        .plans
+        .iter()
+        .map(|p| {
+            format!(
+                "deployment/{} ({})",
+                p.deployment,
+                plural(i64::from(p.replicas), "pod", "pods")
+            )
+        })
+        .collect();
+    let prompt = format!(
+        "Restart {} in namespace {}{}?",
+        names.join(", then "),
+        settings.namespace,
+        if report.plans.iter().any(|p| p.warning.is_some()) {
+            " despite the warning"
+        } else {
+            ""
+        }
+    );
+    if !confirm.confirm(&prompt)? {
+        printer.note("Cancelled: nothing was changed.");
+        report.declined = true;
+        return Ok(report);
+    }
+    let actor = Actor::current(kube);
+    for plan in report.plans.clone() {
+        let done = apply_restart(kube, &plan, &actor).await?;
+        report.changed = true;
+        printer.note(&format!(
+            "{} restart {}/{} by {}",
+            done.at, plan.namespace, plan.deployment, done.by
+        ));
+        let generation = done.generation;
+        let at = done.at.clone();
+        report.restarted.push(done);
+        let Some(timeout) = req.wait else {
+            continue;
+        };
+        let watch = rollout::Watch {
+            namespace: plan.namespace.clone(),
+            name: plan.deployment.clone(),
+            replicas: plan.replicas,
+            min_generation: generation,
+            timeout,
+            progress: req.progress && !printer.is_json() && !printer.quiet,
+            story: rollout::Story {
+                what: plan.what(),
+                state: format!(
+                    "the restart stays requested ({RESTARTED_AT_ANNOTATION}={at}); old pods keep serving until new ones are ready"
+                ),
+                accepted: format!(
+                    "the deployment is as requested: the restart ({RESTARTED_AT_ANNOTATION}={at}) was accepted by the API server before the connection was lost; how far the rollout got could not be checked"
+                ),
+                next: "free or add capacity (`newapi-ops nodes`), or look at the new pods with `newapi-ops pods`".into(),
+            },
+        };
+        match rollout::wait(kube, &watch).await {
+            Ok(r) => {
+                printer.note(&format!(
+                    "{}: {}/{} replicas restarted and available after {}s.",
+                    plan.what(),
+                    r.available,
+                    plan.replicas,
+                    r.waited_seconds
+                ));
+                report.rollouts.push(r);
+            }
+            Err(e) => {
+                report.error = Some(e.to_string());
+                report.failure = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seed_dep(name: &str, role: &str, replicas: i32, cpu: &str, mem: &str) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "new-api"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "new-api", "role": role}},
+                "template": {
+                    "metadata": {"labels": {"app": "new-api", "role": role}},
+                    "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}
+                }
+            }
+        }))
+        .unwrap()
+    }
+
+    fn seed_sts(name: &str, app: &str, cpu: &str, mem: &str) -> StatefulSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "new-api"},
+            "spec": {
+                "replicas": 1,
+                "serviceName": name,
+                "selector": {"matchLabels": {"app": app}},
+                "template": {
+                    "metadata": {"labels": {"app": app}},
+                    "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]}
+                }
+            }
+        }))
+        .unwrap()
+    }
+
+    fn bound(labels: serde_json::Value, node: &str, cpu: &str, mem: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("p-{node}-{cpu}"), "namespace": "new-api", "labels": labels},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap()
+    }
+
+    fn node(name: &str, mem: &str) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {},
+            "status": {
+                "allocatable": {"cpu": "4", "memory": mem, "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}]
+            }
+        }))
+        .unwrap()
+    }
+
+    /// The seed deployment as the sandbox places it: MySQL and the master on one node, Redis and
+    /// the three slaves on the other.
+    pub(crate) fn seed_view() -> (ClusterView, Settings) {
+        let slave = json!({"app": "new-api", "role": "slave"});
+        let pods = vec![
+            bound(json!({"app": "mysql"}), "node-a", "2000m", "4Gi"),
+            bound(
+                json!({"app": "new-api", "role": "master"}),
+                "node-a",
+                "1000m",
+                "1Gi",
+            ),
+            bound(json!({"app": "redis"}), "node-b", "1000m", "2Gi"),
+            bound(slave.clone(), "node-b", "1000m", "1Gi"),
+            bound(slave.clone(), "node-b", "1000m", "1Gi"),
+            bound(slave, "node-b", "1000m", "1Gi"),
+        ];
+        let nodes = node_capacities(&[node("node-a", "6148Mi"), node("node-b", "6147Mi")], &pods);
+        let global = <crate::cli::Cli as clap::Parser>::parse_from(["newapi-ops", "nodes"]).global;
+        let settings = Settings::resolve(&global).unwrap();
+        let view = ClusterView {
+            snapshot: Snapshot {
+                namespace: "new-api".into(),
+                pods,
+                deployments: vec![
+                    seed_dep("new-api-master", "master", 1, "1000m", "1Gi"),
+                    seed_dep("new-api-slave", "slave", 3, "1000m", "1Gi"),
+                ],
+                statefulsets: vec![
+                    seed_sts("mysql", "mysql", "2000m", "4Gi"),
+                    seed_sts("redis", "redis", "1000m", "2Gi"),
+                ],
+            },
+            nodes: Some(nodes),
+            capacity_unknown: None,
+        };
+        (view, settings)
+    }
+
+    #[test]
+    fn scale_5_on_the_seed_cluster_one_of_two_fits_cpu_is_the_limit() {
+        let (view, settings) = seed_view();
+        let plan = plan_scale(&view, &settings, "new-api-slave", 5, 1000).unwrap();
+        assert_eq!((plan.from, plan.to), (3, 5));
+        assert_eq!(plan.requests_before.cpu_millis, 7000);
+        assert_eq!(plan.requests_after.cpu_millis, 9000);
+        assert_eq!(plan.requests_after.memory_bytes, 12 << 30);
+        assert_eq!(plan.throughput_before.render(), "~3000-4000 QPS");
+        assert_eq!(plan.throughput_after.slaves_qps, 5000);
+        let c = plan.capacity.as_ref().unwrap();
+        assert_eq!((c.placed_now, c.new_pods, c.placement.pending), (3, 2, 1));
+        assert_eq!(c.placement.placed[0].node, "node-a");
+        assert_eq!(c.placement.limited_by, ["cpu"]);
+        let cluster = plan.cluster.as_ref().unwrap();
+        assert_eq!(cluster.requested_after.cpu_millis, 9000);
+        let printer = Printer::new(crate::cli::OutputFormat::Human, true, false);
+        let text = render_scale_plan(&plan, printer.style, &printer);
+        assert!(
+            text.contains("Only 1 of the 2 new slaves fits; CPU is the limit"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu."),
+            "{text}"
+        );
+        assert!(text.contains("7000m / 8000m = 88%"), "{text}");
+        assert!(
+            plan.prompt()
+                .contains("although 1 new pod would stay Pending (not enough CPU)")
+        );
+    }
+
+    #[test]
+    fn scaling_down_needs_no_capacity() {
+        let (view, settings) = seed_view();
+        let plan = plan_scale(&view, &settings, "new-api-slave", 2, 1000).unwrap();
+        assert!(plan.capacity.is_none());
+        assert_eq!(plan.requests_after.cpu_millis, 6000);
+        assert_eq!(
+            plan.prompt(),
+            "Scale deployment/new-api-slave in namespace new-api from 3 to 2?"
+        );
+    }
+
+    #[test]
+    fn a_missing_deployment_lists_what_exists() {
+        let (view, settings) = seed_view();
+        let err = plan_scale(&view, &settings, "nope", 2, 1000).unwrap_err();
+        assert!(matches!(err, Error::WorkloadNotFound { .. }), "{err}");
+        assert!(err.hint().unwrap().contains("new-api-slave"));
+    }
+
+    #[test]
+    fn qps_to_slaves_as_the_seed_table() {
+        assert_eq!(slaves_for_qps(1000, 1000), 1);
+        assert_eq!(slaves_for_qps(5000, 1000), 5);
+        assert_eq!(slaves_for_qps(5001, 1000), 6);
+        assert_eq!(slaves_for_qps(0, 1000), 0);
+    }
+
+    #[test]
+    fn replica_counts_are_checked() {
+        assert_eq!(check_replicas(5, 20, "scale").unwrap(), 5);
+        assert_eq!(check_replicas(0, 20, "scale").unwrap(), 0);
+        let err = check_replicas(21, 20, "scale 21").unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert!(err.to_string().contains("0 to 20"));
+        assert!(check_replicas(-1, 20, "scale -1").is_err());
+    }
+
+    #[test]
+    fn the_record_round_trips_and_logs() {
+        let r = ScaleRecord {
+            from: 3,
+            to: 5,
+            by: "alice".into(),
+            context: Some("prod".into()),
+            at: "2026-11-25T10:00:00Z".into(),
+            undo: false,
+        };
+        let mut d = seed_dep("new-api-slave", "slave", 5, "1", "1Gi");
+        d.metadata.annotations = Some(
+            [(
+                LAST_SCALE_ANNOTATION.to_string(),
+                serde_json::to_string(&r).unwrap(),
+            )]
+            .into(),
+        );
+        assert_eq!(ScaleRecord::of(&d), Some(r.clone()));
+        assert_eq!(
+            r.log_line("new-api", "new-api-slave"),
+            "2026-11-25T10:00:00Z scale new-api/new-api-slave 3 -> 5 by alice (context prod)"
+        );
+        d.metadata.annotations =
+            Some([(LAST_SCALE_ANNOTATION.to_string(), "garbage".into())].into());
+        assert_eq!(ScaleRecord::of(&d), None);
+    }
+
+    #[test]
+    fn rolling_update_fenceposts() {
+        let d = seed_dep("x", "slave", 3, "1", "1Gi");
+        assert_eq!(
+            strategy(&d),
+            Strategy {
+                recreate: false,
+                max_surge: 1,
+                max_unavailable: 0
+            }
+        );
+        let mut d = seed_dep("x", "slave", 1, "1", "1Gi");
+        d.spec.strategy = Some(
+            serde_json::from_value(json!({
+                "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}
+            }))
+            .unwrap(),
+        );
+        assert_eq!(strategy(&d).max_unavailable, 1);
+    }
+
+    #[test]
+    fn restarting_the_slaves_of_the_seed_uses_the_one_free_slot() {
+        let (view, settings) = seed_view();
+        let plan = plan_restart(&view, &settings, Role::Slave).unwrap();
+        assert_eq!(plan.replicas, 3);
+        let surge = plan.surge.as_ref().unwrap();
+        assert_eq!(surge.placed[0].node, "node-a");
+        assert!(plan.warning.is_none());
+    }
+
+    #[test]
+    fn a_restart_with_no_room_and_no_unavailability_warns_it_would_stall() {
+        let (mut view, settings) = seed_view();
+        if let Some(nodes) = view.nodes.as_mut() {
+            for n in nodes {
+                n.requested.cpu_millis = n.allocatable.cpu_millis;
+            }
+        }
+        let plan = plan_restart(&view, &settings, Role::Slave).unwrap();
+        assert!(plan.warning.unwrap().contains("stall"));
+    }
+}

@@ -1,0 +1,708 @@
+//! `backup`, `restore`, `verify`, `prune`, `schedule`: the real binary against real MariaDB
+//! servers of their own (see `diag_support`), each fault caused for real — the server killed
+//! mid-backup, a full disk (a 2 MiB tmpfs), writes during the backup, a corrupted chunk, a wrong
+//! age identity — and once through the sandbox's port-forward with credentials from its
+//! ConfigMap.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use mysql_async::prelude::Queryable;
+use newapi_ops::backup::manifest::Manifest;
+
+use crate::diag_support::MariaDb;
+use crate::support::{Done, Run, sandbox};
+
+const PASSWORD: &str = "bk-pw-5d1e9c07";
+
+/// A MariaDB with the New-API schema in `new-api`, the sandbox's sample rows, `logs_rows` more
+/// rows in `logs`, and a user `ops` with a password (so that leaks can be looked for).
+struct Fixture {
+    db: MariaDb,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start(logs_rows: u64, other: &str) -> Fixture {
+        let db = MariaDb::start().await;
+        db.exec(&[
+            &format!("CREATE USER 'ops'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'"),
+            "GRANT ALL PRIVILEGES ON *.* TO 'ops'@'127.0.0.1'",
+            "CREATE DATABASE `new-api` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+        ])
+        .await;
+        let schema = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sandbox/newapi-schema.sql"),
+        )
+        .expect("read the schema fixture");
+        let mut c = mysql_async::Conn::new(db.opts("root", None, Some("new-api")))
+            .await
+            .expect("connect");
+        c.query_drop(schema).await.expect("load the schema");
+        let mut lo = 1000u64;
+        let hi = 999 + logs_rows;
+        while lo <= hi {
+            let top = (lo + 49_999).min(hi);
+            c.query_drop(format!(
+                "INSERT INTO logs (id, user_id, created_at, type, content, username, token_name, model_name, quota, prompt_tokens, completion_tokens, use_time, is_stream, channel_id, token_id, `group`, ip, other)
+                 SELECT seq, 1 + seq % 97, 1731456000 + seq, 2, CONCAT('模型倍率 ', seq % 7, '.00\\n补全\\'倍率\\\\ 1.00'), CONCAT('user', seq % 97), 'token-a', 'gpt-4o', seq % 5000, 100, 20, 1, seq % 2, 1 + seq % 3, 1, 'default', '10.0.0.1', {other}
+                 FROM seq_{lo}_to_{top}"
+            ))
+            .await
+            .expect("fill logs");
+            lo = top + 1;
+        }
+        c.query_drop("INSERT INTO options (`key`, value) VALUES ('writer_count', '0'), ('blob_test', X'00FF0A0D275C1A')")
+            .await
+            .expect("insert options");
+        c.query_drop("ANALYZE TABLE logs").await.expect("analyze");
+        let _ = c.disconnect().await;
+        Fixture {
+            db,
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mysql://ops:{PASSWORD}@127.0.0.1:{}/new-api", self.db.port)
+    }
+
+    /// Where backups go (created by the tool: it must create it 0700).
+    fn backups(&self) -> PathBuf {
+        self.dir.path().join("backups")
+    }
+
+    /// `newapi-ops ARGS` reaching this server through NEWAPI_OPS_MYSQL_URL, backups in [`backups`].
+    fn run(&self, args: &[&str]) -> Done {
+        Run::new(args)
+            .env("NEWAPI_OPS_MYSQL_URL", self.url())
+            .env("NEWAPI_OPS_BACKUP_DIR", self.backups())
+            .output()
+    }
+
+    async fn conn(&self) -> mysql_async::Conn {
+        mysql_async::Conn::new(self.db.opts("root", None, None))
+            .await
+            .expect("connect")
+    }
+}
+
+/// Neither the output nor any file of the backup directory contains the password.
+fn assert_no_leak(done: &Done, dir: &Path) {
+    assert!(
+        !done.stdout.contains(PASSWORD) && !done.stderr.contains(PASSWORD),
+        "the password leaked into the output:\n{}\n{}",
+        done.stdout,
+        done.stderr
+    );
+    for f in walk(dir) {
+        if f.is_file() {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes
+                    .windows(PASSWORD.len())
+                    .any(|w| w == PASSWORD.as_bytes()),
+                "the password leaked into {}",
+                f.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if dir.is_dir() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+/// Every directory 0700, every file 0600.
+fn assert_private(dir: &Path) {
+    for p in walk(dir) {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:o}, not {want:o}", p.display());
+    }
+}
+
+/// The entries of the backup directory (complete backups and leftovers alike).
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+async fn checksum(c: &mut mysql_async::Conn, db: &str, table: &str) -> (u64, u64) {
+    let count: u64 = c
+        .query_first(format!("SELECT COUNT(*) FROM `{db}`.`{table}`"))
+        .await
+        .unwrap()
+        .unwrap();
+    let sum: (String, u64) = c
+        .query_first(format!("CHECKSUM TABLE `{db}`.`{table}`"))
+        .await
+        .unwrap()
+        .unwrap();
+    (count, sum.1)
+}
+
+/// Writes running during the backup (inserts, updates, deletes across tables, each transaction
+/// adding a `logs` row and bumping a counter in `options`): the backup is one snapshot — the
+/// restored copy's row counts and CHECKSUM TABLE equal the manifest's, and the counter equals
+/// the number of writer rows although different workers dumped the two tables. Then restore:
+/// refused into a non-empty database without --force (73), without a terminal and without
+/// --yes (64); files 0600, directories 0700; the password nowhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_during_the_backup_restore_to_the_snapshot_exactly() {
+    let fx = Fixture::start(60_000, "REPEAT('x', 40)").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, commits) = (stop.clone(), commits.clone());
+        let opts = fx.db.opts("root", None, Some("new-api"));
+        tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await.expect("writer connects");
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let mut tx = c.start_transaction(Default::default()).await.unwrap();
+                tx.query_drop("INSERT INTO logs (user_id, created_at, type, content) VALUES (1, 1, 9, 'writer')").await.unwrap();
+                tx.query_drop("UPDATE options SET value = value + 1 WHERE `key` = 'writer_count'")
+                    .await
+                    .unwrap();
+                tx.query_drop(format!(
+                    "UPDATE logs SET quota = quota + 1 WHERE id = {}",
+                    1000 + i % 50_000
+                ))
+                .await
+                .unwrap();
+                tx.query_drop(format!("DELETE FROM logs WHERE id = {}", 2000 + i))
+                    .await
+                    .unwrap();
+                tx.query_drop("UPDATE users SET used_quota = used_quota + 1")
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                commits.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // Let the writer get going, then back up while it runs.
+    while commits.load(Ordering::SeqCst) < 20 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let before = commits.load(Ordering::SeqCst);
+    let url = fx.url();
+    let dir = fx.backups();
+    let done = tokio::task::spawn_blocking(move || {
+        Run::new([
+            "backup",
+            "--threads",
+            "4",
+            "--chunk-rows",
+            "7000",
+            "-o",
+            "json",
+        ])
+        .env("NEWAPI_OPS_MYSQL_URL", url)
+        .env("NEWAPI_OPS_BACKUP_DIR", dir)
+        .output()
+    })
+    .await
+    .unwrap();
+    let during = commits.load(Ordering::SeqCst) - before;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    done.code(0);
+    assert!(during > 0, "no write committed during the backup");
+    // One line of JSON for scheduled jobs.
+    assert_eq!(done.stdout.trim().lines().count(), 1, "{}", done.stdout);
+    let summary = done.json();
+    assert_eq!(summary["consistency"], "backup-stage");
+    let id = summary["id"].as_str().unwrap().to_string();
+    let path = fx.backups().join(&id);
+    let m = Manifest::load(&path).unwrap();
+    let logs = m.table("logs").unwrap();
+    assert!(
+        logs.chunks.len() >= 8,
+        "logs split into {} chunks",
+        logs.chunks.len()
+    );
+    assert!(m.tables.iter().all(|t| t.checksum.is_some()));
+    assert_eq!(
+        m.source,
+        format!("ops@127.0.0.1:{}/new-api (from --mysql-url)", fx.db.port)
+    );
+    assert_private(&fx.backups());
+    assert_no_leak(&done, &fx.backups());
+
+    // The restore test: rows and CHECKSUM TABLE of every table equal the snapshot's.
+    let v = fx.run(&["backup", "verify", &id, "--restore-test", "-o", "json"]);
+    v.code(0);
+    let report = v.json();
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["tables"].as_array().unwrap().len(), m.tables.len());
+    let mut c = fx.conn().await;
+    let scratch: Option<String> = c
+        .query_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'newapi_ops_verify%'")
+        .await
+        .unwrap();
+    assert_eq!(scratch, None, "the scratch database was not dropped");
+
+    // A real restore; then the cross-table invariant of the snapshot.
+    fx.run(&["restore", &id, "--database", "copy", "--yes"])
+        .code(0)
+        .stdout_has("row counts match the manifest");
+    for t in &m.tables {
+        let (rows, sum) = checksum(&mut c, "copy", &t.name).await;
+        assert_eq!((rows, Some(sum)), (t.rows, t.checksum), "table {}", t.name);
+    }
+    let writer_rows: u64 = c
+        .query_first("SELECT COUNT(*) FROM copy.logs WHERE content = 'writer'")
+        .await
+        .unwrap()
+        .unwrap();
+    let counter: String = c
+        .query_first("SELECT value FROM copy.options WHERE `key` = 'writer_count'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(counter.parse::<u64>().unwrap(), writer_rows);
+    assert!(writer_rows > 0);
+    let blob: Vec<u8> = c
+        .query_first("SELECT value FROM copy.options WHERE `key` = 'blob_test'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(blob, b"\x00\xff\n\r'\\\x1a");
+    // Secondary indexes were added back after the data.
+    let idx: u64 = c
+        .query_first("SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'copy' AND TABLE_NAME = 'logs'")
+        .await
+        .unwrap()
+        .unwrap();
+    let src_idx: u64 = c
+        .query_first("SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'new-api' AND TABLE_NAME = 'logs'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(idx, src_idx);
+
+    // A non-empty target is refused without --force; nothing to ask on without --yes.
+    fx.run(&["restore", &id, "--database", "copy", "--yes"])
+        .code(73)
+        .stderr_has("database `copy`")
+        .stderr_has("is not empty")
+        .stderr_has("--force");
+    fx.run(&["restore", &id, "--database", "copy", "--force"])
+        .code(64)
+        .stderr_has("no terminal");
+    let forced = fx.run(&[
+        "restore",
+        &id,
+        "--database",
+        "copy",
+        "--force",
+        "--yes",
+        "-o",
+        "json",
+    ]);
+    forced.code(0);
+    assert_eq!(
+        forced.json()["replaced"].as_array().unwrap().len(),
+        m.tables.len()
+    );
+    assert_no_leak(&forced, &fx.backups());
+    let listed = fx.run(&["backup", "list", "-o", "json"]);
+    listed.code(0);
+    assert_eq!(listed.json()["backups"][0]["verified"], "restore-test");
+}
+
+/// The pid of the `mariadbd` listening on `port` (started by this test).
+fn mariadbd_pid(port: u16) -> i32 {
+    let needle = format!("--port={port}");
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("mariadbd") && cmd.contains(&needle) {
+            return pid;
+        }
+    }
+    panic!("no mariadbd with {needle}");
+}
+
+/// MariaDB killed (SIGKILL) while chunks are being written: non-zero exit naming the lost
+/// connection, no complete-looking backup, the temporary directory removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_killed_mid_backup_leaves_nothing_that_looks_complete() {
+    let fx = Fixture::start(300_000, "REPEAT('y', 100)").await;
+    let mut child = Command::new(crate::support::bin())
+        .args(["backup", "--threads", "2", "--chunk-rows", "4000"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", fx.dir.path())
+        .env("NO_COLOR", "1")
+        .env("NEWAPI_OPS_MYSQL_URL", fx.url())
+        .env("NEWAPI_OPS_BACKUP_DIR", fx.backups())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until chunks are being written into the temporary directory.
+    let chunks_written = |dir: &Path| {
+        entries(dir)
+            .iter()
+            .filter(|e| e.starts_with(".tmp-"))
+            .flat_map(|t| entries(&dir.join(t)))
+            .filter(|f| f.starts_with("logs.0"))
+            .count()
+    };
+    loop {
+        if chunks_written(&fx.backups()) >= 2 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before the kill"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let pid = mariadbd_pid(fx.db.port);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let done = Done::from(out);
+    done.code(69)
+        .stderr_has("lost the connection to MySQL")
+        .stderr_has("nothing incomplete was kept");
+    assert_eq!(
+        entries(&fx.backups()),
+        Vec::<String>::new(),
+        "leftovers after the kill"
+    );
+    fx.run(&["backup", "list"]).code(0).stdout_has("no backups");
+}
+
+/// Unmounts the tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk (a 2 MiB tmpfs): a clear error naming the file and the full disk (exit 74),
+/// nothing half-written left, nothing listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_full_is_a_clear_error_and_leaves_nothing() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test mounts a 2 MiB tmpfs and needs root (CI runs as root)"
+    );
+    // Hex of SHA-256: about 2 bytes per byte after zstd, so several MiB in all.
+    let fx = Fixture::start(60_000, "CONCAT(SHA2(seq, 256), SHA2(seq + 1, 256))").await;
+    let mnt = fx.dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount a tmpfs on {}", mnt.display());
+    let _unmount = Tmpfs(mnt.clone());
+    let target = mnt.join("backups").display().to_string();
+    let done = Run::new(["backup", "--threads", "2", "--dir", &target])
+        .env("NEWAPI_OPS_MYSQL_URL", fx.url())
+        .output();
+    done.code(74)
+        .stderr_has("No space left on device")
+        .stderr_has("is full");
+    assert_eq!(entries(&mnt.join("backups")), Vec::<String>::new());
+    assert_no_leak(&done, &mnt);
+}
+
+/// A corrupted chunk: verify names the file (exit 65) and records the failure; restore refuses
+/// to load the backup.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_chunk_is_named() {
+    let fx = Fixture::start(20_000, "'{}'").await;
+    let done = fx.run(&["backup", "--chunk-rows", "5000", "-o", "json"]);
+    done.code(0);
+    let id = done.json()["id"].as_str().unwrap().to_string();
+    fx.run(&["backup", "verify", &id])
+        .code(0)
+        .stdout_has("files match the manifest");
+    let chunk = fx.backups().join(&id).join("logs.00002.sql.zst");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&chunk, bytes).unwrap();
+    fx.run(&["backup", "verify", &id])
+        .code(65)
+        .stdout_has("logs.00002.sql.zst: SHA-256")
+        .stderr_has("logs.00002.sql.zst");
+    fx.run(&["backup", "list"]).code(0).stdout_has("FAILED");
+    fx.run(&["restore", &id, "--database", "copy", "--yes"])
+        .code(65)
+        .stderr_has("logs.00002.sql.zst");
+    // Nothing was created.
+    let mut c = fx.conn().await;
+    let copy: Option<String> = c
+        .query_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'copy'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(copy, None);
+}
+
+fn identity(dir: &Path, name: &str) -> (PathBuf, String) {
+    use age::secrecy::ExposeSecret as _;
+    let id = age::x25519::Identity::generate();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    (path, id.to_public().to_string())
+}
+
+/// `--encrypt-to`: files are age-encrypted (verify still checks them without the key); restore
+/// needs the identity (64), a wrong identity is a clear error (77), the right one restores.
+/// Then retention: prune keeps the last N and never the newest verified backup.
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_backups_need_the_right_identity_and_prune_keeps_the_verified() {
+    let fx = Fixture::start(5_000, "'{}'").await;
+    let (right, recipient) = identity(fx.dir.path(), "right.txt");
+    let (wrong, _) = identity(fx.dir.path(), "wrong.txt");
+    let done = fx.run(&["backup", "--encrypt-to", &recipient, "-o", "json"]);
+    done.code(0);
+    let id = done.json()["id"].as_str().unwrap().to_string();
+    let path = fx.backups().join(&id);
+    let names = entries(&path);
+    assert!(
+        names.iter().filter(|n| n.ends_with(".sql.zst.age")).count() >= 22,
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.ends_with(".sql.zst")), "{names:?}");
+    // The plaintext is nowhere: a known value of the users table is not in any file.
+    for f in &names {
+        let bytes = std::fs::read(path.join(f)).unwrap();
+        assert!(
+            !bytes.windows(5).any(|w| w == b"gpt-4"),
+            "{f} is not encrypted"
+        );
+    }
+    fx.run(&["backup", "verify", &id]).code(0);
+    fx.run(&["restore", &id, "--database", "copy", "--yes"])
+        .code(64)
+        .stderr_has("--identity");
+    fx.run(&["restore", &id, "--database", "copy", "--yes", "--identity"])
+        .code(64);
+    let w = wrong.display().to_string();
+    fx.run(&[
+        "restore",
+        &id,
+        "--database",
+        "copy",
+        "--yes",
+        "--identity",
+        &w,
+    ])
+    .code(77)
+    .stderr_has("no identity in")
+    .stderr_has(&recipient);
+    let r = right.display().to_string();
+    fx.run(&[
+        "restore",
+        &id,
+        "--database",
+        "copy",
+        "--yes",
+        "--identity",
+        &r,
+    ])
+    .code(0);
+    fx.run(&["backup", "verify", &id, "--restore-test", "--identity", &r])
+        .code(0)
+        .stdout_has("CHECKSUM TABLE match");
+    let bad = fx.run(&["backup", "--encrypt-to", "age1notarecipient"]);
+    bad.code(64).stderr_has("not an age recipient");
+
+    // Retention: two more (unverified) backups; keep the last one: the verified one stays.
+    let second = fx.run(&["backup", "-o", "json"]);
+    second.code(0);
+    let third = fx.run(&["backup", "-o", "json"]);
+    third.code(0);
+    let second = second.json()["id"].as_str().unwrap().to_string();
+    let third = third.json()["id"].as_str().unwrap().to_string();
+    let dry = fx.run(&[
+        "backup",
+        "prune",
+        "--keep-last",
+        "1",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    dry.code(0);
+    assert_eq!(dry.json()["deleted"], serde_json::json!([second]));
+    assert_eq!(entries(&fx.backups()).len(), 3);
+    fx.run(&["backup", "prune", "--keep-last", "1"])
+        .code(0)
+        .stdout_has(&format!("deleted {second}"));
+    assert_eq!(entries(&fx.backups()), {
+        let mut v = vec![id.clone(), third.clone()];
+        v.sort();
+        v
+    });
+    fx.run(&["backup", "list"])
+        .code(0)
+        .stdout_has("yes (restore-test)");
+}
+
+/// The kubernetes-validate CLI: from scripts/setup.sh's venv, else PATH.
+fn kubernetes_validate() -> Option<PathBuf> {
+    let cache = std::env::var_os("NEWAPI_OPS_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("newapi-ops")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/newapi-ops")))?;
+    let venv = cache.join("venv/bin/kubernetes-validate");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("kubernetes-validate"))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Through the sandbox: a backup with no --mysql-url (SQL_DSN from the cluster's ConfigMap, a
+/// port-forward to the MySQL pod; the seed's password nowhere); `schedule` on this 1.20 control
+/// plane says batch/v1 CronJob needs Kubernetes 1.21 (exit 69); `schedule --dry-run` prints
+/// manifests that pass kubernetes-validate for 1.21 and the newest Kubernetes; `status` says
+/// the CronJob is not served and shows the newest backup.
+#[test]
+fn through_the_sandbox_port_forward_and_schedule() {
+    let _ = sandbox();
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("backups");
+    let d = dir.display().to_string();
+    let done = Run::new(["backup", "--dir", &d, "--threads", "2"])
+        .admin()
+        .output();
+    done.code(0)
+        .stderr_has("through a port-forward to pod mysql-")
+        .stdout_has("complete: backup");
+    for secret in ["123456"] {
+        assert!(!done.stdout.contains(secret) && !done.stderr.contains(secret));
+        let m = std::fs::read_to_string(
+            walk(&dir)
+                .into_iter()
+                .find(|p| p.ends_with("manifest.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            !m.contains(secret),
+            "the seed's password is in the manifest"
+        );
+    }
+    assert_private(&dir);
+    Run::new(["backup", "verify", "latest", "--dir", &d])
+        .admin()
+        .output()
+        .code(0);
+
+    let refused = Run::new([
+        "backup",
+        "schedule",
+        "--cron",
+        "0 3 * * *",
+        "--keep-last",
+        "14",
+    ])
+    .admin()
+    .output();
+    refused
+        .code(69)
+        .stderr_has("does not serve batch/v1 CronJob")
+        .stderr_has("Kubernetes 1.21 or newer")
+        .stderr_has("v1.20.2");
+
+    let dry = Run::new([
+        "backup",
+        "schedule",
+        "--cron",
+        "0 3 * * *",
+        "--keep-last",
+        "14",
+        "--dry-run",
+    ])
+    .admin()
+    .output();
+    dry.code(0)
+        .stderr_has("Kubernetes 1.21 or newer")
+        .stdout_has("kind: CronJob")
+        .stdout_has("concurrencyPolicy: Forbid")
+        .stdout_has("new-api-config");
+    assert!(!dry.stdout.contains("123456"));
+    let json = Run::new(["backup", "schedule", "--dry-run", "-o", "json"])
+        .admin()
+        .output();
+    json.code(0);
+    let list = json.json();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+
+    match kubernetes_validate() {
+        None => panic!(
+            "kubernetes-validate is not installed: run scripts/setup.sh (it installs it into a venv)"
+        ),
+        Some(kv) => {
+            let file = home.path().join("schedule.yaml");
+            std::fs::write(&file, &dry.stdout).unwrap();
+            for version in ["1.21.0", "1.30.0"] {
+                let out = Command::new(&kv)
+                    .args(["--strict", "-k", version])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(
+                    out.status.success(),
+                    "kubernetes-validate {version}:\n{text}"
+                );
+                assert!(!text.contains("ERROR"), "{text}");
+            }
+        }
+    }
+
+    let status = Run::new(["backup", "status", "--dir", &d]).admin().output();
+    status
+        .code(0)
+        .stdout_has("does not serve batch/v1 CronJob")
+        .stdout_has("newest backup in");
+    let cron = Run::new(["backup", "schedule", "--crontab", "--dir", "/srv/backups"]).output();
+    cron.code(0)
+        .stdout_has("0 3 * * * newapi-ops backup --dir /srv/backups")
+        .stdout_has("backup prune --dir /srv/backups --keep-last 14");
+}

@@ -1,0 +1,137 @@
+//! `newapi-ops logs`: every pod of a role merged in time order, prefixed with its pod; --previous,
+//! --grep, --tail, --since, --follow; unknown pods and bad patterns are clear errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::support::{Run, apply_in, bin, newapi_deployment, poll_json, sandbox};
+
+#[test]
+fn slaves_logs_are_merged_in_time_order_with_pod_prefixes() {
+    let out = Run::new(["logs", "slaves", "--tail", "20", "-o", "json"])
+        .admin()
+        .output();
+    out.code(0);
+    let lines = out.json();
+    let lines = lines.as_array().unwrap();
+    let pods: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l["pod"].as_str().unwrap()).collect();
+    assert_eq!(pods.len(), 3, "the three slaves: {pods:?}");
+    assert!(pods.iter().all(|p| p.starts_with("new-api-slave-")));
+    let times: Vec<jiff::Timestamp> = lines
+        .iter()
+        .filter_map(|l| l["time"].as_str()?.parse().ok())
+        .collect();
+    assert_eq!(
+        times.len(),
+        lines.len(),
+        "every line carries the kubelet's timestamp"
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "merged in time order"
+    );
+
+    let human = Run::new(["logs", "slaves", "--tail", "5", "--grep", "GIN"])
+        .admin()
+        .output();
+    human.code(0);
+    for line in human.stdout.lines() {
+        let (pod, rest) = line.split_once(' ').unwrap();
+        assert!(pod.starts_with("new-api-slave-"), "{line}");
+        assert!(
+            rest.contains("GIN"),
+            "--grep keeps matching lines only: {line}"
+        );
+    }
+    let with_ts = Run::new(["logs", "master", "--tail", "1", "--timestamps"])
+        .admin()
+        .output();
+    with_ts.code(0);
+    assert!(
+        with_ts
+            .stdout
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
+        "{}",
+        with_ts.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn previous_log_of_a_crashing_pod_and_errors() {
+    let ns = apply_in(
+        "t-logs",
+        &[
+            newapi_deployment("master", 1, json!({}), json!({})),
+            newapi_deployment(
+                "slave",
+                1,
+                json!({"sandbox.newapi-ops.io/behavior": "crashloop",
+                       "sandbox.newapi-ops.io/previous-log": "[FATAL] 2025/11/13 - 10:00:01 | failed to initialize database: Error 1045"}),
+                json!({}),
+            ),
+        ],
+    )
+    .await;
+    let ns2 = ns.clone();
+    tokio::task::spawn_blocking(move || {
+        poll_json(&["pods", "-n", &ns2, "--role", "slave"], |j| {
+            j["pods"][0]["status"] == "CrashLoopBackOff"
+        })
+    })
+    .await
+    .unwrap();
+    let out = Run::new(["logs", "slaves", "-n", &ns, "--previous", "--tail", "5"])
+        .admin()
+        .output();
+    out.code(0).stdout_has("failed to initialize database");
+    // The master never restarted: its previous log does not exist, which is said, not hidden.
+    let all = Run::new(["logs", "all", "-n", &ns, "--previous"])
+        .admin()
+        .output();
+    all.code(0)
+        .stdout_has("failed to initialize database")
+        .stderr_has("previous terminated container");
+    Run::new(["logs", "master", "-n", &ns, "--previous"])
+        .admin()
+        .output()
+        .code(70)
+        .stderr_has("no pod's log could be read");
+    Run::new(["logs", "new-api-slave-nope", "-n", &ns])
+        .admin()
+        .output()
+        .code(66)
+        .stderr_has("pods here: new-api-master-");
+    Run::new(["logs", "--grep", "(unclosed"])
+        .admin()
+        .output()
+        .code(64)
+        .stderr_has("--grep");
+}
+
+#[test]
+fn follow_streams_new_lines() {
+    let _ = sandbox();
+    let mut child = Command::new(bin())
+        .args(["logs", "master", "--follow", "--tail", "0", "--since", "1s"])
+        .env("KUBECONFIG", &sandbox().kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // New-API's probes log a [GIN] line every 10 s: one must arrive while following.
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        line.starts_with("new-api-master-") && line.contains("[GIN]"),
+        "{line:?}"
+    );
+}
