@@ -66,7 +66,9 @@ PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 ROOT=(mariadb --no-defaults -S "$WORK/sock" -uroot)
 "${ROOT[@]}" -e "CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY '$PASSWORD'; GRANT ALL ON *.* TO 'bench'@'127.0.0.1';"
 umask 077
-printf '[client]\nuser=bench\npassword=%s\nhost=127.0.0.1\nport=%s\n' "$PASSWORD" "$PORT" > "$WORK/client.cnf"
+for group in client mydumper myloader; do
+  printf '[%s]\nuser=bench\npassword=%s\nhost=127.0.0.1\nport=%s\n' "$group" "$PASSWORD" "$PORT"
+done > "$WORK/client.cnf"
 DEF="--defaults-extra-file=$WORK/client.cnf"
 export NEWAPI_OPS_MYSQL_URL="mysql://bench:$PASSWORD@127.0.0.1:$PORT/new-api"
 
@@ -119,7 +121,7 @@ time_it "newapi-ops backup (--threads $THREADS)" "'$BIN' -q backup --dir '$WORK/
 time_it "mariadb-dump --single-transaction --quick | zstd" \
   "mariadb-dump '$DEF' --single-transaction --quick new-api | zstd -q -3 -o '$WORK/dump.sql.zst'"
 mkdir -p "$WORK/mydumper"
-time_it "mydumper -t $THREADS -c" "mydumper '$DEF' -t $THREADS -c -B new-api -o '$WORK/mydumper'"
+time_it "mydumper -t $THREADS -c" "mydumper --defaults-file='$WORK/client.cnf' -t $THREADS -c -B new-api -o '$WORK/mydumper'"
 OURS=$(du -sb "$WORK/ours" | cut -f1); DUMPZ=$(stat -c %s "$WORK/dump.sql.zst"); MYD=$(du -sb "$WORK/mydumper" | cut -f1)
 
 log "restores"
@@ -128,7 +130,7 @@ time_it "newapi-ops restore (--threads $THREADS)" \
   "'$BIN' -q restore latest --dir '$WORK/ours' --database r_ours --threads $THREADS --yes"
 "${ROOT[@]}" -e 'CREATE DATABASE r_client'
 time_it "mariadb < dump.sql" "mariadb '$DEF' r_client < '$WORK/dump.sql'"
-time_it "myloader -t $THREADS" "myloader '$DEF' -t $THREADS -d '$WORK/mydumper' -B r_myloader"
+time_it "myloader -t $THREADS" "myloader --defaults-file='$WORK/client.cnf' -t $THREADS -d '$WORK/mydumper' -B r_myloader"
 
 # The three restored copies hold the same data.
 for db in r_ours r_client r_myloader; do
@@ -143,7 +145,7 @@ echo
 echo "| run | wall time | peak RSS |"
 echo "|---|---:|---:|"
 while IFS=$'\t' read -r name wall rss; do
-  printf '| %s | %.2f s | %.1f MiB |\n' "$name" "$wall" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')"
+  printf '| %s | %.2f s | %.1f MiB |\n' "${name//|/\\|}" "$wall" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')"
 done < "$RESULTS"
 echo
 echo "Sizes: newapi-ops $((OURS / 1048576)) MiB, mariadb-dump | zstd $((DUMPZ / 1048576)) MiB, mydumper -c $((MYD / 1048576)) MiB."

@@ -12,7 +12,7 @@ KUBEBUILDER_ASSETS="$(scripts/setup.sh --with-kubectl | tail -n 1)"
 export KUBEBUILDER_ASSETS
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >&2; }
 cargo build --release --locked >&2
-bin="$PWD/target/release/newapi-ops"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/newapi-ops"
 kubectl="$KUBEBUILDER_ASSETS/kubectl"
 
 dir="$(mktemp -d /tmp/newapi-ops-bench-XXXX)"

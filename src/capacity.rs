@@ -401,7 +401,7 @@ fn unschedulable(nodes: &[NodeCapacity], template: &PodSpec) -> (Vec<String>, St
     let mut reasons: Vec<String> = counts.iter().map(|(r, c)| format!("{c} {r}")).collect();
     // kube-scheduler sorts the "count reason" strings.
     reasons.sort();
-    let mut limited: Vec<(&str, i64)> = [
+    let limited: Vec<(&str, i64)> = [
         ("cpu", "Insufficient cpu"),
         ("memory", "Insufficient memory"),
         ("pods", "Too many pods"),

@@ -129,6 +129,16 @@ pub enum Error {
     #[error("diagnose could not run: {0}")]
     CouldNotRun(Box<Error>),
 
+    /// A runbook file that does not validate (each error with file:line:column).
+    #[error("runbook {file} is invalid:\n{}", .errors.join("\n"))]
+    RunbookInvalid { file: String, errors: Vec<String> },
+
+    #[error("no runbook named \"{name}\"")]
+    RunbookNotFound {
+        name: String,
+        available: Vec<String>,
+    },
+
     #[error("interrupted")]
     Interrupted,
 
@@ -210,6 +220,8 @@ impl Error {
             Error::Backup(e) => e.exit_code(),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::RunbookInvalid { .. } => exit::DATA,
+            Error::RunbookNotFound { .. } => exit::NOT_FOUND,
             Error::ConfirmationRequired { .. } => exit::USAGE,
             Error::NothingToUndo { .. } => exit::NOT_FOUND,
             Error::ReplicasChanged { .. } => exit::CONFLICT,
@@ -266,6 +278,13 @@ impl Error {
             Error::Backend(e) => return e.hint(),
             Error::Backup(e) => return e.hint(),
             Error::CouldNotRun(e) => return e.hint(),
+            Error::RunbookInvalid { file, .. } => {
+                format!("`newapi-ops runbook validate {file}` lists every error")
+            }
+            Error::RunbookNotFound { available, .. } => format!(
+                "runbooks here: {} (`newapi-ops runbook list`; add yours with --runbook-dir DIR)",
+                available.join(", ")
+            ),
             Error::Api { .. } | Error::Io { .. } | Error::Interrupted | Error::Internal(_) => {
                 return None;
             }

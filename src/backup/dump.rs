@@ -33,6 +33,9 @@ pub struct BackupSummary {
     pub id: String,
     pub path: PathBuf,
     pub database: String,
+    /// How the server was reached (`root@mysql:3306/new-api (from SQL_DSN, through a
+    /// port-forward to pod mysql-...)`); never a password.
+    pub source: String,
     pub tables: usize,
     pub rows: u64,
     pub bytes: u64,
@@ -131,10 +134,17 @@ pub async fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result
 
     // The snapshot.
     progress.phase("taking the snapshot");
-    let mut workers = vec![c0];
-    for _ in 1..threads {
-        workers.push(Db::connect(&opts.mysql).await?);
-    }
+    // With several workers the control connection only holds the lock: a BACKUP STAGE or
+    // UNLOCK statement ends the transaction of the connection that runs it.
+    let (mut workers, control) = if threads == 1 {
+        (vec![c0], None)
+    } else {
+        let mut ws = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            ws.push(Db::connect(&opts.mysql).await?);
+        }
+        (ws, Some(c0))
+    };
     for w in &mut workers {
         w.exec(
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
@@ -142,7 +152,14 @@ pub async fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result
         )
         .await?;
     }
-    let (consistency, snapshot) = start_snapshot(&mut workers, mariadb, &version).await?;
+    let (consistency, snapshot) = match control {
+        None => single_snapshot(&mut workers[0], mariadb).await?,
+        Some(mut c0) => {
+            let r = shared_snapshot(&mut c0, &mut workers, mariadb, &version).await;
+            c0.close().await;
+            r?
+        }
+    };
 
     // Schema files, read in the snapshot by the first connection.
     let mut schema_files = Vec::new();
@@ -280,6 +297,7 @@ pub async fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result
         id,
         path: final_path,
         database,
+        source: opts.source.clone(),
         tables: m.tables.len(),
         rows: m.total_rows(),
         bytes: m.total_bytes(),
@@ -421,40 +439,43 @@ async fn plan_tables(c0: &mut Db, database: &str, only: &[String]) -> Result<Vec
     Ok(out)
 }
 
-/// Starts the consistent snapshot on every connection; returns the method and the position.
-async fn start_snapshot(
+const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT";
+
+/// One connection's own snapshot, no lock; MariaDB reports its binary-log position.
+async fn single_snapshot(w: &mut Db, mariadb: bool) -> Result<(String, Snapshot)> {
+    w.exec(START, "starting the snapshot").await?;
+    let mut snap = Snapshot::default();
+    if mariadb {
+        let st: Vec<(String, String)> = w
+            .rows(
+                "SHOW STATUS LIKE 'binlog_snapshot_%'",
+                "reading the snapshot position",
+            )
+            .await
+            .unwrap_or_default();
+        for (k, v) in st {
+            match k.as_str() {
+                "Binlog_snapshot_file" if !v.is_empty() => snap.binlog_file = Some(v),
+                "Binlog_snapshot_position" => snap.binlog_position = v.parse().ok(),
+                _ => {}
+            }
+        }
+        if snap.binlog_file.is_none() {
+            snap.binlog_position = None;
+        }
+        snap.gtid = gtid(w, mariadb).await;
+    }
+    Ok(("single-connection".into(), snap))
+}
+
+/// The same snapshot on every worker: `control` stops commits (and holds nothing else), each
+/// worker starts its snapshot, the position is read, commits resume.
+async fn shared_snapshot(
+    control: &mut Db,
     workers: &mut [Db],
     mariadb: bool,
     version: &str,
 ) -> Result<(String, Snapshot)> {
-    const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT";
-    if workers.len() == 1 {
-        let w = &mut workers[0];
-        w.exec(START, "starting the snapshot").await?;
-        // MariaDB reports the binary-log position of this very snapshot.
-        let mut snap = Snapshot::default();
-        if mariadb {
-            let st: Vec<(String, String)> = w
-                .rows(
-                    "SHOW STATUS LIKE 'binlog_snapshot_%'",
-                    "reading the snapshot position",
-                )
-                .await
-                .unwrap_or_default();
-            for (k, v) in st {
-                match k.as_str() {
-                    "Binlog_snapshot_file" if !v.is_empty() => snap.binlog_file = Some(v),
-                    "Binlog_snapshot_position" => snap.binlog_position = v.parse().ok(),
-                    _ => {}
-                }
-            }
-            if snap.binlog_file.is_none() {
-                snap.binlog_position = None;
-            }
-            snap.gtid = gtid(w, mariadb).await;
-        }
-        return Ok(("single-connection".into(), snap));
-    }
     let backup_stage = mariadb && mariadb_at_least(version, 10, 4);
     let (lock, unlock, method): (&[&str], &str, &str) = if backup_stage {
         (
@@ -469,15 +490,15 @@ async fn start_snapshot(
             "flush-tables-with-read-lock",
         )
     };
-    let c0 = &mut workers[0];
-    c0.exec(
-        "SET SESSION lock_wait_timeout = 60",
-        "setting the lock timeout",
-    )
-    .await?;
+    control
+        .exec(
+            "SET SESSION lock_wait_timeout = 60",
+            "setting the lock timeout",
+        )
+        .await?;
     for s in lock {
-        if let Err(e) = c0.conn.query_drop(*s).await {
-            let err = c0.error(&format!("taking the lock ({s})"), &e);
+        if let Err(e) = control.conn.query_drop(*s).await {
+            let err = control.error(&format!("taking the lock ({s})"), &e);
             return Err(match err {
                 BackupError::Denied {
                     endpoint, detail, ..
@@ -490,12 +511,11 @@ async fn start_snapshot(
         for w in workers.iter_mut() {
             w.exec(START, "starting the snapshot").await?;
         }
-        let pos = binlog_position(&mut workers[0], mariadb).await;
-        Ok::<_, BackupError>(pos)
+        Ok::<_, BackupError>(binlog_position(control, mariadb).await)
     }
     .await;
     // Unlock whatever happened: commits must not stay blocked.
-    let unlocked = workers[0].exec(unlock, "releasing the lock").await;
+    let unlocked = control.exec(unlock, "releasing the lock").await;
     let snap = started?;
     unlocked?;
     Ok((method.to_string(), snap))

@@ -365,13 +365,14 @@ async fn load_worker(db: &mut Db, ctx: &LoadCtx<'_>) -> Result<()> {
 /// thread of its own, at most two ahead.
 async fn load_chunk(db: &mut Db, ctx: &LoadCtx<'_>, table: &str, file: &str) -> Result<u64> {
     let reader = open(ctx.dir, file, ctx.identities, ctx.manifest)?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(1);
     let reading = std::thread::Builder::new()
         .name("restore-reader".into())
         .spawn(move || {
             let mut reader = reader;
             loop {
-                let mut line = Vec::new();
+                // Statements are about DEFAULT_STATEMENT_BYTES: no doubling past that.
+                let mut line = Vec::with_capacity(super::DEFAULT_STATEMENT_BYTES + 64 * 1024);
                 match reader.read_until(b'\n', &mut line) {
                     Ok(0) => return,
                     Ok(_) => {

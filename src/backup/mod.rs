@@ -33,6 +33,8 @@ pub use error::BackupError;
 pub use load::{PreparedRestore, RestoreOptions, RestoreSummary, prepare_restore};
 
 use crate::backends::Endpoint;
+use crate::config::Settings;
+use crate::k8s::Kube;
 
 /// What to back up, where, and how.
 #[derive(Debug, Clone)]
@@ -85,7 +87,7 @@ pub const DEFAULT_THREADS: usize = 4;
 /// Rows per chunk file by default.
 pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 /// Bytes per INSERT statement by default.
-pub const DEFAULT_STATEMENT_BYTES: usize = 512 * 1024;
+pub const DEFAULT_STATEMENT_BYTES: usize = 256 * 1024;
 /// zstd level by default.
 pub const DEFAULT_LEVEL: i32 = 3;
 
@@ -106,3 +108,25 @@ pub trait Progress: Sync {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
+
+/// Backs up the deployment's database the way `newapi-ops backup` does: MySQL is reached through
+/// `mysql_url`, else through the cluster ([`crate::backends::resolve_mysql`]: SQL_DSN of the
+/// master, a port-forward from outside, the Service name inside); `tune` adjusts the options
+/// (threads, tables, encryption...) before the backup starts. This is the entry point of the
+/// runbooks' `mysql.backup` action and of the `backup` command alike.
+pub async fn backup_deployment(
+    kube: Option<&Kube>,
+    settings: &Settings,
+    mysql_url: Option<&str>,
+    dir: PathBuf,
+    tune: impl FnOnce(&mut BackupOptions),
+    progress: &dyn Progress,
+) -> crate::error::Result<BackupSummary> {
+    let reached = crate::backends::resolve_mysql(kube, settings, mysql_url).await?;
+    let mut opts = BackupOptions::new(reached.endpoint.clone(), reached.via.clone(), dir);
+    tune(&mut opts);
+    let summary = run_backup(&opts, progress).await;
+    // The port-forward (if any) stays open until the backup is over.
+    drop(reached);
+    Ok(summary?)
+}

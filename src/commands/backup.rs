@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::backup::{self, BackupOptions, Progress, schedule, store, verify};
+use crate::backup::{self, Progress, schedule, store, verify};
 use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::error::{Error, Result, exit};
@@ -265,25 +265,27 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
     let settings = Settings::resolve(global)?;
     let url = args.mysql.mysql_url.as_deref();
     let kube = cluster_for(global, url).await?;
-    let reached = crate::backends::resolve_mysql(kube.as_ref(), &settings, url).await?;
     let dir = args.dir.resolve();
-    printer.note(&format!(
-        "backing up {} into {}",
-        reached.via,
-        dir.display()
-    ));
-    let mut opts = BackupOptions::new(reached.endpoint.clone(), reached.via.clone(), dir);
-    opts.database = args.database;
-    opts.tables = args.tables;
-    opts.threads = args.threads;
-    opts.encrypt_to = args.encrypt_to;
-    opts.single_connection = args.single_connection;
-    opts.chunk_rows = args.chunk_rows.max(1);
-    opts.compression_level = args.level;
+    printer.note(&format!("backing up into {}", dir.display()));
     let progress = Bars::new(printer);
-    let summary = backup::run_backup(&opts, &progress).await;
+    let summary = backup::backup_deployment(
+        kube.as_ref(),
+        &settings,
+        url,
+        dir,
+        |opts| {
+            opts.database = args.database;
+            opts.tables = args.tables;
+            opts.threads = args.threads.clamp(1, 64);
+            opts.encrypt_to = args.encrypt_to;
+            opts.single_connection = args.single_connection;
+            opts.chunk_rows = args.chunk_rows.max(1);
+            opts.compression_level = args.level;
+        },
+        &progress,
+    )
+    .await;
     progress.clear();
-    drop(reached);
     let summary = summary?;
     if printer.is_json() {
         let line = serde_json::to_string(&summary)
@@ -292,7 +294,7 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
     } else {
         printer.data(&summary, |style| {
             format!(
-                "{} backup {}: {} tables, {} rows, {} in {:.1}s ({}{})\n  {}\n",
+                "{} backup {}: {} tables, {} rows, {} in {:.1}s ({}{})\n  from {}\n  into {}\n",
                 style.green("complete:"),
                 summary.id,
                 summary.tables,
@@ -301,6 +303,7 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
                 summary.duration_ms as f64 / 1000.0,
                 summary.consistency,
                 if summary.encrypted { ", encrypted" } else { "" },
+                summary.source,
                 summary.path.display()
             )
         })?;

@@ -140,31 +140,23 @@ fn find(dirs: &[PathBuf], name: &str) -> Result<Runbook> {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
-        return library::load_file(&path).map_err(invalid);
+        return library::load_file(&path).map_err(|ds| invalid(name, ds));
     }
     let lib = library::load(dirs);
     match lib.get(name) {
         Some(rb) => Ok(rb.clone()),
-        None => {
-            let names = lib.names();
-            Err(Error::WorkloadNotFound {
-                kind: "runbook".into(),
-                name: name.to_string(),
-                namespace: "the runbook library".into(),
-                available: names.iter().map(ToString::to_string).collect(),
-            })
-        }
+        None => Err(Error::RunbookNotFound {
+            name: name.to_string(),
+            available: lib.names().iter().map(ToString::to_string).collect(),
+        }),
     }
 }
 
-fn invalid(ds: Vec<Diagnostic>) -> Error {
-    Error::Usage(format!(
-        "the runbook is invalid:\n{}",
-        ds.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    ))
+fn invalid(file: &str, ds: Vec<Diagnostic>) -> Error {
+    Error::RunbookInvalid {
+        file: file.to_string(),
+        errors: ds.iter().map(ToString::to_string).collect(),
+    }
 }
 
 #[derive(Serialize)]
@@ -325,7 +317,8 @@ fn render_show(rb: &Runbook, s: &Shown<'_>, style: Style) -> String {
             } else {
                 v.clone()
             };
-            o.push_str(&format!("   {k}: {v}\n"));
+            let sep = if v.starts_with('\n') { ":" } else { ": " };
+            o.push_str(&format!("   {k}{sep}{v}\n"));
         }
         if let Some(w) = &st.when {
             o.push_str(&format!("   only when: {w}\n"));

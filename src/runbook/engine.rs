@@ -503,7 +503,7 @@ async fn run_step(
                     status: "dry-run",
                     done: Some(Done {
                         output: json!({"acknowledged": false}),
-                        summary: "would ask for an acknowledgement".into(),
+                        summary: "dry run: would ask for an acknowledgement".into(),
                     }),
                     error: None,
                     change: Some(format!("by hand: {}", step.title)),
@@ -556,7 +556,7 @@ async fn run_step(
                     status: "dry-run",
                     done: Some(Done {
                         output: plan.planned_output.clone(),
-                        summary: format!("would {}", plan.change),
+                        summary: "dry run: nothing changed".into(),
                     }),
                     error: None,
                     change,

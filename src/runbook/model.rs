@@ -270,7 +270,7 @@ pub fn load(file: &str, bytes: &[u8], source: &str) -> Result<Runbook, Vec<Diagn
     let at0 = Pos::new(1, 1);
     if bytes.len() > MAX_FILE_BYTES {
         diags.push(
-            Pos::new(0, 0),
+            at0,
             format!(
                 "the file is {} bytes; a runbook may be at most {} KiB",
                 bytes.len(),

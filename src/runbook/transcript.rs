@@ -111,8 +111,17 @@ impl Redactor {
         let secrets = secrets.ok().map(|l| l.items);
         let configmaps = configmaps.ok().map(|l| l.items);
         for s in secrets.iter().flatten() {
-            for v in s.data.iter().flat_map(|d| d.values()) {
-                self.add(&String::from_utf8_lossy(&v.0));
+            // A service account's token Secret also holds the namespace's name and the
+            // cluster's CA certificate, which are not secrets.
+            let sa_token = s.type_.as_deref() == Some("kubernetes.io/service-account-token");
+            for (k, v) in s.data.iter().flatten() {
+                if sa_token && k != "token" {
+                    continue;
+                }
+                let v = String::from_utf8_lossy(&v.0);
+                if v.trim() != ns {
+                    self.add(&v);
+                }
             }
             for v in s.string_data.iter().flat_map(|d| d.values()) {
                 self.add(v);

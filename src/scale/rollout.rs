@@ -1,7 +1,8 @@
 //! Following a Deployment's rollout until its available replicas reach the count asked for: a
 //! progress bar on a terminal; the scheduler's own reason for each Pending pod (`FailedScheduling`)
-//! when pods cannot be placed or the time is up; a change of the replicas by someone else reported,
-//! never overwritten; the API server going away reported with what is known of the Deployment.
+//! when pods cannot be placed (unschedulable for 15 s with nothing else moving) or the time is up;
+//! a change of the replicas by someone else reported, never overwritten; the API server going
+//! away reported with what is known of the Deployment.
 //!
 //! [`observe`] and [`judge`] are pure, so the decisions are unit-tested; [`wait`] polls the API
 //! server once a second (one `get deployments`, one `list pods`, and `list events` only while a
@@ -22,8 +23,10 @@ use crate::k8s::{Call, Kube};
 
 /// How long the API server may stay unreachable during a wait before we give up.
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(15);
-/// How many consecutive polls must show pods that cannot be scheduled before we stop waiting.
-const STUCK_POLLS: u32 = 3;
+/// How long pods must stay unschedulable, with nothing else about the rollout changing, before
+/// we stop waiting. Longer than kube-scheduler's longest retry back-off (10 s), so a pod that
+/// failed while an old pod was still terminating has been retried by then.
+const STUCK_FOR: Duration = Duration::from_secs(15);
 /// Time between polls.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -89,8 +92,9 @@ pub struct Observed {
     pub pending: Vec<PodProblem>,
     pub not_ready: Vec<PodProblem>,
     pub terminating: usize,
-    /// The field manager that last wrote `spec.replicas`, if the server tracks it.
-    pub replicas_manager: Option<String>,
+    /// The field manager that last wrote `spec.replicas` and when, if the server tracks it
+    /// (1.20 does not for writes through the `scale` subresource).
+    pub replicas_manager: Option<(String, Option<jiff::Timestamp>)>,
 }
 
 /// The decision after a poll.
@@ -225,7 +229,7 @@ pub fn observe(dep: &Deployment, pods: &[Pod]) -> Observed {
 }
 
 /// The field manager of the most recent managed-fields entry that owns `spec.replicas`.
-fn replicas_manager(dep: &Deployment) -> Option<String> {
+fn replicas_manager(dep: &Deployment) -> Option<(String, Option<jiff::Timestamp>)> {
     dep.metadata
         .managed_fields
         .iter()
@@ -236,7 +240,7 @@ fn replicas_manager(dep: &Deployment) -> Option<String> {
                 .is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
         })
         .max_by_key(|m| m.time.as_ref().map(|t| t.0))
-        .and_then(|m| m.manager.clone())
+        .and_then(|m| Some((m.manager.clone()?, m.time.as_ref().map(|t| t.0))))
 }
 
 /// Decides after a poll: done, keep waiting, stuck on pods that cannot be scheduled, or the
@@ -259,6 +263,24 @@ pub fn judge(replicas: i32, min_generation: i64, o: &Observed) -> Verdict {
         return Verdict::Stuck;
     }
     Verdict::Waiting
+}
+
+/// Whether two polls show the same rollout: same counts, same pods waiting.
+fn same_picture(a: &Observed, b: &Observed) -> bool {
+    let names = |o: &Observed| o.pending.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+    (
+        a.replicas,
+        a.updated,
+        a.available,
+        a.terminating,
+        a.generation,
+    ) == (
+        b.replicas,
+        b.updated,
+        b.available,
+        b.terminating,
+        b.generation,
+    ) && names(a) == names(b)
 }
 
 /// Errors worth retrying while the API server may come back.
@@ -348,11 +370,11 @@ fn progress_bar(w: &Watch) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(u64::try_from(w.replicas.max(0)).unwrap_or(0));
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {prefix} [{bar:30}] {pos}/{len} available  {msg} ({elapsed})",
+        "{spinner} {prefix} [{bar:20}] {pos}/{len} available, {msg} ({elapsed})",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar.set_prefix(format!("deployment/{}", w.name));
+    bar.set_prefix(w.name.clone());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
@@ -375,8 +397,10 @@ async fn wait_inner(
     start: Instant,
     bar: &indicatif::ProgressBar,
 ) -> Result<RolloutReport> {
+    let started_at = jiff::Timestamp::now();
     let mut failing_since: Option<Instant> = None;
-    let mut stuck = 0;
+    // Since when the rollout has been stuck, and what it looked like then.
+    let mut stuck: Option<(Instant, Observed)> = None;
     let mut last: Option<Observed> = None;
     loop {
         match poll(kube, w).await {
@@ -426,11 +450,18 @@ async fn wait_inner(
                         });
                     }
                     Verdict::Changed(found) => {
+                        // Named only when the server recorded a write of the replicas after
+                        // the wait began (a second of slack for clock skew).
                         let by = o
                             .replicas_manager
-                            .as_deref()
-                            .filter(|m| *m != crate::scale::FIELD_MANAGER)
-                            .map(|m| format!(" (last written by field manager `{m}`)"))
+                            .as_ref()
+                            .filter(|(m, at)| {
+                                m != crate::scale::FIELD_MANAGER
+                                    && at.is_some_and(|at| {
+                                        at >= started_at - jiff::SignedDuration::from_secs(1)
+                                    })
+                            })
+                            .map(|(m, _)| format!(" (field manager `{m}`)"))
                             .unwrap_or_default();
                         return Err(Error::ReplicasChanged {
                             what: w.story.what.clone(),
@@ -443,8 +474,14 @@ async fn wait_inner(
                         });
                     }
                     Verdict::Stuck => {
-                        stuck += 1;
-                        if stuck >= STUCK_POLLS {
+                        let since = match &stuck {
+                            Some((since, seen)) if same_picture(seen, &o) => *since,
+                            _ => {
+                                stuck = Some((Instant::now(), o.clone()));
+                                Instant::now()
+                            }
+                        };
+                        if since.elapsed() >= STUCK_FOR {
                             let unschedulable =
                                 o.pending.iter().filter(|p| p.unschedulable).count();
                             return Err(Error::RolloutIncomplete {
@@ -461,7 +498,7 @@ async fn wait_inner(
                             });
                         }
                     }
-                    Verdict::Waiting => stuck = 0,
+                    Verdict::Waiting => stuck = None,
                 }
                 last = Some(o);
             }
@@ -621,6 +658,20 @@ mod tests {
     }
 
     #[test]
+    fn a_stuck_rollout_must_stay_the_same_to_count_as_stuck() {
+        let d = dep(
+            3,
+            2,
+            json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 3}),
+        );
+        let a = observe(&d, &[running("a"), unschedulable("e")]);
+        let b = observe(&d, &[running("a"), unschedulable("f")]);
+        assert!(same_picture(&a, &a.clone()));
+        // Another pod waits now: the scheduler got a new chance, the clock starts again.
+        assert!(!same_picture(&a, &b));
+    }
+
+    #[test]
     fn a_change_of_the_replicas_by_someone_else_is_reported() {
         let mut d = dep(2, 5, json!({"observedGeneration": 5}));
         d.metadata.managed_fields = Some(vec![
@@ -632,7 +683,13 @@ mod tests {
         ]);
         let o = observe(&d, &[]);
         assert_eq!(judge(4, 0, &o), Verdict::Changed(2));
-        assert_eq!(o.replicas_manager.as_deref(), Some("kubectl"));
+        assert_eq!(
+            o.replicas_manager,
+            Some((
+                "kubectl".into(),
+                Some("2026-01-01T00:00:00Z".parse().unwrap())
+            ))
+        );
     }
 
     #[test]

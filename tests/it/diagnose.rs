@@ -560,6 +560,8 @@ async fn user_signatures_extend_and_replace_the_built_in_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+// The lock serializes whole tests (this one and the seed-totals test), so it spans the awaits.
+#[allow(clippy::await_holding_lock)]
 async fn broken_nodes_are_reported() {
     use k8s_openapi::api::core::v1::Node;
     let _nodes = crate::support::nodes_lock();

@@ -14,5 +14,6 @@ mod in_cluster;
 mod logs;
 mod nodes;
 mod pods;
+mod runbook;
 mod sandbox;
 mod scale;

@@ -203,11 +203,18 @@ async fn scale_life_on_the_seed_cluster() {
     );
     assert!(rec["at"].as_str().unwrap().ends_with('Z'));
 
-    // --undo returns to 3 and waits until the extra pods are gone.
-    let undo = run(&sb, &["scale", "--undo", "--yes"]);
-    undo.code(0)
-        .stdout_has("5 → 3 replicas (undoing 3 → 5 by ")
-        .stderr_has("3/3 replicas available");
+    // --undo returns to 3 and waits until the extra pods are gone (-o json: one document).
+    let undo = run(&sb, &["scale", "--undo", "--yes", "-o", "json"]);
+    undo.code(0).stderr_has("3/3 replicas available");
+    let report = undo.json();
+    assert_eq!(report["changed"], true);
+    assert_eq!(report["plan"]["undoes"]["to"], 5);
+    assert_eq!(report["applied"]["record"]["from"], 5);
+    assert_eq!(report["applied"]["record"]["undo"], true);
+    assert_eq!(report["rollout"]["available"], 3);
+    run(&sb, &["scale", "--undo", "--dry-run"])
+        .code(0)
+        .stdout_has("3 → 5 replicas (undoing 5 → 3 by ");
     let d = slave(&client).await;
     assert_eq!(d.spec.replicas, Some(3));
     let rec = record(&d).unwrap();

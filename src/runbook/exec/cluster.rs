@@ -341,7 +341,6 @@ pub async fn pods_top(ctx: &Ctx, a: &c::PodsTopArgs<Resolved>) -> Result<Done, S
             mem += cu["usage"]["memory"]
                 .as_str()
                 .and_then(|q| crate::quantity::parse_value(q).ok())
-                .and_then(|v| i64::try_from(v).ok())
                 .unwrap_or(0);
         }
         let limits = p
@@ -603,7 +602,7 @@ pub async fn objects_list(ctx: &Ctx, a: &c::ObjectsListArgs<Resolved>) -> Result
     let mut unserved = Vec::new();
     for kind in &a.kinds {
         let found = discovery.groups().find_map(|g| {
-            g.recommended_resources()
+            g.resources_by_stability()
                 .into_iter()
                 .find(|(ar, _)| ar.kind.eq_ignore_ascii_case(kind))
         });
