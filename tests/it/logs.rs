@@ -117,7 +117,7 @@ async fn previous_log_of_a_crashing_pod_and_errors() {
 fn follow_streams_new_lines() {
     let _ = sandbox();
     let mut child = Command::new(bin())
-        .args(["logs", "master", "--follow", "--tail", "0", "--since", "1s"])
+        .args(["logs", "master", "--follow", "--tail", "1"])
         .env("KUBECONFIG", &sandbox().kubeconfig)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
