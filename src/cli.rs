@@ -104,6 +104,8 @@ pub enum Command {
     Restore(crate::commands::restore::RestoreArgs),
     /// Runbooks: files of typed steps against the cluster (list, show, validate, run, history).
     Runbook(crate::commands::runbook::RunbookArgs),
+    /// Guided incident response: what is wrong, findings, a runbook step by step, a report.
+    Incident(crate::commands::incident::IncidentArgs),
     /// A local Kubernetes control plane with the seed deployment, MariaDB and Redis, to rehearse on.
     Sandbox(crate::commands::sandbox::SandboxArgs),
 }

@@ -145,6 +145,12 @@ pub enum Error {
     #[error("confirmation needed, but there is no terminal to ask on: {prompt}")]
     ConfirmationRequired { prompt: String },
 
+    #[error("`incident` asks questions, and there is no terminal to ask them on")]
+    IncidentNeedsTerminal,
+
+    #[error("no incident to resume in {dir}{}", id.as_ref().map(|i| format!(" with the id {i}")).unwrap_or_default())]
+    NoIncidentToResume { dir: PathBuf, id: Option<String> },
+
     #[error(
         "nothing to undo: {what} has no record of a scale by newapi-ops (annotation {annotation})"
     )]
@@ -223,6 +229,8 @@ impl Error {
             Error::RunbookInvalid { .. } => exit::DATA,
             Error::RunbookNotFound { .. } => exit::NOT_FOUND,
             Error::ConfirmationRequired { .. } => exit::USAGE,
+            Error::IncidentNeedsTerminal => exit::USAGE,
+            Error::NoIncidentToResume { .. } => exit::NOT_FOUND,
             Error::NothingToUndo { .. } => exit::NOT_FOUND,
             Error::ReplicasChanged { .. } => exit::CONFLICT,
             Error::RolloutIncomplete { .. } => exit::ROLLOUT_INCOMPLETE,
@@ -269,6 +277,8 @@ impl Error {
                 }
             }
             Error::Config { .. } => "fix the file, or move it away to use the defaults".into(),
+            Error::IncidentNeedsTerminal => "run it in a terminal; in a script use `newapi-ops diagnose` for the report and `newapi-ops runbook run NAME` for a runbook, or `newapi-ops incident --answers FILE` to answer its questions from a file".into(),
+            Error::NoIncidentToResume { dir, .. } => format!("start a new one with `newapi-ops incident`; past incidents are the directories of {}", dir.display()),
             Error::ConfirmationRequired { .. } => "pass --yes to go ahead without a prompt, or --dry-run to only see the plan".into(),
             Error::NothingToUndo { .. } => "scale to an explicit count instead: `newapi-ops scale N`".into(),
             Error::ReplicasChanged { .. } => "find out who else sets the replicas (an autoscaler, another operator, a CI job); newapi-ops changed nothing more — run `newapi-ops scale N` again once that is settled".into(),

@@ -13,6 +13,7 @@ pub mod confirm;
 pub mod diagnose;
 pub mod envvars;
 pub mod error;
+pub mod incident;
 pub mod inventory;
 pub mod k8s;
 pub mod portforward;
@@ -88,6 +89,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
         Command::Backup(args) => commands::backup::run(&cli.global, args, printer).await,
         Command::Restore(args) => commands::restore::run(&cli.global, args, printer).await,
         Command::Runbook(args) => commands::runbook::run(&cli.global, args, printer).await,
+        Command::Incident(args) => commands::incident::run(&cli.global, args, printer).await,
         Command::Sandbox(args) => commands::sandbox::run(&cli.global, args, printer).await,
     }
 }

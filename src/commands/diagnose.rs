@@ -30,7 +30,7 @@ use crate::inventory::{Role, Snapshot};
 use crate::k8s::{self, Call, Kube};
 use crate::printer::Printer;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DiagnoseArgs {
     /// Run only these checks (comma-separated).
     #[arg(long, value_delimiter = ',', value_enum)]

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod diagnose;
+pub mod incident;
 pub mod logs;
 pub mod nodes;
 pub mod plan;

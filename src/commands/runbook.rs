@@ -552,58 +552,10 @@ async fn run_detached(
     r: RunArgs,
     printer: Printer,
 ) -> Result<u8> {
-    let interrupt = Arc::new(Interrupt::default());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let thread_interrupt = interrupt.clone();
-    let handle = std::thread::Builder::new()
-        .name("newapi-ops-runbook".into())
-        .stack_size(crate::runbook::expr::COMPILE_STACK)
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_stack_size(64 * 1024 * 1024)
-                .enable_all()
-                .build();
-            let result = match rt {
-                Ok(rt) => {
-                    let r = rt.block_on(run_here(&global, &dirs, r, &printer, thread_interrupt));
-                    rt.shutdown_timeout(std::time::Duration::from_millis(200));
-                    r
-                }
-                Err(e) => Err(Error::io("starting the runbook's runtime", e)),
-            };
-            let _ = tx.send(result);
-        })
-        .map_err(|e| Error::io("starting the runbook thread", e))?;
-    let guard = JoinOnDrop {
-        handle: Some(handle),
-        interrupt,
-    };
-    let result = rx.await.unwrap_or_else(|_| {
-        Err(Error::Internal(
-            "the runbook thread stopped without a result".into(),
-        ))
-    });
-    drop(guard);
-    result
-}
-
-/// Dropped when `main` gives up on the command (Ctrl-C): asks the run to stop after its
-/// current step, then waits for it to write its transcript.
-struct JoinOnDrop {
-    handle: Option<std::thread::JoinHandle<()>>,
-    interrupt: Arc<Interrupt>,
-}
-
-impl Drop for JoinOnDrop {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            if !h.is_finished() {
-                self.interrupt.requested.store(true, Ordering::SeqCst);
-            }
-            let _ = h.join();
-        }
-    }
+    engine::on_own_thread("newapi-ops-runbook", move |interrupt| async move {
+        run_here(&global, &dirs, r, &printer, interrupt).await
+    })
+    .await
 }
 
 async fn run_here(
@@ -677,6 +629,7 @@ async fn run_here(
         confirm.as_ref(),
         printer,
         interrupt.clone(),
+        &engine::NoHooks,
     )
     .await?;
     if printer.is_json() {

@@ -17,7 +17,7 @@ use super::args::Resolver;
 use super::catalogue::Effect;
 use super::exec::{self, Call, Ctx, Done};
 use super::expr::Bindings;
-use super::model::{Input, OnFailure, Runbook};
+use super::model::{Input, OnFailure, Runbook, Step};
 use super::transcript::{EndRecord, Redactor, StartRecord, StepRecord, Transcript, now};
 use crate::confirm::Confirm;
 use crate::error::{Error, Result};
@@ -44,6 +44,132 @@ pub struct Interrupt {
 impl Interrupt {
     pub fn requested(&self) -> bool {
         self.requested.load(Ordering::SeqCst)
+    }
+}
+
+/// What a guide standing beside the engine (the `incident` flow) decided about a step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// No opinion: the engine asks its [`Confirm`] as usual (mutating and manual steps).
+    Default,
+    /// Go ahead: the change (for a mutating step) was shown and accepted, a manual step was
+    /// done; the engine does not ask again.
+    Go,
+    /// Skip the step; the reason goes into the transcript.
+    Skip(String),
+    /// Stop the run here; the remaining steps are recorded as not run.
+    Stop,
+}
+
+/// A step's result from an earlier, interrupted run of the same runbook, replayed instead of
+/// acting again (a change is never applied twice).
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub status: String,
+    pub output: Json,
+    pub summary: String,
+}
+
+/// Hooks around each step, for a guide that drives the run interactively. The plain `runbook
+/// run` uses [`NoHooks`].
+pub trait StepHooks {
+    /// Before anything else about step `index` (1-based): a result to replay, if any.
+    fn replay(&self, _step: &Step) -> Option<Replay> {
+        None
+    }
+    /// Once the step is about to act (its `when` held, its arguments resolved): `change` is what
+    /// a mutating step would change, `details` more lines about it, `instructions` what a manual
+    /// step asks of a person.
+    fn decide(&self, _view: &StepView<'_>) -> Result<Decision> {
+        Ok(Decision::Default)
+    }
+    /// After the step was recorded.
+    fn after<'a>(
+        &'a self,
+        _step: &'a Step,
+        _record: &'a StepRecord,
+    ) -> futures::future::LocalBoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// What [`StepHooks::decide`] is shown of a step.
+#[derive(Debug)]
+pub struct StepView<'a> {
+    pub step: &'a Step,
+    pub index: usize,
+    pub total: usize,
+    pub effect: Effect,
+    pub change: Option<&'a str>,
+    pub details: &'a [String],
+    pub instructions: Option<&'a str>,
+}
+
+/// The hooks of a plain run: none.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl StepHooks for NoHooks {}
+
+/// Runs `work` on a thread of its own with its own runtime (and a stack large enough for CEL).
+/// When the caller's future is dropped (the binary's Ctrl-C), the work is told to stop through
+/// its [`Interrupt`] and waited for, so that what it writes (transcripts, state) is complete
+/// when the process exits.
+pub async fn on_own_thread<F, Fut>(name: &str, work: F) -> Result<u8>
+where
+    F: FnOnce(Arc<Interrupt>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<u8>>,
+{
+    let interrupt = Arc::new(Interrupt::default());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread_interrupt = interrupt.clone();
+    let handle = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(super::expr::COMPILE_STACK)
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_stack_size(64 * 1024 * 1024)
+                .enable_all()
+                .build();
+            let result = match rt {
+                Ok(rt) => {
+                    let r = rt.block_on(work(thread_interrupt));
+                    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+                    r
+                }
+                Err(e) => Err(Error::io("starting a runtime", e)),
+            };
+            let _ = tx.send(result);
+        })
+        .map_err(|e| Error::io(format!("starting the thread {name}"), e))?;
+    let guard = JoinOnDrop {
+        handle: Some(handle),
+        interrupt,
+    };
+    let result = rx
+        .await
+        .unwrap_or_else(|_| Err(Error::Internal(format!("{name} stopped without a result"))));
+    drop(guard);
+    result
+}
+
+/// Dropped when `main` gives up on the command (Ctrl-C): asks the work to stop, then waits for
+/// it to finish writing.
+struct JoinOnDrop {
+    handle: Option<std::thread::JoinHandle<()>>,
+    interrupt: Arc<Interrupt>,
+}
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            if !h.is_finished() {
+                self.interrupt.requested.store(true, Ordering::SeqCst);
+                self.interrupt.now.notify_waiters();
+            }
+            let _ = h.join();
+        }
     }
 }
 
@@ -190,6 +316,7 @@ pub async fn run(
     confirm: &dyn Confirm,
     printer: &Printer,
     interrupt: Arc<Interrupt>,
+    hooks: &dyn StepHooks,
 ) -> Result<RunReport> {
     let inputs = bind_inputs(rb, &opts.inputs)?;
     let mut redactor = Redactor::new();
@@ -277,6 +404,45 @@ pub async fn run(
             ))?;
         }
         let clock = Clock::start();
+        if let Some(replay) = hooks.replay(step) {
+            let rec = transcript.step(StepRecord {
+                index,
+                id: step.id.clone(),
+                title: step.title.clone(),
+                action: spec.name.into(),
+                effect: spec.effect.as_str().into(),
+                status: replay.status.clone(),
+                when: step.when.as_ref().map(|w| w.source.clone()),
+                arguments: json!(
+                    step.action
+                        .shown_args()
+                        .into_iter()
+                        .collect::<BTreeMap<_, _>>()
+                ),
+                change: None,
+                details: Vec::new(),
+                summary: format!("before the interruption: {}", replay.summary),
+                error: None,
+                output: replay.output.clone(),
+                started_at: clock.started_at.clone(),
+                ended_at: clock.started_at,
+                duration_ms: 0,
+            })?;
+            if human {
+                printer.text(&format!("  {} {}\n", style.dim(&rec.status), rec.summary))?;
+            }
+            bindings.steps.insert(
+                step.id.clone(),
+                json!({"status": rec.status, "output": rec.output, "error": Json::Null, "summary": rec.summary}),
+            );
+            records.push(rec);
+            continue;
+        }
+        let view = StepContext {
+            index,
+            total: n,
+            hooks,
+        };
         let work = run_step(
             ctx,
             step,
@@ -285,6 +451,7 @@ pub async fn run(
             confirm,
             printer,
             transcript.redactor(),
+            &view,
         );
         let outcome = tokio::select! {
             o = work => o,
@@ -347,9 +514,12 @@ pub async fn run(
             json!({"status": rec.status, "output": rec.output, "error": rec.error, "summary": rec.summary}),
         );
         let bad = matches!(rec.status.as_str(), "failed" | "declined" | "cancelled");
+        hooks.after(step, &rec).await;
         records.push(rec);
         if records.last().is_some_and(|r| r.status == "cancelled") {
             stop = Some("interrupted");
+        } else if records.last().is_some_and(|r| r.status == "stopped") {
+            stop = Some("stopped");
         } else if bad && step.on_failure == OnFailure::Abort {
             stop = Some("aborted");
         }
@@ -366,6 +536,7 @@ pub async fn run(
         .any(|r| matches!(r.status.as_str(), "failed" | "declined" | "cancelled"));
     let status = match stop {
         Some("interrupted") => "interrupted",
+        Some("stopped") => "stopped",
         Some(_) => "aborted",
         None if any_bad => "completed-with-failures",
         None => "completed",
@@ -422,6 +593,7 @@ async fn run_step(
     confirm: &dyn Confirm,
     printer: &Printer,
     redactor: &Redactor,
+    view: &StepContext<'_>,
 ) -> Outcome {
     let shown = || {
         json!(
@@ -464,6 +636,11 @@ async fn run_step(
         details: Vec::new(),
         arguments,
     };
+    if step.action.effect() == Effect::ReadOnly
+        && let Some(o) = decided(&view.decide(step, None, &[], None), &arguments, None)
+    {
+        return o;
+    }
     // The one place where the effect decides what happens.
     match (step.action.effect(), &call) {
         (Effect::ReadOnly, Call::Assert(a)) => match a.fail_if.0.eval_bool(bindings) {
@@ -511,7 +688,15 @@ async fn run_step(
                     arguments,
                 };
             }
-            let answer = ask(confirm, &format!("Done by hand: {}?", step.title)).await;
+            let decision = view.decide(step, None, &[], Some(&text));
+            if let Some(o) = decided(&decision, &arguments, None) {
+                return o;
+            }
+            let answer = if matches!(decision, Ok(Decision::Go)) {
+                Ok(true)
+            } else {
+                ask(confirm, &format!("Done by hand: {}?", step.title)).await
+            };
             match answer {
                 Ok(true) => ok(
                     Done::of("manual", &json!({"acknowledged": true}), "acknowledged"),
@@ -564,8 +749,18 @@ async fn run_step(
                     arguments,
                 };
             }
+            let shown_change = redactor.text(&plan.change);
+            let decision = view.decide(step, Some(&shown_change), &details, None);
+            if let Some(o) = decided(&decision, &arguments, Some(&plan.change)) {
+                return o;
+            }
             let prompt = redactor.text(&format!("{}: {}?", step.title, plan.change));
-            match ask(confirm, &prompt).await {
+            let answer = if matches!(decision, Ok(Decision::Go)) {
+                Ok(true)
+            } else {
+                ask(confirm, &prompt).await
+            };
+            match answer {
                 Ok(true) => match exec::apply(ctx, plan).await {
                     Ok(done) => Outcome {
                         status: "ok",
@@ -616,6 +811,72 @@ async fn run_step(
             ),
             arguments,
         ),
+    }
+}
+
+/// Where a step stands in its run, and who decides about it.
+struct StepContext<'a> {
+    index: usize,
+    total: usize,
+    hooks: &'a dyn StepHooks,
+}
+
+impl StepContext<'_> {
+    /// Asks the hooks (on a blocking thread: a guide may prompt).
+    fn decide(
+        &self,
+        step: &Step,
+        change: Option<&str>,
+        details: &[String],
+        instructions: Option<&str>,
+    ) -> Result<Decision> {
+        let view = StepView {
+            step,
+            index: self.index,
+            total: self.total,
+            effect: step.action.effect(),
+            change,
+            details,
+            instructions,
+        };
+        tokio::task::block_in_place(|| self.hooks.decide(&view))
+    }
+}
+
+/// What a decision other than go means for the step, if anything.
+fn decided(decision: &Result<Decision>, arguments: &Json, change: Option<&str>) -> Option<Outcome> {
+    let of = |status: &'static str, summary: String, error: Option<String>| Outcome {
+        status,
+        done: Some(Done {
+            output: Json::Null,
+            summary,
+        }),
+        error,
+        change: change.map(str::to_string),
+        details: Vec::new(),
+        arguments: arguments.clone(),
+    };
+    match decision {
+        Ok(Decision::Default | Decision::Go) => None,
+        Ok(Decision::Skip(why)) => Some(of(
+            "skipped",
+            format!(
+                "skipped by the operator{}",
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            ),
+            None,
+        )),
+        Ok(Decision::Stop) => Some(of("stopped", "stopped by the operator".into(), None)),
+        Err(Error::Interrupted) => Some(of(
+            "not-run",
+            "not run: interrupted at the prompt".into(),
+            None,
+        )),
+        Err(e) => Some(of("failed", String::new(), Some(exec::err_line(e)))),
     }
 }
 
