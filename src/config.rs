@@ -21,6 +21,9 @@ struct ConfigWire {
     namespace: Option<String>,
     #[serde(default)]
     workloads: WorkloadsWire,
+    /// Directories of the user's runbooks; relative ones are relative to the config file.
+    #[serde(default)]
+    runbook_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +109,8 @@ pub struct Settings {
     pub workloads: Workloads,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// `runbook_dirs` of the config file, relative paths resolved against the file's directory.
+    pub runbook_dirs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -150,6 +155,7 @@ impl Settings {
                 selector: sel(&w.redis_selector, "app=redis")?,
             },
         };
+        let runbook_dirs = relative_to(config_file.as_deref(), &wire.runbook_dirs);
         let namespace = global
             .namespace
             .clone()
@@ -159,8 +165,31 @@ impl Settings {
             namespace,
             workloads,
             config_file,
+            runbook_dirs,
         })
     }
+}
+
+/// `paths` with the relative ones taken relative to the directory of `file` (made absolute, so
+/// that they mean the same whatever the working directory).
+fn relative_to(file: Option<&Path>, paths: &[PathBuf]) -> Vec<PathBuf> {
+    let base = file
+        .and_then(Path::parent)
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    paths
+        .iter()
+        .map(|p| match &base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p.clone(),
+        })
+        .collect()
 }
 
 fn find_config() -> Option<PathBuf> {
@@ -202,6 +231,46 @@ mod tests {
         assert!(Selector::parse("").is_err());
         assert!(Selector::parse("app").is_err());
         assert!(Selector::parse("=x").is_err());
+    }
+
+    #[test]
+    fn runbook_dirs_are_relative_to_the_config_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            global: GlobalArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("conf").join(CONFIG_FILE);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            "runbook_dirs = [\"mine\", \"../shared/rb\", \"/srv/runbooks\"]\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
+        let s = Settings::resolve(&cli.global).unwrap();
+        let base = std::path::absolute(dir.path().join("conf")).unwrap();
+        assert_eq!(
+            s.runbook_dirs,
+            vec![
+                base.join("mine"),
+                base.join("../shared/rb"),
+                PathBuf::from("/srv/runbooks")
+            ]
+        );
+        // A config file named without a directory is in the working directory.
+        let here = std::path::absolute(".").unwrap();
+        assert_eq!(
+            relative_to(Some(Path::new(CONFIG_FILE)), &[PathBuf::from("rb")]),
+            vec![here.join("rb")]
+        );
+        // Not a list of strings: an error naming the file.
+        std::fs::write(&file, "runbook_dirs = \"mine\"\n").unwrap();
+        let err = Settings::resolve(&cli.global).unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err}");
+        assert!(err.to_string().contains(CONFIG_FILE), "{err}");
     }
 
     #[test]

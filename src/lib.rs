@@ -94,17 +94,23 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
     }
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "newapi_ops=info,warn",
+/// The log filter for `-q`/`-v` when NEWAPI_OPS_LOG does not set one. kube-rs logs an ERROR
+/// for every failed request (`kube_client`), which repeats once per poll while the API server
+/// is down; our own error already says so, once, so its events are off unless `-vv` or more.
+fn default_filter(verbose: u8, quiet: bool) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error,kube_client=off",
+        (false, 0) => "warn,kube_client=off",
+        (false, 1) => "newapi_ops=info,warn,kube_client=off",
         (false, 2) => "newapi_ops=debug,info",
         _ => "trace",
-    };
-    let filter =
-        EnvFilter::try_from_env("NEWAPI_OPS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("NEWAPI_OPS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(default_filter(verbose, quiet)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -76,6 +76,17 @@ impl DirArg {
     }
 }
 
+/// The directory `--dir` defaults to when none is given: `$NEWAPI_OPS_BACKUP_DIR` when set, else
+/// [`default_dir`] (what the runbooks' `mysql.backup` and `backup.verify` use without `dir`).
+pub fn dir_or_default(dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(|| {
+        std::env::var_os("NEWAPI_OPS_BACKUP_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(default_dir)
+}
+
 /// `<data dir>/newapi-ops/backups` (`~/.local/share/...` on Linux), else `./newapi-ops-backups`.
 pub fn default_dir() -> PathBuf {
     dirs::data_dir().map_or_else(
@@ -294,15 +305,9 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
     } else {
         printer.data(&summary, |style| {
             format!(
-                "{} backup {}: {} tables, {} rows, {} in {:.1}s ({}{})\n  from {}\n  into {}\n",
+                "{} {}\n  from {}\n  into {}\n",
                 style.green("complete:"),
-                summary.id,
-                summary.tables,
-                summary.rows,
-                bytes(summary.bytes),
-                summary.duration_ms as f64 / 1000.0,
-                summary.consistency,
-                if summary.encrypted { ", encrypted" } else { "" },
+                headline(&summary),
                 summary.source,
                 summary.path.display()
             )
@@ -672,6 +677,21 @@ async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Res
         s
     })?;
     Ok(exit::OK)
+}
+
+/// `backup 20261125T030000Z: 11 tables, 34 rows, 1.7 KiB in 0.3s (backup-stage)`: what
+/// `newapi-ops backup` and the runbooks' `mysql.backup` say of a finished backup.
+pub fn headline(s: &backup::BackupSummary) -> String {
+    format!(
+        "backup {}: {} tables, {} rows, {} in {:.1}s ({}{})",
+        s.id,
+        s.tables,
+        s.rows,
+        bytes(s.bytes),
+        s.duration_ms as f64 / 1000.0,
+        s.consistency,
+        if s.encrypted { ", encrypted" } else { "" },
+    )
 }
 
 /// `12.3 MiB`.

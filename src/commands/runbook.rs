@@ -29,7 +29,8 @@ pub struct RunbookArgs {
     pub command: RunbookCommand,
 
     /// Also load the runbooks (*.yaml) of this directory; repeatable (also NEWAPI_OPS_RUNBOOK_DIRS,
-    /// colon-separated). <config dir>/newapi-ops/runbooks is always read when it exists.
+    /// colon-separated). Then come `runbook_dirs` of newapi-ops.toml, and
+    /// <config dir>/newapi-ops/runbooks when it exists.
     #[arg(
         long = "runbook-dir",
         value_name = "DIR",
@@ -106,7 +107,14 @@ pub struct RunArgs {
 pub const INVALID: u8 = 65;
 
 pub async fn run(global: &GlobalArgs, args: RunbookArgs, printer: &Printer) -> Result<u8> {
-    let dirs = library::user_dirs(&args.runbook_dirs);
+    let settings = Settings::resolve(global)?;
+    let given: Vec<PathBuf> = args
+        .runbook_dirs
+        .iter()
+        .chain(&settings.runbook_dirs)
+        .cloned()
+        .collect();
+    let dirs = library::user_dirs(&given);
     match args.command {
         RunbookCommand::List { symptoms } => list(&dirs, &symptoms, printer),
         RunbookCommand::Show { name } => show(&dirs, &name, printer),

@@ -6,12 +6,11 @@
 //! [`CATALOGUE`], a parse arm in [`Action::parse`], and its execution in `exec/`. The catalogue
 //! test checks that every spec has a variant and every declared output field is produced.
 //!
-//! Extension point — `mysql.backup`: the backup module (`src/backup/`) owns taking a backup.
-//! Its action belongs here as `Action::MysqlBackup(MysqlBackupArgs)` with effect
-//! [`Effect::Mutating`] (it writes files and loads the database) calling the backup module's
-//! library entry point from `exec/`; until it is added, a runbook naming it fails validation
-//! with a message that says so ([`PLANNED`]), and the built-in `backup` runbook checks what it
-//! can and leaves the backup itself to a `manual` step.
+//! Actions owned by other modules still follow this pattern: `mysql.backup` and `backup.verify`
+//! call the backup module's library entry points (`crate::backup::backup_deployment`,
+//! `crate::backup::verify`), the same code `newapi-ops backup` runs. An action another module
+//! will add later goes into [`PLANNED`], so that naming it fails validation with a message that
+//! says where it will come from.
 
 use serde::Serialize;
 
@@ -53,10 +52,7 @@ pub struct ActionSpec {
 }
 
 /// Actions other modules will add; naming one is an error that says where it comes from.
-pub const PLANNED: &[(&str, &str)] = &[(
-    "mysql.backup",
-    "mysql.backup is not in this build's catalogue yet: it arrives with the backup module (see the `backup` command)",
-)];
+pub const PLANNED: &[(&str, &str)] = &[];
 
 crate::runbook_arg_enum!(
     /// Which pods: a role of the deployment, or all of them.
@@ -155,6 +151,16 @@ crate::runbook_args!(KillQueryArgs {
     min_seconds: Option<i64> = [None], "Or: every statement running at least this long.";
     limit: i64 = [10], "Kill at most this many.";
 });
+crate::runbook_args!(BackupArgs {
+    dir: Option<String> = [None], "The directory holding backups [default: as `newapi-ops backup`: $NEWAPI_OPS_BACKUP_DIR, else <data dir>/newapi-ops/backups].";
+    threads: i64 = [i64::try_from(crate::backup::DEFAULT_THREADS).unwrap_or(4)], "Connections reading in parallel (1-64), as `backup --threads`.";
+    tables: Vec<String> = [Vec::new()], "Only these tables [default: every base table of New-API's database].";
+    encrypt_to: Vec<String> = [Vec::new()], "Encrypt the data files with age to these recipients (`age1...`); restoring then needs the identity.";
+});
+crate::runbook_args!(BackupVerifyArgs {
+    id: String = [String::from("latest")], "The backup's id (the `id` output of mysql.backup), or `latest`.";
+    dir: Option<String> = [None], "The directory holding backups [default: as mysql.backup].";
+});
 crate::runbook_args!(ManualArgs {
     instructions: String = [required], "What the person has to do (shown, then acknowledged).";
 });
@@ -187,6 +193,8 @@ pub enum Action {
     DeploymentRestart(RestartArgs<Parsed>),
     PodDelete(PodDeleteArgs<Parsed>),
     MysqlKillQuery(KillQueryArgs<Parsed>),
+    MysqlBackup(BackupArgs<Parsed>),
+    BackupVerify(BackupVerifyArgs<Parsed>),
     Manual(ManualArgs<Parsed>),
     Assert(AssertArgs<Parsed>),
 }
@@ -350,6 +358,20 @@ pub const CATALOGUE: &[ActionSpec] = &[
         outputs: out!("count": Int, "statements killed (or that would be)"; "killed": List, "their ids"; "applied": Bool, "";),
     },
     ActionSpec {
+        name: "mysql.backup",
+        effect: Effect::Mutating,
+        summary: "Takes a consistent, compressed backup of New-API's database into a directory, as `newapi-ops backup` does (the same code): manifest with row counts, CHECKSUM TABLE and SHA-256 of every file; files 0600, directories 0700.",
+        params: BackupArgs::PARAMS,
+        outputs: out!("id": String, "the backup's id (its UTC start time), empty when not taken"; "path": String, "the backup's directory (DIR/ID), or DIR when not taken"; "dir": String, "the directory holding backups"; "database": String, ""; "tables": Int, "tables backed up (or that would be)"; "rows": Int, "rows written (the estimate when not taken)"; "bytes": Int, "bytes written"; "duration_ms": Int, ""; "encrypted": Bool, ""; "applied": Bool, "false in a dry run or when declined";),
+    },
+    ActionSpec {
+        name: "backup.verify",
+        effect: Effect::ReadOnly,
+        summary: "Checks every file of a backup against its manifest (size and SHA-256), as `newapi-ops backup verify` does, and records the result in the backup's verified.json; fails when anything differs.",
+        params: BackupVerifyArgs::PARAMS,
+        outputs: out!("id": String, ""; "path": String, ""; "ok": Bool, "every file matches"; "files": Int, "files checked"; "problems": List, "what differs, one line each";),
+    },
+    ActionSpec {
         name: "manual",
         effect: Effect::Manual,
         summary: "A step a person does: the instructions are shown and acknowledged.",
@@ -400,6 +422,8 @@ impl Action {
             "deployment.restart" => Action::DeploymentRestart(RestartArgs::parse(r)?),
             "pod.delete" => Action::PodDelete(PodDeleteArgs::parse(r)?),
             "mysql.kill_query" => Action::MysqlKillQuery(KillQueryArgs::parse(r)?),
+            "mysql.backup" => Action::MysqlBackup(BackupArgs::parse(r)?),
+            "backup.verify" => Action::BackupVerify(BackupVerifyArgs::parse(r)?),
             "manual" => Action::Manual(ManualArgs::parse(r)?),
             "assert" => Action::Assert(AssertArgs::parse(r)?),
             _ => return None,
@@ -430,6 +454,8 @@ impl Action {
             Action::DeploymentRestart(_) => "deployment.restart",
             Action::PodDelete(_) => "pod.delete",
             Action::MysqlKillQuery(_) => "mysql.kill_query",
+            Action::MysqlBackup(_) => "mysql.backup",
+            Action::BackupVerify(_) => "backup.verify",
             Action::Manual(_) => "manual",
             Action::Assert(_) => "assert",
         }
@@ -470,6 +496,8 @@ impl Action {
             Action::DeploymentRestart(a) => a.shown(),
             Action::PodDelete(a) => a.shown(),
             Action::MysqlKillQuery(a) => a.shown(),
+            Action::MysqlBackup(a) => a.shown(),
+            Action::BackupVerify(a) => a.shown(),
             Action::Manual(a) => a.shown(),
             Action::Assert(a) => a.shown(),
         }

@@ -94,9 +94,15 @@ pub fn load_file(path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     }
 }
 
-/// The user's runbook directories: the given ones, then the default one if it exists.
+/// The user's runbook directories: the given ones (flag and environment, then the config
+/// file's `runbook_dirs`), then the default one if it exists; each once.
 pub fn user_dirs(given: &[PathBuf]) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = given.to_vec();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for d in given {
+        if !dirs.contains(d) {
+            dirs.push(d.clone());
+        }
+    }
     if let Some(d) = dirs::config_dir().map(|c| c.join("newapi-ops").join("runbooks"))
         && d.is_dir()
         && !dirs.contains(&d)

@@ -359,6 +359,20 @@ async fn problem_lines(kube: &Kube, w: &Watch, o: &Observed) -> Vec<String> {
     lines
 }
 
+/// What is moving in a rollout, for the progress bar: `3 updated, 1 Pending, 2 terminating`.
+/// Old pods going away are progress (their requests are freed when they are gone), so they are
+/// shown rather than leaving a bar that seems not to move.
+fn moving(o: &Observed) -> String {
+    let mut s = format!("{} updated", o.updated);
+    if !o.pending.is_empty() {
+        s.push_str(&format!(", {} Pending", o.pending.len()));
+    }
+    if o.terminating > 0 {
+        s.push_str(&format!(", {} terminating", o.terminating));
+    }
+    s
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -434,12 +448,7 @@ async fn wait_inner(
                 failing_since = None;
                 let o = observe(&dep, &pods);
                 bar.set_position(u64::try_from(o.available.clamp(0, w.replicas)).unwrap_or(0));
-                let pending = if o.pending.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} Pending", o.pending.len())
-                };
-                bar.set_message(format!("{} updated{pending}", o.updated));
+                bar.set_message(moving(&o));
                 match judge(w.replicas, w.min_generation, &o) {
                     Verdict::Done => {
                         return Ok(RolloutReport {
@@ -508,10 +517,10 @@ async fn wait_inner(
             return Err(Error::RolloutIncomplete {
                 what: w.story.what.clone(),
                 summary: format!(
-                    "{} of {} replicas available ({} updated) when the timeout of {} ran out{}",
+                    "{} of {} replicas available ({}) when the timeout of {} ran out{}",
                     o.available,
                     w.replicas,
-                    o.updated,
+                    moving(&o),
                     jiff::SignedDuration::try_from(w.timeout)
                         .map_or_else(|_| format!("{:?}", w.timeout), |d| format!("{d:#}")),
                     if o.pending.is_empty() && o.not_ready.is_empty() {
@@ -655,6 +664,47 @@ mod tests {
         );
         assert_eq!(o.terminating, 1);
         assert_eq!(judge(4, 2, &o), Verdict::Waiting);
+    }
+
+    #[test]
+    fn old_pods_terminating_during_a_rollout_are_progress_not_a_stuck_rollout() {
+        // A rolling restart on a full cluster: the surge pod cannot be placed until an old pod
+        // has gone, and the old pod takes its grace period to terminate.
+        let d = dep(
+            3,
+            7,
+            json!({"observedGeneration": 7, "replicas": 3, "updatedReplicas": 1, "availableReplicas": 2}),
+        );
+        let mut leaving = running("old-1");
+        leaving.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        let while_leaving = observe(
+            &d,
+            &[
+                running("old-2"),
+                running("new-1"),
+                leaving,
+                unschedulable("new-2"),
+            ],
+        );
+        // The terminating pod is neither Pending nor unready, and the rollout keeps waiting.
+        assert_eq!(while_leaving.terminating, 1);
+        assert!(while_leaving.not_ready.is_empty());
+        assert_eq!(judge(3, 7, &while_leaving), Verdict::Waiting);
+        assert_eq!(
+            moving(&while_leaving),
+            "1 updated, 1 Pending, 1 terminating"
+        );
+        // Once it is gone, the same unschedulable pod with nothing else moving is stuck...
+        let gone = observe(
+            &d,
+            &[running("old-2"), running("new-1"), unschedulable("new-2")],
+        );
+        assert_eq!(judge(3, 7, &gone), Verdict::Stuck);
+        assert_eq!(moving(&gone), "1 updated, 1 Pending");
+        // ...and the stuck clock starts then, not while the old pod was going.
+        assert!(!same_picture(&while_leaving, &gone));
     }
 
     #[test]

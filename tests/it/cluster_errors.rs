@@ -58,12 +58,27 @@ fn api_server_unreachable_names_the_address() {
         &admin_token(),
     );
     std::fs::rename(path, run.home().join("k")).unwrap();
-    run.output()
-        .code(UNAVAILABLE)
+    let keep = tempfile::tempdir().unwrap();
+    let kubeconfig = keep.path().join("k");
+    std::fs::copy(run.home().join("k"), &kubeconfig).unwrap();
+    let out = run.output();
+    out.code(UNAVAILABLE)
         .stderr_has(&format!(
             "cannot reach the Kubernetes API server at https://127.0.0.1:{port}"
         ))
         .stderr_has("connection refused");
+    // Our error says it once; kube-rs' own ERROR per failed request is off by default...
+    assert!(!out.stderr.contains("failed with error"), "{}", out.stderr);
+    // ...and NEWAPI_OPS_LOG still turns it on.
+    Run::new([
+        "pods".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+    ])
+    .env("NEWAPI_OPS_LOG", "kube_client=error")
+    .output()
+    .code(UNAVAILABLE)
+    .stderr_has("failed with error");
 }
 
 #[test]

@@ -31,6 +31,11 @@ const ALL: [&str; 10] = [
     "production-readiness",
 ];
 
+/// A valid runbook of one read-only step.
+fn one_step(name: &str) -> Vec<u8> {
+    format!("name: {name}\ntitle: T\nsymptoms: [x]\nsteps:\n  - {{id: a, title: A, action: nodes.conditions}}\n").into_bytes()
+}
+
 fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -81,9 +86,9 @@ fn every_validation_error_has_its_place_and_never_a_panic() {
             vec![":6:13: unknown action `pods.lst`", "did you mean `pods.list`?", "allowed: pods.list, pods.failing"],
         ),
         (
-            "planned-action.yaml",
-            format!("{head}  - id: a\n    title: A\n    action: mysql.backup\n").into_bytes(),
-            vec![":6:13: unknown action `mysql.backup`", "backup module"],
+            "backup-arguments.yaml",
+            format!("{head}  - id: a\n    title: A\n    action: mysql.backup\n    with: {{threads: many, table: [logs]}}\n").into_bytes(),
+            vec![":7:21: argument `threads` of mysql.backup: expected int, got string \"many\"", "unknown argument `table` for mysql.backup", "did you mean `tables`?"],
         ),
         (
             "unknown-field.yaml",
@@ -216,7 +221,7 @@ fn built_ins_validate_list_show_and_the_catalogue() {
     assert_eq!(scale["effect"], "mutating");
     // A user directory adds runbooks and may replace a built-in.
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "mine.yaml", b"name: mine\ntitle: Mine\nsymptoms: [x]\nsteps:\n  - {id: a, title: A, action: nodes.conditions}\n");
+    write(dir.path(), "mine.yaml", &one_step("mine"));
     let out = Run::new([
         "runbook".as_ref(),
         "list".as_ref(),
@@ -226,6 +231,60 @@ fn built_ins_validate_list_show_and_the_catalogue() {
     .output();
     out.code(0);
     out.stdout_has("mine");
+}
+
+#[test]
+fn runbook_dirs_of_the_config_file_are_read_relative_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("team-runbooks");
+    std::fs::create_dir(&mine).unwrap();
+    write(&mine, "ours.yaml", &one_step("ours"));
+    let config = write(
+        dir.path(),
+        "newapi-ops.toml",
+        b"runbook_dirs = [\"team-runbooks\"]\n",
+    );
+    // The binary runs in another working directory: `team-runbooks` is the config file's.
+    for sub in [
+        &["list", "-o", "json"][..],
+        &["show", "ours"],
+        &["validate"],
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["runbook".as_ref()];
+        args.extend(sub.iter().map(std::ffi::OsStr::new));
+        args.extend(["--config".as_ref(), config.as_os_str()]);
+        let out = Run::new(args).output();
+        out.code(0);
+        out.stdout_has("ours");
+    }
+    // Also through NEWAPI_OPS_CONFIG, next to a --runbook-dir.
+    let other = tempfile::tempdir().unwrap();
+    write(other.path(), "theirs.yaml", &one_step("theirs"));
+    let out = Run::new([
+        "runbook".as_ref(),
+        "list".as_ref(),
+        "--runbook-dir".as_ref(),
+        other.path().as_os_str(),
+    ])
+    .env("NEWAPI_OPS_CONFIG", &config)
+    .output();
+    out.code(0);
+    out.stdout_has("ours").stdout_has("theirs");
+    // A typo in the key is an error naming the file, not silently no runbooks.
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        b"runbook_dir = [\"team-runbooks\"]\n",
+    );
+    let out = Run::new([
+        "runbook".as_ref(),
+        "list".as_ref(),
+        "--config".as_ref(),
+        bad.as_os_str(),
+    ])
+    .output();
+    out.code(78);
+    out.stderr_has("unknown field `runbook_dir`");
 }
 
 #[test]
@@ -594,10 +653,13 @@ async fn every_runbook_runs_for_real_on_a_private_sandbox() {
     out.code(0);
     assert_eq!(step(&r, "fresh_pod")["output"]["applied"], true);
 
-    let (out, r) = real("backup", vec![]).await;
+    let backups = runs.path().join("backups");
+    let (out, r) = real("backup", vec![format!("dir={}", backups.display())]).await;
     out.code(1);
     assert_eq!(step(&r, "scheduled")["status"], "failed");
-    assert_eq!(step(&r, "take")["output"]["acknowledged"], true);
+    assert_eq!(step(&r, "take")["output"]["applied"], true, "{r:#}");
+    assert_eq!(step(&r, "verify")["output"]["ok"], true, "{r:#}");
+    assert_eq!(step(&r, "offsite")["output"]["acknowledged"], true);
 
     let (out, r) = real("production-readiness", vec![]).await;
     out.code(1);
@@ -611,7 +673,150 @@ async fn every_runbook_runs_for_real_on_a_private_sandbox() {
     }
 
     // Ten runbooks, eleven runs, each with a markdown and a JSON lines transcript, no secret.
+    std::fs::remove_dir_all(&backups).unwrap();
     assert_eq!(assert_no_secrets(runs.path()), 2 * 11 + 1);
+}
+
+/// `runbook run backup` on the shared sandbox (a backup only reads the database) with the
+/// backups written under `backups` and the transcripts under `runs`.
+fn run_backup(runs: &Path, backups: &Path, extra: &[&std::ffi::OsStr]) -> Done {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "runbook".as_ref(),
+        "run".as_ref(),
+        "backup".as_ref(),
+        "--runs-dir".as_ref(),
+        runs.as_os_str(),
+        "-o".as_ref(),
+        "json".as_ref(),
+    ];
+    let input = format!("dir={}", backups.display());
+    let input: &std::ffi::OsStr = input.as_ref();
+    args.extend(["--input".as_ref(), input]);
+    args.extend_from_slice(extra);
+    Run::new(args).admin().output()
+}
+
+/// Every entry under `dir` (recursively), with its permission bits.
+fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let mode = modes_of(&p);
+        if p.is_dir() {
+            out.extend(modes(&p));
+        }
+        out.push((p, mode));
+    }
+    out
+}
+
+#[test]
+fn the_backup_runbook_takes_a_real_backup_and_a_dry_run_or_a_no_writes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let runs = work.path().join("runs");
+    let backups = work.path().join("backups");
+
+    // Dry run: the checks run, the backup is described exactly, nothing is written.
+    let out = run_backup(&runs, &backups, &["--dry-run".as_ref()]);
+    out.code(1); // no CronJob: the `scheduled` check fails and says continue
+    let r = out.json();
+    let take = step(&r, "take");
+    assert_eq!(take["status"], "dry-run", "{r:#}");
+    let tables = take["output"]["tables"].as_u64().unwrap();
+    assert!(tables > 0, "{take:#}");
+    assert_eq!(
+        take["change"],
+        format!(
+            "back up database new-api ({tables} tables) to {}",
+            backups.display()
+        )
+    );
+    let details = take["details"].to_string();
+    assert!(
+        details.contains("manifest.json") && details.contains("0600") && details.contains("0700"),
+        "{details}"
+    );
+    assert_eq!(step(&r, "verify")["status"], "skipped");
+    assert_eq!(step(&r, "offsite")["status"], "skipped");
+    assert!(!backups.exists(), "a dry run wrote {}", backups.display());
+
+    // Answered no: declined, the run stops, nothing is written.
+    let answers = write(work.path(), "no", b"no\n");
+    let out = run_backup(
+        &runs,
+        &backups,
+        &["--answers".as_ref(), answers.as_os_str()],
+    );
+    out.code(2);
+    out.stderr_has("Take a backup now: back up database new-api (");
+    let r = out.json();
+    assert_eq!(step(&r, "take")["status"], "declined");
+    assert_eq!(step(&r, "verify")["status"], "not-run");
+    assert!(
+        !backups.exists(),
+        "a declined backup wrote {}",
+        backups.display()
+    );
+
+    // Answered yes (the backup, then the copy outside the cluster): a complete backup.
+    let answers = write(work.path(), "yes", b"yes\nyes\n");
+    let out = run_backup(
+        &runs,
+        &backups,
+        &["--answers".as_ref(), answers.as_os_str()],
+    );
+    out.code(1);
+    let r = out.json();
+    let take = step(&r, "take");
+    assert_eq!(take["status"], "ok", "{r:#}");
+    let o = &take["output"];
+    assert_eq!(o["applied"], true);
+    assert_eq!(o["tables"].as_u64(), Some(tables));
+    assert!(o["rows"].as_u64().unwrap() > 0, "{o:#}");
+    assert!(o["bytes"].as_u64().unwrap() > 0, "{o:#}");
+    assert_eq!(o["encrypted"], false);
+    let id = o["id"].as_str().unwrap();
+    let path = backups.join(id);
+    assert_eq!(o["path"], path.display().to_string());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(path.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["id"], id);
+    let all = modes(&backups);
+    assert!(all.len() > 2, "{all:?}");
+    for (p, mode) in std::iter::once((backups.clone(), modes_of(&backups))).chain(all) {
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:o}", p.display());
+    }
+    let verify = step(&r, "verify");
+    assert_eq!(verify["status"], "ok", "{r:#}");
+    assert_eq!(verify["output"]["id"], id);
+    assert!(verify["output"]["files"].as_u64().unwrap() > 0);
+    // The same backup as `newapi-ops backup` makes: its own `backup verify` accepts it.
+    Run::new([
+        "backup".as_ref(),
+        "verify".as_ref(),
+        id.as_ref(),
+        "--dir".as_ref(),
+        backups.as_os_str(),
+    ])
+    .output()
+    .code(0);
+    // No password in the transcripts, the output, or the backup's manifest.
+    assert_eq!(assert_no_secrets(&runs), 2 * 3);
+    for s in SECRETS {
+        assert!(!out.stdout.contains(s) && !out.stderr.contains(s));
+    }
+    assert!(
+        !std::fs::read_to_string(path.join("manifest.json"))
+            .unwrap()
+            .contains(SECRETS[0])
+    );
+}
+
+fn modes_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
 #[test]

@@ -216,24 +216,35 @@ pub async fn mysql_processlist(
     Ok(Done::of("mysql.processlist", &out, summary))
 }
 
-pub async fn mysql_table_sizes(ctx: &Ctx, a: &c::TableSizesArgs<Resolved>) -> Result<Done, String> {
-    let mut m = mysql(ctx).await?;
+/// The tables of New-API's database, largest first (only base tables when `base_only`), each
+/// `{name, rows, data_bytes, index_bytes, total_bytes}` (rows and sizes as the server estimates).
+pub async fn tables(m: &mut Mysql, base_only: bool) -> Result<Vec<Json>, String> {
     let db = m.database.replace('\'', "''");
+    let only = if base_only {
+        " AND TABLE_TYPE = 'BASE TABLE'"
+    } else {
+        ""
+    };
     let rows = q(
-        &mut m,
+        m,
         &format!(
             "SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = '{db}' ORDER BY DATA_LENGTH + INDEX_LENGTH DESC"
+             WHERE TABLE_SCHEMA = '{db}'{only} ORDER BY DATA_LENGTH + INDEX_LENGTH DESC, TABLE_NAME"
         ),
     )
     .await?;
-    let tables: Vec<Json> = rows
+    Ok(rows
         .iter()
         .map(|r| {
             let (d, i) = (int(r, 2), int(r, 3));
             json!({"name": text(r, 0), "rows": int(r, 1), "data_bytes": d, "index_bytes": i, "total_bytes": d + i})
         })
-        .collect();
+        .collect())
+}
+
+pub async fn mysql_table_sizes(ctx: &Ctx, a: &c::TableSizesArgs<Resolved>) -> Result<Done, String> {
+    let mut m = mysql(ctx).await?;
+    let tables = tables(&mut m, false).await?;
     let total: i64 = tables
         .iter()
         .filter_map(|t| t["total_bytes"].as_i64())

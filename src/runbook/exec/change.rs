@@ -29,11 +29,11 @@ pub struct Plan {
     pub noop: bool,
     /// The step's output when it is not applied (dry run, nothing to do).
     pub planned_output: Json,
-    kind: Kind,
+    pub(super) kind: Kind,
 }
 
 #[derive(Debug)]
-enum Kind {
+pub(super) enum Kind {
     Scale {
         plan: Box<ScalePlan>,
         wait: Option<Duration>,
@@ -49,6 +49,7 @@ enum Kind {
     Kill {
         ids: Vec<i64>,
     },
+    Backup(Box<super::backup::Job>),
 }
 
 async fn view(ctx: &Ctx) -> Result<ClusterView, String> {
@@ -333,6 +334,7 @@ pub async fn apply(ctx: &Ctx, plan: Plan) -> Result<Done, String> {
                 format!("deleted pod {pod} ({owner} replaces it)"),
             ))
         }
+        Kind::Backup(job) => super::backup::apply(ctx, *job).await,
         Kind::Kill { ids } => {
             let mut m = mysql(ctx).await?;
             let mut killed = Vec::new();

@@ -3,6 +3,7 @@
 //! engine decides in between (dry-run, confirmation).
 
 mod backends;
+mod backup;
 mod change;
 mod cluster;
 
@@ -76,6 +77,8 @@ pub enum Call {
     DeploymentRestart(c::RestartArgs<Resolved>),
     PodDelete(c::PodDeleteArgs<Resolved>),
     MysqlKillQuery(c::KillQueryArgs<Resolved>),
+    MysqlBackup(c::BackupArgs<Resolved>),
+    BackupVerify(c::BackupVerifyArgs<Resolved>),
     Manual(c::ManualArgs<Resolved>),
     Assert(c::AssertArgs<Resolved>),
 }
@@ -104,6 +107,8 @@ pub fn resolve(action: &Action, r: &mut Resolver<'_>) -> Result<Call, String> {
         Action::DeploymentRestart(a) => Call::DeploymentRestart(a.resolve(r)?),
         Action::PodDelete(a) => Call::PodDelete(a.resolve(r)?),
         Action::MysqlKillQuery(a) => Call::MysqlKillQuery(a.resolve(r)?),
+        Action::MysqlBackup(a) => Call::MysqlBackup(a.resolve(r)?),
+        Action::BackupVerify(a) => Call::BackupVerify(a.resolve(r)?),
         Action::Manual(a) => Call::Manual(a.resolve(r)?),
         Action::Assert(a) => Call::Assert(a.resolve(r)?),
     })
@@ -129,10 +134,12 @@ pub async fn read(ctx: &Ctx, call: &Call) -> Result<Done, String> {
         Call::MysqlTableSizes(a) => backends::mysql_table_sizes(ctx, a).await,
         Call::RedisPing => backends::redis_ping(ctx).await,
         Call::RedisInfo => backends::redis_info(ctx).await,
+        Call::BackupVerify(a) => backup::verify(a).await,
         Call::DeploymentScale(_)
         | Call::DeploymentRestart(_)
         | Call::PodDelete(_)
         | Call::MysqlKillQuery(_)
+        | Call::MysqlBackup(_)
         | Call::Manual(_)
         | Call::Assert(_) => Err("internal error: not a read-only action".into()),
     }
@@ -145,6 +152,7 @@ pub async fn plan(ctx: &Ctx, call: &Call) -> Result<Plan, String> {
         Call::DeploymentRestart(a) => change::plan_restart(ctx, a).await,
         Call::PodDelete(a) => change::plan_delete(ctx, a).await,
         Call::MysqlKillQuery(a) => change::plan_kill(ctx, a).await,
+        Call::MysqlBackup(a) => backup::plan(ctx, a).await,
         _ => Err("internal error: not a mutating action".into()),
     }
 }
