@@ -177,7 +177,13 @@ impl<'p> Flow<'p> {
         kube.ensure_namespace(&settings.namespace).await?;
         let mut redactor = Redactor::new();
         redactor.learn(&kube, &settings).await;
-        let library = library::load(&library::user_dirs(&args.runbook_dirs));
+        let given: Vec<PathBuf> = args
+            .runbook_dirs
+            .iter()
+            .chain(&settings.runbook_dirs)
+            .cloned()
+            .collect();
+        let library = library::load(&library::user_dirs(&given));
         let incident = match resumed {
             Some(mut i) => {
                 if i.status == Status::Closed {
@@ -605,6 +611,7 @@ impl<'p> Flow<'p> {
             flow: self,
             replays,
             findings: chosen.findings.clone(),
+            failed: Mutex::new(None),
         };
         let report = engine::run(
             &ctx,
@@ -620,6 +627,14 @@ impl<'p> Flow<'p> {
             let mut s = self.state();
             s.transcripts.push(report.transcript_markdown.clone());
             s.runbook_status = Some(report.status.clone());
+        }
+        let failed = guide
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(e) = failed {
+            return Err(e);
         }
         if report.status == "interrupted" {
             return Err(Error::Interrupted);
@@ -835,6 +850,22 @@ struct Guide<'f, 'p> {
     flow: &'f Flow<'p>,
     replays: HashMap<String, Replay>,
     findings: Vec<FindingRef>,
+    /// Why a question could not be asked, when that stopped the runbook.
+    failed: Mutex<Option<Error>>,
+}
+
+impl Guide<'_, '_> {
+    /// Stops the runbook because of `e` (Ctrl-C goes on as an interrupt).
+    fn stop_with(&self, e: Error) -> Result<Decision> {
+        if matches!(e, Error::Interrupted) {
+            return Err(e);
+        }
+        *self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+        Ok(Decision::Stop)
+    }
 }
 
 impl StepHooks for Guide<'_, '_> {
@@ -872,11 +903,25 @@ impl StepHooks for Guide<'_, '_> {
         ];
         let prompt = format!("[{}/{}] {}", view.index, view.total, view.step.title);
         loop {
-            let i = flow.ask(|p| p.select(&prompt, &items, 0))?;
+            let i = match flow.ask(|p| p.select(&prompt, &items, 0)) {
+                Ok(i) => i,
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                // A question that cannot be answered (a bad answers file, a broken terminal)
+                // stops the runbook and then the incident, with that error.
+                Err(e) => return self.stop_with(e),
+            };
             match items[i].key.as_str() {
-                "note" => flow.note(&format!("at step {}", view.step.id))?,
+                "note" => {
+                    if let Err(e) = flow.note(&format!("at step {}", view.step.id)) {
+                        return self.stop_with(e);
+                    }
+                }
                 "skip" => {
-                    let why = flow.ask(|p| p.input("Why skip it? (Enter for no reason)", ""))?;
+                    let why = match flow.ask(|p| p.input("Why skip it? (Enter for no reason)", ""))
+                    {
+                        Ok(w) => w,
+                        Err(e) => return self.stop_with(e),
+                    };
                     let why = flow.redactor.text(why.trim());
                     flow.event(&format!(
                         "step {} skipped{}",

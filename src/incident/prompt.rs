@@ -8,11 +8,10 @@
 //! multiple choice by such answers separated by commas (`none` for no item); a text by the line
 //! itself (`-` for the default shown).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::runbook::answers::AnswerLines;
 
 /// One item of a choice: a stable key (for answers files and the saved state) and its label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,62 +96,21 @@ impl Prompter for Terminal {
 
 /// Answers from a file, one line per question.
 pub struct AnswersFile {
-    path: PathBuf,
-    reader: Mutex<Option<(BufReader<std::fs::File>, usize)>>,
+    lines: AnswerLines,
 }
 
 impl AnswersFile {
     pub fn new(path: PathBuf) -> AnswersFile {
         AnswersFile {
-            path,
-            reader: Mutex::new(None),
-        }
-    }
-
-    /// The next meaningful line and its number; None at the end of the file.
-    fn next_line(&self) -> Result<Option<(String, usize)>> {
-        let mut guard = self
-            .reader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guard.is_none() {
-            // Opened at the first question: a FIFO's writer is then known to be waiting.
-            let f = std::fs::File::open(&self.path).map_err(|e| {
-                Error::io(
-                    format!("opening the answers file {}", self.path.display()),
-                    e,
-                )
-            })?;
-            *guard = Some((BufReader::new(f), 0));
-        }
-        let Some((reader, number)) = guard.as_mut() else {
-            return Err(Error::Internal("answers file not open".into()));
-        };
-        loop {
-            let mut line = String::new();
-            let n = reader.read_line(&mut line).map_err(|e| {
-                Error::io(
-                    format!("reading the answers file {}", self.path.display()),
-                    e,
-                )
-            })?;
-            if n == 0 {
-                return Ok(None);
-            }
-            *number += 1;
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            return Ok(Some((line.to_string(), *number)));
+            lines: AnswerLines::new(path),
         }
     }
 
     fn answer(&self, prompt: &str) -> Result<(String, usize)> {
-        self.next_line()?.ok_or_else(|| {
+        self.lines.next_line()?.ok_or_else(|| {
             Error::Usage(format!(
                 "the answers file {} ended before the question `{prompt}`",
-                self.path.display()
+                self.lines.path().display()
             ))
         })
     }
@@ -161,7 +119,7 @@ impl AnswersFile {
         let keys: Vec<&str> = items.iter().map(|c| c.key.as_str()).collect();
         Error::Usage(format!(
             "answers file {}:{line}: `{answer}` answers none of the choices of `{prompt}` (one of: {})",
-            self.path.display(),
+            self.lines.path().display(),
             keys.join(", ")
         ))
     }

@@ -2,32 +2,37 @@
 //! confirmation with the next line of FILE (`yes`/`y` or `no`/`n`; `#` comments and blank lines
 //! skipped), read one line at a time when the question comes — FILE may be a FIFO that a test
 //! writes to. Running out of lines refuses, as a missing terminal does. Each question and its
-//! scripted answer are echoed on stderr.
+//! scripted answer are echoed on stderr. [`AnswerLines`] is the reader, shared with `incident
+//! --answers`.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::confirm::Confirm;
 use crate::error::{Error, Result};
 
-pub struct AnswersFile {
+/// The meaningful lines of an answers file, read one at a time as questions come.
+pub struct AnswerLines {
     path: PathBuf,
-    reader: Mutex<Option<BufReader<std::fs::File>>>,
+    reader: Mutex<Option<(BufReader<std::fs::File>, usize)>>,
 }
 
-impl AnswersFile {
-    pub fn new(path: PathBuf) -> AnswersFile {
-        AnswersFile {
+impl AnswerLines {
+    pub fn new(path: PathBuf) -> AnswerLines {
+        AnswerLines {
             path,
             reader: Mutex::new(None),
         }
     }
-}
 
-impl Confirm for AnswersFile {
-    #[allow(clippy::print_stderr)]
-    fn confirm(&self, prompt: &str) -> Result<bool> {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next line that is neither blank nor a `#` comment, trimmed, with its line number;
+    /// None at the end of the file.
+    pub fn next_line(&self) -> Result<Option<(String, usize)>> {
         let mut guard = self
             .reader
             .lock()
@@ -40,9 +45,9 @@ impl Confirm for AnswersFile {
                     e,
                 )
             })?;
-            *guard = Some(BufReader::new(f));
+            *guard = Some((BufReader::new(f), 0));
         }
-        let Some(reader) = guard.as_mut() else {
+        let Some((reader, number)) = guard.as_mut() else {
             return Err(Error::Internal("answers file not open".into()));
         };
         loop {
@@ -54,25 +59,50 @@ impl Confirm for AnswersFile {
                 )
             })?;
             if n == 0 {
-                return Err(Error::ConfirmationRequired {
-                    prompt: prompt.to_string(),
-                });
+                return Ok(None);
             }
-            let answer = line.trim().to_ascii_lowercase();
-            let yes = match answer.as_str() {
-                "" => continue,
-                a if a.starts_with('#') => continue,
-                "y" | "yes" => true,
-                "n" | "no" => false,
-                other => {
-                    return Err(Error::Usage(format!(
-                        "answers file {}: `{other}` is not yes or no",
-                        self.path.display()
-                    )));
-                }
-            };
-            eprintln!("? {prompt} {} (scripted)", if yes { "yes" } else { "no" });
-            return Ok(yes);
+            *number += 1;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            return Ok(Some((line.to_string(), *number)));
         }
+    }
+}
+
+/// Confirmations answered from a file.
+pub struct AnswersFile {
+    lines: AnswerLines,
+}
+
+impl AnswersFile {
+    pub fn new(path: PathBuf) -> AnswersFile {
+        AnswersFile {
+            lines: AnswerLines::new(path),
+        }
+    }
+}
+
+impl Confirm for AnswersFile {
+    #[allow(clippy::print_stderr)]
+    fn confirm(&self, prompt: &str) -> Result<bool> {
+        let Some((line, _)) = self.lines.next_line()? else {
+            return Err(Error::ConfirmationRequired {
+                prompt: prompt.to_string(),
+            });
+        };
+        let yes = match line.to_ascii_lowercase().as_str() {
+            "y" | "yes" => true,
+            "n" | "no" => false,
+            other => {
+                return Err(Error::Usage(format!(
+                    "answers file {}: `{other}` is not yes or no",
+                    self.lines.path().display()
+                )));
+            }
+        };
+        eprintln!("? {prompt} {} (scripted)", if yes { "yes" } else { "no" });
+        Ok(yes)
     }
 }

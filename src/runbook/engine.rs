@@ -366,30 +366,13 @@ pub async fn run(
             stop = Some("interrupted");
         }
         if let Some(why) = stop {
-            let clock = Clock::start();
-            let rec = StepRecord {
+            let rec = instant_record(
                 index,
-                id: step.id.clone(),
-                title: step.title.clone(),
-                action: spec.name.into(),
-                effect: spec.effect.as_str().into(),
-                status: "not-run".into(),
-                when: step.when.as_ref().map(|w| w.source.clone()),
-                arguments: json!(
-                    step.action
-                        .shown_args()
-                        .into_iter()
-                        .collect::<BTreeMap<_, _>>()
-                ),
-                change: None,
-                details: Vec::new(),
-                summary: format!("not run: the run was {why}"),
-                error: None,
-                output: Json::Null,
-                started_at: clock.started_at.clone(),
-                ended_at: clock.started_at,
-                duration_ms: 0,
-            };
+                step,
+                "not-run",
+                format!("not run: the run was {why}"),
+                Json::Null,
+            );
             records.push(transcript.step(rec)?);
             continue;
         }
@@ -405,29 +388,13 @@ pub async fn run(
         }
         let clock = Clock::start();
         if let Some(replay) = hooks.replay(step) {
-            let rec = transcript.step(StepRecord {
+            let rec = transcript.step(instant_record(
                 index,
-                id: step.id.clone(),
-                title: step.title.clone(),
-                action: spec.name.into(),
-                effect: spec.effect.as_str().into(),
-                status: replay.status.clone(),
-                when: step.when.as_ref().map(|w| w.source.clone()),
-                arguments: json!(
-                    step.action
-                        .shown_args()
-                        .into_iter()
-                        .collect::<BTreeMap<_, _>>()
-                ),
-                change: None,
-                details: Vec::new(),
-                summary: format!("before the interruption: {}", replay.summary),
-                error: None,
-                output: replay.output.clone(),
-                started_at: clock.started_at.clone(),
-                ended_at: clock.started_at,
-                duration_ms: 0,
-            })?;
+                step,
+                &replay.status,
+                format!("before the interruption: {}", replay.summary),
+                replay.output.clone(),
+            ))?;
             if human {
                 printer.text(&format!("  {} {}\n", style.dim(&rec.status), rec.summary))?;
             }
@@ -811,6 +778,40 @@ async fn run_step(
             ),
             arguments,
         ),
+    }
+}
+
+/// The record of a step that did not act now (not run, or replayed), stamped now.
+fn instant_record(
+    index: usize,
+    step: &Step,
+    status: &str,
+    summary: String,
+    output: Json,
+) -> StepRecord {
+    let at = now();
+    StepRecord {
+        index,
+        id: step.id.clone(),
+        title: step.title.clone(),
+        action: step.action.name().into(),
+        effect: step.action.effect().as_str().into(),
+        status: status.into(),
+        when: step.when.as_ref().map(|w| w.source.clone()),
+        arguments: json!(
+            step.action
+                .shown_args()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>()
+        ),
+        change: None,
+        details: Vec::new(),
+        summary,
+        error: None,
+        output,
+        started_at: at.clone(),
+        ended_at: at,
+        duration_ms: 0,
     }
 }
 

@@ -11,6 +11,7 @@ mod diag_mysql;
 mod diag_redis;
 mod diagnose;
 mod in_cluster;
+mod incident;
 mod logs;
 mod nodes;
 mod pods;
