@@ -177,13 +177,7 @@ impl<'p> Flow<'p> {
         kube.ensure_namespace(&settings.namespace).await?;
         let mut redactor = Redactor::new();
         redactor.learn(&kube, &settings).await;
-        let given: Vec<PathBuf> = args
-            .runbook_dirs
-            .iter()
-            .chain(&settings.runbook_dirs)
-            .cloned()
-            .collect();
-        let library = library::load(&library::user_dirs(&given));
+        let library = library::load(&library::dirs_for(&args.runbook_dirs, &settings));
         let incident = match resumed {
             Some(mut i) => {
                 if i.status == Status::Closed {

@@ -108,13 +108,7 @@ pub const INVALID: u8 = 65;
 
 pub async fn run(global: &GlobalArgs, args: RunbookArgs, printer: &Printer) -> Result<u8> {
     let settings = Settings::resolve(global)?;
-    let given: Vec<PathBuf> = args
-        .runbook_dirs
-        .iter()
-        .chain(&settings.runbook_dirs)
-        .cloned()
-        .collect();
-    let dirs = library::user_dirs(&given);
+    let dirs = library::dirs_for(&args.runbook_dirs, &settings);
     match args.command {
         RunbookCommand::List { symptoms } => list(&dirs, &symptoms, printer),
         RunbookCommand::Show { name } => show(&dirs, &name, printer),

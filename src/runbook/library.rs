@@ -94,6 +94,17 @@ pub fn load_file(path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     }
 }
 
+/// The user's runbook directories for a command: its `--runbook-dir` flags (and environment),
+/// then `runbook_dirs` of the config file, then the default directory.
+pub fn dirs_for(flags: &[PathBuf], settings: &crate::config::Settings) -> Vec<PathBuf> {
+    let given: Vec<PathBuf> = flags
+        .iter()
+        .chain(&settings.runbook_dirs)
+        .cloned()
+        .collect();
+    user_dirs(&given)
+}
+
 /// The user's runbook directories: the given ones (flag and environment, then the config
 /// file's `runbook_dirs`), then the default one if it exists; each once.
 pub fn user_dirs(given: &[PathBuf]) -> Vec<PathBuf> {

@@ -428,18 +428,22 @@ async fn ctrl_c_mid_incident_saves_it_and_resume_finishes_it() {
         "run\nrun\nrun\nrun\nrun\nrun\ndone\nskip\nthe limit is raised first\n-\n",
     )
     .unwrap();
-    let out = Run::new([
-        "incident",
-        "-n",
-        &ns,
-        "--dir",
-        &inc,
-        "--resume",
-        "--answers",
-        answers.to_str().unwrap(),
-    ])
-    .admin()
-    .output();
+    let resume = || {
+        let a = answers.to_str().unwrap();
+        Run::new([
+            "incident",
+            "-n",
+            &ns,
+            "--dir",
+            &inc,
+            "--resume",
+            "--answers",
+            a,
+        ])
+        .admin()
+        .output()
+    };
+    let out = resume();
     out.code(0);
     let (dir, state) = state_of(&incidents);
     assert_eq!(state["status"], "closed");
@@ -470,18 +474,7 @@ async fn ctrl_c_mid_incident_saves_it_and_resume_finishes_it() {
     );
 
     // Nothing is left to resume.
-    let out = Run::new([
-        "incident",
-        "-n",
-        &ns,
-        "--dir",
-        &inc,
-        "--resume",
-        "--answers",
-        answers.to_str().unwrap(),
-    ])
-    .admin()
-    .output();
+    let out = resume();
     out.code(66).stderr_has("no incident to resume in");
 }
 
