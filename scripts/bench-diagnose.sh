@@ -69,7 +69,7 @@ export kubectl ns
 crashing=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for f in r["findings"] if f["check"]=="pods.crashloop"))' "$dir/report.json")
 echo "bench: diagnose reports $crashing crash-looping pods" >&2
 
-hyperfine --warmup 1 --runs "$runs" --export-json "$dir/hyperfine.json" -N \
+hyperfine -i --warmup 1 --runs "$runs" --export-json "$dir/hyperfine.json" -N \
   "$bin diagnose -n $ns --only pods,nodes,logs -o json" >&2 || true
 hyperfine --warmup 1 --runs "$runs" --export-json "$dir/hyperfine-kubectl.json" --shell bash \
   "kubectl_sequence" >&2

@@ -80,6 +80,8 @@ pub enum OutputFormat {
     Human,
     /// One JSON document on stdout, for tools.
     Json,
+    /// The same document as YAML (`backup schedule --dry-run -o yaml` prints Kubernetes manifests).
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]

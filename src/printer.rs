@@ -64,11 +64,13 @@ impl Printer {
         }
     }
 
-    pub fn is_json(&self) -> bool {
-        self.format == OutputFormat::Json
+    /// Output for tools (JSON or YAML) rather than for people: progress, notes and tables stay
+    /// off stdout.
+    pub fn is_machine(&self) -> bool {
+        self.format != OutputFormat::Human
     }
 
-    /// Prints a result: `human` renders it for people; JSON output serializes `value`.
+    /// Prints a result: `human` renders it for people; JSON and YAML output serialize `value`.
     pub fn data<T: Serialize>(&self, value: &T, human: impl FnOnce(Style) -> String) -> Result<()> {
         let text = match self.format {
             OutputFormat::Json => {
@@ -77,6 +79,26 @@ impl Printer {
                 s.push('\n');
                 s
             }
+            OutputFormat::Yaml => to_yaml(value)?,
+            OutputFormat::Human => human(self.style),
+        };
+        write_stdout(&text)
+    }
+
+    /// Prints one record of a stream (`logs --follow`): a line of JSON, or a YAML document.
+    pub fn record<T: Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce(Style) -> String,
+    ) -> Result<()> {
+        let text = match self.format {
+            OutputFormat::Json => {
+                let mut s = serde_json::to_string(value)
+                    .map_err(|e| Error::Internal(format!("serializing output: {e}")))?;
+                s.push('\n');
+                s
+            }
+            OutputFormat::Yaml => format!("---\n{}", to_yaml(value)?),
             OutputFormat::Human => human(self.style),
         };
         write_stdout(&text)
@@ -167,4 +189,14 @@ pub fn human_age(secs: i64) -> String {
 /// Seconds from `then` to now.
 pub fn seconds_since(then: &jiff::Timestamp) -> i64 {
     jiff::Timestamp::now().as_second() - then.as_second()
+}
+
+/// `value` as YAML, ending with a newline.
+fn to_yaml<T: Serialize>(value: &T) -> Result<String> {
+    let mut s = serde_saphyr::to_string(value)
+        .map_err(|e| Error::Internal(format!("serializing output as YAML: {e}")))?;
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
 }

@@ -866,7 +866,7 @@ pub async fn execute_scale(
         ));
         return Ok(report);
     }
-    if !printer.is_json() {
+    if !printer.is_machine() {
         printer.text(&render_scale_plan(plan, printer.style, printer))?;
     }
     if let Some(why) = &plan.capacity_unknown {
@@ -900,7 +900,7 @@ pub async fn execute_scale(
         replicas: plan.to,
         min_generation: 0,
         timeout,
-        progress: req.progress && !printer.is_json() && !printer.quiet,
+        progress: req.progress && !printer.is_machine() && !printer.quiet,
         story: rollout::Story {
             what: plan.what(),
             state: format!(

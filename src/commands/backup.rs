@@ -298,7 +298,7 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
     .await;
     progress.clear();
     let summary = summary?;
-    if printer.is_json() {
+    if printer.is_machine() {
         let line = serde_json::to_string(&summary)
             .map_err(|e| Error::Internal(format!("serializing the summary: {e}")))?;
         printer.text(&format!("{line}\n"))?;
@@ -524,9 +524,10 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
                 "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: these objects need Kubernetes 1.21 or newer"
             ));
         }
-        if printer.is_json() {
+        if printer.format == crate::cli::OutputFormat::Json {
             printer.data(&schedule::to_list(&objects), |_| String::new())?;
         } else {
+            // People and `-o yaml` both get the manifests, ready for `kubectl apply -f -`.
             let yaml = schedule::to_yaml(&objects)
                 .map_err(|e| Error::Internal(format!("writing YAML: {e}")))?;
             printer.text(&yaml)?;
@@ -719,7 +720,7 @@ pub struct Bars {
 impl Bars {
     pub fn new(printer: &Printer) -> Bars {
         use std::io::IsTerminal;
-        let on = !printer.quiet && !printer.is_json() && std::io::stderr().is_terminal();
+        let on = !printer.quiet && !printer.is_machine() && std::io::stderr().is_terminal();
         Bars {
             multi: on.then(|| {
                 indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())

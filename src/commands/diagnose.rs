@@ -200,7 +200,7 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
     } else {
         None
     };
-    if !printer.is_json() {
+    if !printer.is_machine() {
         printer.note(&format!("diagnosing namespace {} ...", settings.namespace));
     }
     let report = collect(kube, settings, args).await?;

@@ -242,7 +242,7 @@ impl<'p> Flow<'p> {
     }
 
     fn human(&self) -> bool {
-        !self.printer.is_json()
+        !self.printer.is_machine()
     }
 
     fn say(&self, text: &str) -> Result<()> {

@@ -216,14 +216,7 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
             .flatten_unordered(None);
         while let Some(l) = merged.next().await {
             if keep(&l.line) {
-                if printer.is_json() {
-                    printer.text(&format!(
-                        "{}\n",
-                        serde_json::to_string(&l).unwrap_or_default()
-                    ))?;
-                } else {
-                    printer.text(&render(&l))?;
-                }
+                printer.record(&l, |_| render(&l))?;
             }
         }
         return Ok(exit::OK);

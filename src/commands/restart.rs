@@ -67,7 +67,7 @@ pub async fn run(global: &GlobalArgs, args: RestartArgs, printer: &Printer) -> R
     };
     let confirm = crate::confirm::from_flags(args.yes);
     let mut report = execute_restart(&kube, &settings, &req, confirm.as_ref(), printer).await?;
-    if printer.is_json() {
+    if printer.is_machine() {
         printer.data(&report, |_| String::new())?;
     }
     if let Some(e) = report.failure.take() {

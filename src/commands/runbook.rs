@@ -634,7 +634,7 @@ async fn run_here(
         &engine::NoHooks,
     )
     .await?;
-    if printer.is_json() {
+    if printer.is_machine() {
         printer.data(&report, |_| String::new())?;
     }
     if report.status == "interrupted" {

@@ -55,7 +55,7 @@ pub enum SandboxCommand {
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Number of simulated nodes (4 CPUs and about 6Gi each; 2 make the seed's 8 CPU / 12295Mi).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=32))]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nodes: u16,
 
     /// How long to wait for the seed deployment to roll out, in seconds.

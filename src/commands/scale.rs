@@ -118,7 +118,7 @@ pub async fn run(global: &GlobalArgs, args: ScaleArgs, printer: &Printer) -> Res
         printer,
     )
     .await?;
-    if printer.is_json() {
+    if printer.is_machine() {
         printer.data(&report, |_| String::new())?;
     }
     if let Some(e) = report.failure.take() {

@@ -341,7 +341,7 @@ pub async fn run(
         },
         redactor,
     )?;
-    let human = !printer.is_json();
+    let human = !printer.is_machine();
     let style = printer.style;
     if human {
         printer.text(&format!(
@@ -638,7 +638,7 @@ async fn run_step(
         },
         (Effect::Manual, Call::Manual(m)) => {
             let text = redactor.text(&m.instructions);
-            if !printer.is_json() {
+            if !printer.is_machine() {
                 let indented: String = text.lines().map(|l| format!("    {l}\n")).collect();
                 let _ = printer.text(&format!("  to do by hand:\n{indented}"));
             }

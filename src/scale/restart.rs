@@ -263,7 +263,7 @@ pub async fn execute_restart(
         error: None,
         failure: None,
     };
-    if !printer.is_json() {
+    if !printer.is_machine() {
         let text: String = report
             .plans
             .iter()
@@ -324,7 +324,7 @@ pub async fn execute_restart(
             replicas: plan.replicas,
             min_generation: generation,
             timeout,
-            progress: req.progress && !printer.is_json() && !printer.quiet,
+            progress: req.progress && !printer.is_machine() && !printer.quiet,
             story: rollout::Story {
                 what: plan.what(),
                 state: format!(

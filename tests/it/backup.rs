@@ -679,6 +679,23 @@ fn through_the_sandbox_port_forward_and_schedule() {
         .stdout_has("concurrencyPolicy: Forbid")
         .stdout_has("new-api-config");
     assert!(!dry.stdout.contains("123456"));
+    // `-o yaml` prints the same manifests, nothing else on stdout.
+    let yaml = Run::new([
+        "backup",
+        "schedule",
+        "--cron",
+        "0 3 * * *",
+        "--keep-last",
+        "14",
+        "--dry-run",
+        "-o",
+        "yaml",
+    ])
+    .admin()
+    .output();
+    yaml.code(0);
+    assert_eq!(yaml.stdout, dry.stdout);
+    assert!(yaml.stdout.starts_with("---\n"));
     let json = Run::new(["backup", "schedule", "--dry-run", "-o", "json"])
         .admin()
         .output();

@@ -610,3 +610,54 @@ async fn broken_nodes_are_reported() {
         "metrics.k8s.io is not served here: an info finding says so"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+// The lock serializes whole tests that add nodes (they change the cluster's totals).
+#[allow(clippy::await_holding_lock)]
+async fn pending_because_of_a_taint_names_the_taint() {
+    use k8s_openapi::api::core::v1::Node;
+    let _nodes = crate::support::nodes_lock();
+    let name = format!("t-node-tainted-{}", std::process::id());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"newapi-ops-test": name}},
+        "spec": {"taints": [{"key": "dedicated", "value": "database", "effect": "NoSchedule"}]},
+        "status": {
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}]
+        }
+    }))
+    .unwrap();
+    let api: kube::Api<Node> = kube::Api::all(crate::support::admin_client().await);
+    api.create(&Default::default(), &node)
+        .await
+        .expect("create node");
+    // Only the tainted node matches the pod's node selector: the taint alone keeps it Pending.
+    let ns = apply_in(
+        "t-diag-taint",
+        &[json!({"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "mysql-0", "labels": {"app": "mysql"}},
+                 "spec": {"nodeSelector": {"newapi-ops-test": name},
+                          "containers": [{"name": "mysql", "image": "mysql:8.2"}]}})],
+    )
+    .await;
+    let result = tokio::task::spawn_blocking(move || {
+        poll_diagnose(&["-n", &ns, "--only", "pods"], |r| {
+            findings(r, "pods.pending")
+                .iter()
+                .any(|f| text_of(f).contains("taint"))
+        })
+    })
+    .await;
+    let _ = api.delete(&name, &Default::default()).await;
+    let (report, code) = result.unwrap();
+    assert_eq!(code, 2);
+    let f = findings(&report, "pods.pending")[0];
+    let text = text_of(f);
+    assert_eq!(f["severity"], "critical");
+    assert!(text.contains("FailedScheduling"), "{text}");
+    assert!(
+        text.contains("{dedicated: database}") && text.contains("didn't tolerate"),
+        "the scheduler's words name the taint: {text}"
+    );
+}
