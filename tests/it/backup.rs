@@ -662,7 +662,7 @@ fn through_the_sandbox_port_forward_and_schedule() {
         .stderr_has("Kubernetes 1.21 or newer")
         .stderr_has("v1.20.2");
 
-    let dry = Run::new([
+    let schedule = [
         "backup",
         "schedule",
         "--cron",
@@ -670,9 +670,8 @@ fn through_the_sandbox_port_forward_and_schedule() {
         "--keep-last",
         "14",
         "--dry-run",
-    ])
-    .admin()
-    .output();
+    ];
+    let dry = Run::new(schedule).admin().output();
     dry.code(0)
         .stderr_has("Kubernetes 1.21 or newer")
         .stdout_has("kind: CronJob")
@@ -680,19 +679,9 @@ fn through_the_sandbox_port_forward_and_schedule() {
         .stdout_has("new-api-config");
     assert!(!dry.stdout.contains("123456"));
     // `-o yaml` prints the same manifests, nothing else on stdout.
-    let yaml = Run::new([
-        "backup",
-        "schedule",
-        "--cron",
-        "0 3 * * *",
-        "--keep-last",
-        "14",
-        "--dry-run",
-        "-o",
-        "yaml",
-    ])
-    .admin()
-    .output();
+    let yaml = Run::new(schedule.iter().chain(&["-o", "yaml"]))
+        .admin()
+        .output();
     yaml.code(0);
     assert_eq!(yaml.stdout, dry.stdout);
     assert!(yaml.stdout.starts_with("---\n"));
