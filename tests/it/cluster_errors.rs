@@ -189,5 +189,5 @@ fn bad_arguments_are_usage_errors() {
         .code(USAGE)
         .stderr_has("invalid value 'leader'");
     Run::new(["frobnicate"]).output().code(USAGE);
-    Run::new(["pods", "-o", "yaml"]).output().code(USAGE);
+    Run::new(["pods", "-o", "xml"]).output().code(USAGE);
 }

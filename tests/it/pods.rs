@@ -42,6 +42,21 @@ fn seed_deployment_has_all_roles_running() {
         "{}",
         human.stdout
     );
+
+    // `-o yaml` is the JSON document as YAML.
+    let yaml = Run::new(["pods", "-o", "yaml"]).admin().output();
+    yaml.code(0);
+    let doc: serde_json::Value = serde_saphyr::from_str(&yaml.stdout).expect("valid YAML");
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&doc), names(&json), "{}", yaml.stdout);
+    assert_eq!(doc["workloads"], json["workloads"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
