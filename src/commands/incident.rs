@@ -173,6 +173,21 @@ impl<'p> Flow<'p> {
                 Some(Incident::load(&root, id)?)
             }
         };
+        if let Some(i) = &resumed {
+            if i.status == Status::Closed {
+                return Err(Error::Usage(format!(
+                    "incident {} is closed; its report is {}",
+                    i.id,
+                    i.dir(&root).join("report.md").display()
+                )));
+            }
+            if i.namespace != settings.namespace {
+                return Err(Error::Usage(format!(
+                    "incident {} is about namespace {}, not {}: resume it with -n {}",
+                    i.id, i.namespace, settings.namespace, i.namespace
+                )));
+            }
+        }
         let kube = crate::k8s::connect(&global).await?;
         kube.ensure_namespace(&settings.namespace).await?;
         let mut redactor = Redactor::new();
@@ -180,13 +195,6 @@ impl<'p> Flow<'p> {
         let library = library::load(&library::dirs_for(&args.runbook_dirs, &settings));
         let incident = match resumed {
             Some(mut i) => {
-                if i.status == Status::Closed {
-                    return Err(Error::Usage(format!(
-                        "incident {} is closed; its report is {}",
-                        i.id,
-                        i.dir(&root).join("report.md").display()
-                    )));
-                }
                 i.status = Status::Open;
                 i.event(now(), "resumed");
                 i

@@ -420,6 +420,21 @@ async fn ctrl_c_mid_incident_saves_it_and_resume_finishes_it() {
         "the report so far is written"
     );
 
+    // Resuming in another namespace is refused, naming the right one.
+    let other = Run::new([
+        "incident",
+        "--dir",
+        &inc,
+        "--resume",
+        "--answers",
+        "/dev/null",
+    ])
+    .admin()
+    .output();
+    other.code(64).stderr_has(&format!(
+        "is about namespace {ns}, not new-api: resume it with -n {ns}"
+    ));
+
     // Resumed by a script: the runbook goes on from its first step (read-only steps read again,
     // nothing is applied twice); the mutating step is skipped this time.
     let answers = home.path().join("answers");
