@@ -886,11 +886,11 @@ fn new_api_pods_and_env<T: std::str::FromStr>(ctx: &Ctx, var: &str) -> (u32, Opt
 }
 
 async fn check_mysql(ctx: &Ctx) -> Vec<Finding> {
-    let (ep, _fwd, via) =
-        match backend_endpoint(ctx, Component::Mysql, Role::Mysql, "SQL_DSN").await {
-            Ok(x) => x,
-            Err(f) => return vec![f],
-        };
+    let (ep, fwd, via) = match backend_endpoint(ctx, Component::Mysql, Role::Mysql, "SQL_DSN").await
+    {
+        Ok(x) => x,
+        Err(f) => return vec![f],
+    };
     let (new_api_pods, max_open) = new_api_pods_and_env::<u32>(ctx, "SQL_MAX_OPEN_CONNS");
     let (_, lifetime) = new_api_pods_and_env::<u64>(ctx, "SQL_MAX_LIFETIME");
     let defaults = crate::diagnose::mysql::MysqlCheckConfig::default();
@@ -901,6 +901,14 @@ async fn check_mysql(ctx: &Ctx) -> Vec<Finding> {
         sql_max_lifetime_secs: lifetime.unwrap_or(defaults.sql_max_lifetime_secs),
         long_query_secs: ctx.args.long_query.as_secs(),
         budget: Some(ctx.args.timeout.mul_f32(0.9)),
+        // Through a port-forward: named after the workload, not the local port of this run.
+        subject: fwd.as_ref().map(|_| {
+            format!(
+                "{}@{}",
+                ep.user.as_deref().unwrap_or("(no user)"),
+                ctx.settings.workloads.mysql.name
+            )
+        }),
         ..defaults
     };
     let mut out = crate::diagnose::mysql::check(ep.mysql_opts(), &cfg).await;
@@ -933,7 +941,7 @@ fn redis_memory_limit(ctx: &Ctx) -> Option<u64> {
 }
 
 async fn check_redis(ctx: &Ctx) -> Vec<Finding> {
-    let (ep, _fwd, via) =
+    let (ep, fwd, via) =
         match backend_endpoint(ctx, Component::Redis, Role::Redis, "REDIS_CONN_STRING").await {
             Ok(x) => x,
             Err(f) => return vec![f],
@@ -954,6 +962,9 @@ async fn check_redis(ctx: &Ctx) -> Vec<Finding> {
         budget: Some(ctx.args.timeout.mul_f32(0.9)),
         memory_limit_bytes: redis_memory_limit(ctx),
         new_api_pods,
+        subject: fwd
+            .as_ref()
+            .map(|_| ctx.settings.workloads.redis.name.clone()),
         ..Default::default()
     };
     let mut out = crate::diagnose::redis::check(client, &cfg).await;

@@ -57,6 +57,10 @@ pub struct MysqlCheckConfig {
     pub budget: Option<Duration>,
     /// `SELECT 1` slower than this is a warning.
     pub latency_warn: Duration,
+    /// How findings name the server; default `user@host:port`. Through a port-forward the local
+    /// port changes on every run: the caller names it by its workload so that findings can be
+    /// found again (an incident's re-check compares subjects).
+    pub subject: Option<String>,
     /// Counters (Aborted_connects, Slow_queries) below this are only information.
     pub counter_warn_min: u64,
     /// Counters growing at least this fast (per hour of uptime, on average) are a warning.
@@ -77,6 +81,7 @@ impl Default for MysqlCheckConfig {
             query_timeout: Duration::from_secs(3),
             budget: None,
             latency_warn: Duration::from_millis(250),
+            subject: None,
             counter_warn_min: 10,
             counter_warn_per_hour: 60.0,
         }
@@ -547,12 +552,14 @@ fn step_failed(check: &str, what: &str, err: &StepError, target: &str) -> Findin
 /// Runs every MySQL check against the server `opts` points at.
 pub async fn check(opts: Opts, cfg: &MysqlCheckConfig) -> Vec<Finding> {
     let opts: Opts = OptsBuilder::from_opts(opts).prefer_socket(false).into();
-    let target = format!(
-        "{}@{}:{}",
-        opts.user().unwrap_or("(no user)"),
-        opts.ip_or_hostname(),
-        opts.tcp_port()
-    );
+    let target = cfg.subject.clone().unwrap_or_else(|| {
+        format!(
+            "{}@{}:{}",
+            opts.user().unwrap_or("(no user)"),
+            opts.ip_or_hostname(),
+            opts.tcp_port()
+        )
+    });
     let began = Instant::now();
     let deadline = cfg.budget.map(|b| began + b);
     let connect_limit = match deadline {

@@ -56,6 +56,8 @@ pub struct RedisCheckConfig {
     pub restart_info: Duration,
     /// New-API pods, each with a go-redis pool of REDIS_POOL_SIZE (default 10), for evidence.
     pub new_api_pods: u32,
+    /// How findings name the server; default `host:port` (see the MySQL check's `subject`).
+    pub subject: Option<String>,
     /// Bound of the whole check, if any: each step gets at most what is left of it, so the check
     /// returns its findings before an outer timeout of the same length would drop them.
     pub budget: Option<Duration>,
@@ -76,6 +78,7 @@ impl Default for RedisCheckConfig {
             restart_warn: Duration::from_secs(600),
             restart_info: Duration::from_secs(3600),
             new_api_pods: 4,
+            subject: None,
             budget: None,
         }
     }
@@ -337,7 +340,10 @@ async fn command<T: redis::FromRedisValue>(
 
 /// Runs every Redis check against `client`'s server.
 pub async fn check(client: Client, cfg: &RedisCheckConfig) -> Vec<Finding> {
-    let target = client.get_connection_info().addr().to_string();
+    let target = cfg
+        .subject
+        .clone()
+        .unwrap_or_else(|| client.get_connection_info().addr().to_string());
     let deadline = cfg.budget.map(|b| Instant::now() + b);
     // A step's bound: its own timeout, cut to what is left of the budget.
     let bound = |t: Duration| match deadline {

@@ -585,3 +585,74 @@ async fn a_scripted_incident_with_answers_and_its_bad_answers() {
     assert_eq!(state["status"], "open");
     assert!(state["findings"].is_array());
 }
+
+/// MariaDB really killed: the incident finds MySQL unreachable, proposes db-connection, deletes
+/// the MySQL pod when asked, and the re-check says honestly that MySQL is still unreachable (the
+/// new pod reaches the same dead server); the report keeps it open.
+#[test]
+fn mysql_killed_the_restart_is_rechecked_and_stays_open() {
+    let sb = crate::support::private_sandbox("incident-mysql");
+    let sbdir = sb.dir.to_str().unwrap().to_string();
+    Run::new(["sandbox", "--dir", &sbdir, "fault", "mysql-down"])
+        .output()
+        .code(0);
+    let home = tempfile::tempdir().unwrap();
+    let inc = home.path().join("incidents");
+    let answers = home.path().join("answers");
+    // database → db-connection with restart_mysql=true: four reading steps, the restart
+    // (applied), the last check; then no last note.
+    std::fs::write(
+        &answers,
+        "database\ndb-connection\ntrue\nrun\nrun\nrun\nrun\napply\nrun\n-\n",
+    )
+    .unwrap();
+    let out = Run::new([
+        "incident",
+        "--dir",
+        inc.to_str().unwrap(),
+        "--answers",
+        answers.to_str().unwrap(),
+        "--recheck-for",
+        "8s",
+        "--timeout",
+        "3s",
+    ])
+    .admin_of(&sb)
+    .output();
+    out.code(0);
+    let (dir, state) = state_of(&inc);
+    let findings = state["findings"].as_array().unwrap();
+    let connect = findings
+        .iter()
+        .find(|f| f["check"] == "mysql.connect")
+        .unwrap_or_else(|| panic!("{state:#}"));
+    assert_eq!(connect["severity"], "critical");
+    assert_eq!(
+        connect["subject"], "root@mysql",
+        "stable across port-forwards"
+    );
+    let action = &state["actions"][0];
+    assert!(
+        action["change"]
+            .as_str()
+            .unwrap()
+            .starts_with("delete pod mysql-"),
+        "{action:#}"
+    );
+    let rechecks = action["rechecks"].as_array().unwrap();
+    let (target, verdict) = (&rechecks[0][0], &rechecks[0][1]);
+    assert_eq!(target["check"], "mysql.connect", "{action:#}");
+    assert_eq!(verdict["verdict"], "still", "{action:#}");
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("- after: mysql.connect on root@mysql: still there"),
+        "{report}"
+    );
+    let open = &report[report.find("## Still open").unwrap()..];
+    assert!(
+        open.contains("**critical** mysql.connect on root@mysql"),
+        "{open}"
+    );
+    assert_private_and_secret_free(&dir);
+    assert!(!report.contains("123456"), "the sandbox's MySQL password");
+}
