@@ -31,5 +31,13 @@ run pods
 run diagnose
 run logs slaves --previous --tail 3
 
+# The guided incident, answered from a file here (in a terminal, just run `newapi-ops incident`):
+# pods restarting → the oomkilled runbook on the crashing pod, every step run, the pod deleted
+# and re-checked, then the report.
+answers="$(mktemp)"
+printf 'restarting\noomkilled\n-\nrun\nrun\nrun\nrun\nrun\nrun\ndone\napply\ndemo: the limit is raised next\n' > "$answers"
+run incident --answers "$answers" --recheck-for 15s
+rm -f "$answers"
+
 printf '\nThe sandbox is still running (with the fault). Try:\n  export KUBECONFIG=%s\n  %s sandbox heal\n  %s sandbox down\n' \
   "$KUBECONFIG" "$bin" "$bin"
