@@ -171,14 +171,25 @@ fn active_prompt(screen: &str, starts: &str) -> Option<Vec<String>> {
     )
 }
 
-/// The position of the item containing `text` in the active prompt's list.
-fn item_index(screen: &str, prompt: &str, text: &str) -> usize {
-    let items = active_prompt(screen, prompt).expect("an active prompt");
+/// The position of the item containing `text` in the active prompt's list, once the list is
+/// drawn down to the item containing `last`.
+fn item_index(tty: &Tty, prompt: &str, text: &str, last: &str) -> usize {
+    let screen = tty.wait(&format!("`{prompt}` listing `{text}` … `{last}`"), |s| {
+        active_prompt(s, prompt).is_some_and(|items| {
+            items.iter().any(|l| l.contains(text)) && items.iter().any(|l| l.contains(last))
+        })
+    });
+    let items = active_prompt(&screen, prompt).unwrap_or_default();
     items
         .iter()
         .position(|l| l.contains(text))
-        .unwrap_or_else(|| panic!("no item `{text}` in {items:#?}"))
+        .unwrap_or_default()
 }
+
+/// The last items of the incident's lists.
+const LAST_SYMPTOM: &str = "I don't know";
+const LAST_RUNBOOK: &str = "None — write the report now";
+const LAST_STEP: &str = "Stop the runbook here";
 
 fn state_of(dir: &Path) -> (PathBuf, Value) {
     let entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -216,11 +227,11 @@ fn assert_private_and_secret_free(dir: &Path) {
 fn enter_steps(tty: &Tty, from: usize, to: usize, total: usize, note_at: Option<(usize, &str)>) {
     for k in from..=to {
         let prompt = format!("[{k}/{total}]");
-        let screen = tty.wait_prompt(&prompt);
+        tty.wait_prompt(&prompt);
         if let Some((at, note)) = note_at
             && at == k
         {
-            let i = item_index(&screen, &prompt, "Add a note first");
+            let i = item_index(tty, &prompt, "Add a note first", LAST_STEP);
             tty.keys(&vec!["Down"; i]);
             tty.keys(&["Enter"]);
             tty.wait_prompt("Note (at step");
@@ -256,14 +267,13 @@ async fn a_whole_incident_in_a_terminal_from_symptoms_to_report() {
     );
     tokio::task::spawn_blocking(move || {
         // 1. What is wrong: pods restarting (first item) and database errors (fifth).
-        let screen = tty.wait_prompt("What is wrong?");
-        let db = item_index(&screen, "What is wrong?", "Database errors");
+        let db = item_index(&tty, "What is wrong?", "Database errors", LAST_SYMPTOM);
         tty.keys(&["Space"]);
         tty.keys(&vec!["Down"; db]);
         tty.keys(&["Space", "Enter"]);
 
         // 2. The findings, worst first, with their evidence; 3. the runbooks that fit, and why.
-        let screen = tty.wait_prompt("Which runbook?");
+        tty.wait_prompt("Which runbook?");
         let all = tty.history();
         let findings = &all[all.find("Findings, worst first").expect("findings shown")..];
         assert!(
@@ -290,7 +300,7 @@ async fn a_whole_incident_in_a_terminal_from_symptoms_to_report() {
             fit.contains("to it: pods.crashloop on pod/new-api-slave-"),
             "{fit}"
         );
-        let oom = item_index(&screen, "Which runbook?", "Run oomkilled");
+        let oom = item_index(&tty, "Which runbook?", "Run oomkilled", LAST_RUNBOOK);
         tty.keys(&vec!["Down"; oom]);
         tty.keys(&["Enter"]);
 
@@ -302,7 +312,9 @@ async fn a_whole_incident_in_a_terminal_from_symptoms_to_report() {
         // 4. Step by step: a note at the first step; the manual step is done; the mutating step
         // shows exactly what it changes and is applied, then re-checked.
         enter_steps(&tty, 1, 7, 8, Some((1, "paged at 03:12, slave restarting")));
-        let screen = tty.wait_prompt("[8/8]");
+        let apply = item_index(&tty, "[8/8]", "Apply: delete pod", LAST_STEP);
+        assert_eq!(apply, 0, "applying is the first choice");
+        let screen = tty.screen();
         assert!(
             screen.contains("will change: delete pod new-api-slave-"),
             "{screen}"
@@ -386,10 +398,9 @@ async fn ctrl_c_mid_incident_saves_it_and_resume_finishes_it() {
         &["incident", "-n", &ns, "--dir", &inc],
     );
     let tty = tokio::task::spawn_blocking(move || {
-        tty.wait_prompt("What is wrong?");
+        item_index(&tty, "What is wrong?", "Pods restarting", LAST_SYMPTOM);
         tty.keys(&["Space", "Enter"]);
-        let screen = tty.wait_prompt("Which runbook?");
-        let oom = item_index(&screen, "Which runbook?", "Run oomkilled");
+        let oom = item_index(&tty, "Which runbook?", "Run oomkilled", LAST_RUNBOOK);
         tty.keys(&vec!["Down"; oom]);
         tty.keys(&["Enter"]);
         tty.wait_prompt("delete_pod");
