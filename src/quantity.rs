@@ -123,6 +123,11 @@ pub fn parse_cpu_millis(s: &str) -> Result<i64, QuantityError> {
     parse(s)?.scaled(3, s)
 }
 
+/// CPU in nanocores: "250m" → 250000000, "123456n" → 123456 (what metrics.k8s.io reports).
+pub fn parse_cpu_nanos(s: &str) -> Result<i64, QuantityError> {
+    parse(s)?.scaled(9, s)
+}
+
 /// A quantity in base units (bytes for memory): "1Gi" → 1073741824, "1.5" → 2 (rounded up).
 pub fn parse_value(s: &str) -> Result<i64, QuantityError> {
     parse(s)?.scaled(0, s)
@@ -196,6 +201,9 @@ mod tests {
         assert_eq!(parse_cpu_millis("2e3"), Ok(2_000_000));
         assert_eq!(parse_cpu_millis("+3"), Ok(3000));
         assert_eq!(parse_cpu_millis("-1"), Ok(-1000));
+        assert_eq!(parse_cpu_nanos("250m"), Ok(250_000_000));
+        assert_eq!(parse_cpu_nanos("123456n"), Ok(123_456));
+        assert_eq!(parse_cpu_nanos("2"), Ok(2_000_000_000));
     }
 
     #[test]

@@ -454,24 +454,80 @@ async fn check_nodes(ctx: &Ctx) -> Vec<Finding> {
             )
         })
         .collect();
-    let usage = match &ctx.kube {
-        Some(kube) => node_metrics(kube).await,
-        None => None,
+    let (usage, pod_usage) = match &ctx.kube {
+        Some(kube) => {
+            tokio::join!(
+                node_metrics(kube),
+                pod_metrics(kube, &ctx.settings.namespace, &d.active_pods)
+            )
+        }
+        None => (None, None),
     };
-    node_check::check_nodes(
+    let th = node_check::NodeThresholds::default();
+    let mut out = node_check::check_nodes(
         &caps,
         slave_template(ctx, d).as_ref(),
         usage.as_deref(),
-        &Default::default(),
+        &th,
+    );
+    if let Some(pods) = pod_usage {
+        out.extend(node_check::check_pod_usage(&pods, &th));
+    }
+    out
+}
+
+/// Usage of the namespace's pods from metrics.k8s.io with their limits (from `pods`), or None
+/// when it is not served.
+async fn pod_metrics(
+    kube: &Kube,
+    namespace: &str,
+    pods: &[Pod],
+) -> Option<Vec<node_check::PodUsage>> {
+    let v = metrics_list(kube, &format!("namespaces/{namespace}/pods")).await?;
+    let items = v.get("items")?.as_array()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|i| {
+                let name = i.get("metadata")?.get("name")?.as_str()?;
+                let pod = pods.iter().find(|p| {
+                    p.metadata.name.as_deref() == Some(name)
+                        && p.metadata.namespace.as_deref() == Some(namespace)
+                })?;
+                let mut usage = crate::capacity::Amount::default();
+                for c in i.get("containers")?.as_array()? {
+                    let u = c.get("usage")?;
+                    usage.cpu_millis +=
+                        crate::quantity::parse_cpu_millis(u.get("cpu")?.as_str()?).ok()?;
+                    usage.memory_bytes +=
+                        crate::quantity::parse_value(u.get("memory")?.as_str()?).ok()?;
+                }
+                let limits = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| crate::capacity::pod_resources(s).limits)
+                    .unwrap_or_default();
+                Some(node_check::PodUsage {
+                    name: name.to_string(),
+                    usage,
+                    limits,
+                })
+            })
+            .collect(),
     )
+}
+
+/// `GET /apis/metrics.k8s.io/v1beta1/{what}`, or None when it is not served (or fails).
+async fn metrics_list(kube: &Kube, what: &str) -> Option<serde_json::Value> {
+    let req = http::Request::get(format!("/apis/metrics.k8s.io/v1beta1/{what}"))
+        .body(Vec::new())
+        .ok()?;
+    kube.client.request(req).await.ok()
 }
 
 /// Node usage from metrics.k8s.io, or None when it is not served.
 async fn node_metrics(kube: &Kube) -> Option<Vec<node_check::NodeUsage>> {
-    let req = http::Request::get("/apis/metrics.k8s.io/v1beta1/nodes")
-        .body(Vec::new())
-        .ok()?;
-    let v: serde_json::Value = kube.client.request(req).await.ok()?;
+    let v = metrics_list(kube, "nodes").await?;
     let items = v.get("items")?.as_array()?;
     Some(
         items

@@ -50,6 +50,13 @@ pub enum SandboxCommand {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
     },
+    /// Run the metrics server behind metrics.k8s.io (started by `up`; not for people).
+    #[command(hide = true)]
+    MetricsServer {
+        /// Its configuration, written by `up` as DIR/metrics.json.
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +68,12 @@ pub struct UpArgs {
     /// How long to wait for the seed deployment to roll out, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub timeout: u64,
+
+    /// Do not serve metrics.k8s.io (no network namespace, no metrics server): `diagnose` then
+    /// says usage is not checked, as on a cluster without metrics-server. Without root or `ip`
+    /// (iproute2) the sandbox starts this way anyway, and says so.
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 pub async fn run(_global: &GlobalArgs, args: SandboxArgs, printer: &Printer) -> Result<u8> {
@@ -78,6 +91,13 @@ pub async fn run(_global: &GlobalArgs, args: SandboxArgs, printer: &Printer) -> 
                 .map_err(SandboxError::from)?;
             Ok(exit::OK)
         }
+        SandboxCommand::MetricsServer { config } => {
+            let config = sandbox::metrics::load_config(&config).map_err(SandboxError::from)?;
+            sandbox::metrics::run(config)
+                .await
+                .map_err(SandboxError::from)?;
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -85,6 +105,7 @@ async fn run_up(dir: &Path, dir_given: bool, args: &UpArgs, printer: &Printer) -
     let mut opts = UpOptions::new(dir.to_path_buf());
     opts.nodes = usize::from(args.nodes);
     opts.rollout_timeout = std::time::Duration::from_secs(args.timeout);
+    opts.metrics = !args.no_metrics;
     let progress = |msg: &str| printer.note(&format!("sandbox: {msg}"));
     let outcome = sandbox::up(&opts, &progress).await?;
     for w in &outcome.warnings {
@@ -132,6 +153,14 @@ fn up_text(s: &SandboxState, dir_given: bool, style: Style) -> String {
         s.mysql.password_env
     ));
     out.push_str(&format!("  Redis       127.0.0.1:{}\n", s.redis.port));
+    match (&s.metrics, &s.metrics_off) {
+        (Some(m), _) => out.push_str(&format!(
+            "  metrics     metrics.k8s.io served by {} in network namespace {}\n",
+            m.listen, m.netns.name
+        )),
+        (None, Some(why)) => out.push_str(&format!("  metrics     not served ({why})\n")),
+        (None, None) => {}
+    }
     out.push_str(&format!("  logs        {}\n", s.dir.join("logs").display()));
     out.push('\n');
     out.push_str(&format!("{}\n", style.bold("Try it:")));
@@ -242,6 +271,9 @@ async fn run_down(dir: &Path, keep_data: bool, printer: &Printer) -> Result<u8> 
                 sandbox::process::StopOutcome::Stuck => "still running",
             };
             out.push_str(&format!("{} (pid {}): {how}\n", s.name, s.pid));
+        }
+        if let Some(ns) = &report.netns_removed {
+            out.push_str(&format!("network namespace {ns}: removed\n"));
         }
         if report.removed {
             out.push_str(&format!(

@@ -1,6 +1,7 @@
 //! Node checks: NotReady, pressure conditions, cordoned nodes; requests against allocatable per
 //! node and in total with the seed's thresholds (CPU requests > 80 %, memory > 85 %); usage
-//! against the seed's tuning rules when metrics.k8s.io is served; headroom in slaves.
+//! against the seed's tuning rules when metrics.k8s.io is served, for each node and for each pod
+//! of the deployment against its limits; headroom in slaves.
 
 use k8s_openapi::api::core::v1::PodSpec;
 
@@ -33,6 +34,61 @@ impl Default for NodeThresholds {
 pub struct NodeUsage {
     pub name: String,
     pub usage: Amount,
+}
+
+/// Usage of one pod of the deployment from metrics.k8s.io, with its limits.
+#[derive(Debug, Clone)]
+pub struct PodUsage {
+    pub name: String,
+    pub usage: Amount,
+    /// Sum of its containers' limits (0 where a container has none).
+    pub limits: Amount,
+}
+
+/// The seed's tuning rules applied to each pod: CPU usage above `cpu_usage_percent` of its CPU
+/// limit, memory above `memory_usage_percent` of its memory limit (a pod without a limit is
+/// not judged on that resource).
+pub fn check_pod_usage(pods: &[PodUsage], th: &NodeThresholds) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for p in pods {
+        let f = |check: &str, summary: String, evidence: String, next: &str| {
+            Finding::new(Component::Nodes, check, Severity::Warning, summary)
+                .subject(format!("pod/{}", p.name))
+                .evidence(evidence)
+                .next(next.to_string())
+        };
+        if let Some(cpu) = percent(p.usage.cpu_millis, p.limits.cpu_millis)
+            && cpu > th.cpu_usage_percent
+        {
+            out.push(f(
+                "nodes.pod-cpu-usage",
+                format!("pod {} uses {cpu}% of its CPU limit", p.name),
+                format!(
+                    "usage {} of limit {} (tuning rule: CPU > {}%)",
+                    format_cpu(p.usage.cpu_millis),
+                    format_cpu(p.limits.cpu_millis),
+                    th.cpu_usage_percent
+                ),
+                "newapi-ops runbook run high-cpu (scale out the slaves or raise CPU limits)",
+            ));
+        }
+        if let Some(mem) = percent(p.usage.memory_bytes, p.limits.memory_bytes)
+            && mem > th.memory_usage_percent
+        {
+            out.push(f(
+                "nodes.pod-memory-usage",
+                format!("pod {} uses {mem}% of its memory limit", p.name),
+                format!(
+                    "usage {} of limit {} (tuning rule: memory > {}%)",
+                    format_bytes(p.usage.memory_bytes),
+                    format_bytes(p.limits.memory_bytes),
+                    th.memory_usage_percent
+                ),
+                "newapi-ops runbook run high-memory (raise memory limits, look for a leak; OOMKilled is next)",
+            ));
+        }
+    }
+    out
 }
 
 /// Checks the nodes. `usage` is None when metrics.k8s.io is not served.
@@ -199,4 +255,52 @@ pub fn check_nodes(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amount(cpu_millis: i64, memory_mi: i64) -> Amount {
+        Amount {
+            cpu_millis,
+            memory_bytes: memory_mi << 20,
+        }
+    }
+
+    #[test]
+    fn pods_above_the_tuning_rules_of_their_limits() {
+        let pods = [
+            PodUsage {
+                name: "hot".into(),
+                usage: amount(1900, 1900),
+                limits: amount(2000, 2048),
+            },
+            PodUsage {
+                name: "calm".into(),
+                usage: amount(1600, 1700),
+                limits: amount(2000, 2048),
+            },
+            PodUsage {
+                name: "unlimited".into(),
+                usage: amount(4000, 9000),
+                limits: Amount::default(),
+            },
+        ];
+        let out = check_pod_usage(&pods, &NodeThresholds::default());
+        let ids: Vec<(&str, Option<&str>)> = out
+            .iter()
+            .map(|f| (f.check.as_str(), f.subject.as_deref()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("nodes.pod-cpu-usage", Some("pod/hot")),
+                ("nodes.pod-memory-usage", Some("pod/hot")),
+            ],
+            "80% CPU and 83% memory are not above the rules; no limit, no judgement"
+        );
+        assert!(out[0].summary.contains("95%"), "{}", out[0].summary);
+        assert!(out[1].summary.contains("93%"), "{}", out[1].summary);
+    }
 }

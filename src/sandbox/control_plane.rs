@@ -143,6 +143,29 @@ pub async fn start_apiserver(
         // The `kubernetes` Service would get 127.0.0.1 endpoints, which validation rejects.
         "--endpoint-reconciler-type=none".into(),
         "--profiling=false".into(),
+        // The aggregation layer, for metrics.k8s.io: the API server authenticates to aggregated
+        // servers with the front-proxy client certificate and names the user in these headers;
+        // it reaches them at their endpoint address (there is no kube-proxy for Service IPs).
+        format!(
+            "--requestheader-client-ca-file={}",
+            path(&l.pki.front_proxy_ca_cert)
+        ),
+        format!(
+            "--requestheader-allowed-names={}",
+            super::pki::FRONT_PROXY_CLIENT
+        ),
+        "--requestheader-username-headers=X-Remote-User".into(),
+        "--requestheader-group-headers=X-Remote-Group".into(),
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+        format!(
+            "--proxy-client-cert-file={}",
+            path(&l.pki.front_proxy_client_cert)
+        ),
+        format!(
+            "--proxy-client-key-file={}",
+            path(&l.pki.front_proxy_client_key)
+        ),
+        "--enable-aggregator-routing=true".into(),
     ]);
     let mut started = process::spawn(
         "kube-apiserver",

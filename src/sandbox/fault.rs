@@ -23,6 +23,9 @@ use super::state::SandboxState;
 
 /// Pod-template annotation the kubelet simulator obeys.
 pub const BEHAVIOR_ANNOTATION: &str = "sandbox.newapi-ops.io/behavior";
+/// Pod annotation giving the CPU and memory the sandbox's metrics server reports for the pod,
+/// e.g. `cpu=900m,memory=1900Mi` (either may be left out; without it a pod uses a little).
+pub const USAGE_ANNOTATION: &str = "sandbox.newapi-ops.io/usage";
 /// Pod-template annotation holding the log of the "previous" (crashed) container.
 pub const PREVIOUS_LOG_ANNOTATION: &str = "sandbox.newapi-ops.io/previous-log";
 /// The Deployment pod faults are injected into.

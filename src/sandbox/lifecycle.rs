@@ -23,9 +23,11 @@ use super::binaries::Binaries;
 use super::control_plane::{self, ControlPlaneLayout};
 use super::kubelet::config::{Backends, KubeletConfig, SimNode};
 use super::manifests::{self, MYSQL_PASSWORD_KEY, NAMESPACE, ROLLOUT_TIMEOUT, SECRET_NAME};
+use super::metrics::MetricsConfig;
+use super::netns::{self, NetnsPlan};
 use super::pki::{self, PkiPaths};
 use super::process::{self, Started, StopOutcome, Target};
-use super::state::{MysqlState, RedisState, STATE_FILE, SandboxState};
+use super::state::{MetricsState, MysqlState, RedisState, STATE_FILE, SandboxState};
 
 /// The file that marks a directory as a sandbox (created by `up`, required by `down`).
 pub const MARKER: &str = ".newapi-ops-sandbox";
@@ -41,8 +43,14 @@ pub const COMPONENTS: &[&str] = &[
     "kubelet",
 ];
 
+/// The process serving metrics.k8s.io, when the sandbox has one.
+pub const METRICS_SERVER: &str = "metrics-server";
+
 /// How long a node may take to be registered Ready by the simulator.
 pub const NODES_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the aggregation layer may take to serve metrics.k8s.io once the server listens.
+pub const METRICS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long `down` waits after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -90,6 +98,9 @@ pub struct UpOptions {
     pub kubelet_command: Option<(PathBuf, Vec<OsString>)>,
     /// How long to wait for the seed deployment to roll out.
     pub rollout_timeout: Duration,
+    /// Serve metrics.k8s.io (needs root and `ip`; without them the sandbox starts without it
+    /// and says why).
+    pub metrics: bool,
 }
 
 impl UpOptions {
@@ -99,6 +110,7 @@ impl UpOptions {
             nodes: 2,
             kubelet_command: None,
             rollout_timeout: ROLLOUT_TIMEOUT,
+            metrics: true,
         }
     }
 }
@@ -188,6 +200,35 @@ pub async fn up(
         )?;
     }
 
+    // metrics.k8s.io: a network namespace the API server can reach (it refuses loopback).
+    let plan = NetnsPlan::for_dir(&dir);
+    let (metrics, metrics_off, netns_guard) = if !opts.metrics {
+        (None, Some("started with --no-metrics".to_string()), None)
+    } else if let Some(why) = netns::unavailable() {
+        progress(&format!(
+            "metrics.k8s.io will not be served: {why}; `diagnose` will say usage is not checked"
+        ));
+        (None, Some(why), None)
+    } else {
+        progress(&format!(
+            "creating network namespace {} ({} <-> {}) for the metrics server",
+            plan.name, plan.host_addr, plan.ns_addr
+        ));
+        netns::create(&plan)?;
+        let listen = plan.metrics_addr();
+        (
+            Some(MetricsState {
+                netns: plan.clone(),
+                listen,
+            }),
+            None,
+            Some(NetnsGuard {
+                plan: plan.clone(),
+                armed: true,
+            }),
+        )
+    };
+
     let state = SandboxState {
         dir: dir.clone(),
         api_server: server.clone(),
@@ -215,6 +256,8 @@ pub async fn up(
         processes: BTreeMap::new(),
         nodes: nodes.clone(),
         started_at: jiff::Timestamp::now(),
+        metrics: metrics.clone(),
+        metrics_off,
     };
     // Saved after every start, so `down` can stop what an `up` killed half-way had started.
     let recorder = Recorder(Mutex::new(state));
@@ -357,6 +400,47 @@ pub async fn up(
     }
 
     started.push(kubelet);
+    if let Some(m) = &metrics {
+        progress("starting the metrics server and registering metrics.k8s.io");
+        let metrics_config = MetricsConfig {
+            kubeconfig: dir.join("admin.kubeconfig"),
+            api_server: server.clone(),
+            netns: m.netns.name.clone(),
+            listen: m.listen,
+            tls_cert: layout.pki.metrics_cert.clone(),
+            tls_key: layout.pki.metrics_key.clone(),
+            client_ca: layout.pki.front_proxy_ca_cert.clone(),
+        };
+        let metrics_json = dir.join("metrics.json");
+        let text = serde_json::to_string_pretty(&metrics_config).map_err(|e| {
+            SandboxError::Other(format!("serializing {}: {e}", metrics_json.display()))
+        })?;
+        pki::write_file(&metrics_json, text.as_bytes(), 0o600)?;
+        let mut margs = vec!["-v".into(), "sandbox".into(), "metrics-server".into()];
+        margs.push("--config".into());
+        margs.push(metrics_json.into_os_string());
+        let mut metrics_server = process::spawn(METRICS_SERVER, &program, &margs, &logs, &dir)?;
+        recorder.note(&metrics_server)?;
+        let listen = m.listen;
+        process::wait_ready(&mut metrics_server, NODES_TIMEOUT, || async move {
+            tcp_probe(std::net::SocketAddr::V4(listen)).await
+        })
+        .await?;
+        // 1.20's aggregator panics on server-side apply of an APIService ("FieldManager must be
+        // installed to run apply"): the Service and Endpoints are applied, the APIService created.
+        let (apiservice, rest): (Vec<_>, Vec<_>) = metrics_registration(&ca_pem, m.listen)?
+            .into_iter()
+            .partition(|o| o.gvk.kind == "APIService");
+        manifests::apply_all(&client, &server, &rest).await?;
+        for o in &apiservice {
+            create_or_replace(&client, &server, o).await?;
+        }
+        wait_metrics_served(&client, &mut metrics_server, METRICS_TIMEOUT).await?;
+        started.push(metrics_server);
+    }
+    if let Some(guard) = netns_guard {
+        guard.disarm();
+    }
     let mut state = recorder
         .0
         .into_inner()
@@ -373,6 +457,185 @@ pub async fn up(
         state,
         elapsed: begin.elapsed(),
     })
+}
+
+/// Removes the network namespace when `up` fails part-way (dropped armed), unless `up` succeeded.
+struct NetnsGuard {
+    plan: NetnsPlan,
+    armed: bool,
+}
+
+impl NetnsGuard {
+    /// Success: the namespace belongs to the running sandbox now (`down` removes it).
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            netns::remove(&self.plan);
+        }
+    }
+}
+
+/// Connects to `addr` within 3 s.
+async fn tcp_probe(addr: std::net::SocketAddr) -> Result<(), String> {
+    tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("no answer on {addr} within 3s"))?
+        .map(drop)
+        .map_err(|e| format!("{addr}: {e}"))
+}
+
+/// The Service, Endpoints and APIService that point the aggregation layer at the metrics
+/// server (the serving certificate is checked against the sandbox CA in `caBundle`).
+fn metrics_registration(
+    ca_pem: &str,
+    listen: std::net::SocketAddrV4,
+) -> Result<Vec<manifests::ManifestObject>, SandboxError> {
+    let text = format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels: {{app.kubernetes.io/managed-by: newapi-ops-sandbox}}
+spec:
+  ports:
+    - {{name: https, port: 443, targetPort: {port}, protocol: TCP}}
+---
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels: {{app.kubernetes.io/managed-by: newapi-ops-sandbox}}
+subsets:
+  - addresses: [{{ip: "{ip}"}}]
+    ports: [{{name: https, port: {port}, protocol: TCP}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.k8s.io
+  labels: {{app.kubernetes.io/managed-by: newapi-ops-sandbox}}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  service: {{name: metrics-server, namespace: kube-system, port: 443}}
+  caBundle: {ca}
+"#,
+        ip = listen.ip(),
+        port = listen.port(),
+        ca = pki::base64(ca_pem.as_bytes()),
+    );
+    manifests::parse("metrics.k8s.io registration", &text)
+}
+
+/// Creates a cluster-scoped object, or replaces the one of that name.
+async fn create_or_replace(
+    client: &Client,
+    server: &str,
+    o: &manifests::ManifestObject,
+) -> Result<(), SandboxError> {
+    use kube::api::{ApiResource, DynamicObject, PostParams};
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&o.gvk));
+    let failed = |e: kube::Error| SandboxError::Apply {
+        file: o.file.clone(),
+        kind: o.gvk.kind.clone(),
+        namespace: String::new(),
+        name: o.name(),
+        detail: e.to_string(),
+    };
+    match api.create(&PostParams::default(), &o.object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(st)) if st.code == 409 => {
+            let current = api.get(&o.name()).await.map_err(failed)?;
+            let mut object = o.object.clone();
+            object.metadata.resource_version = current.metadata.resource_version;
+            api.replace(&o.name(), &PostParams::default(), &object)
+                .await
+                .map(drop)
+                .map_err(failed)
+        }
+        Err(e) => Err(failed(e)),
+    }
+    .map_err(|e| {
+        tracing::debug!(server, "{e}");
+        e
+    })
+}
+
+/// Waits until `GET /apis/metrics.k8s.io/v1beta1/nodes` through the API server lists nodes.
+async fn wait_metrics_served(
+    client: &Client,
+    metrics_server: &mut Started,
+    timeout: Duration,
+) -> Result<(), SandboxError> {
+    let begin = Instant::now();
+    loop {
+        if let Ok(Some(status)) = metrics_server.child.try_wait() {
+            return Err(SandboxError::StartFailed {
+                component: "metrics server".into(),
+                detail: format!("it exited ({status}) before metrics.k8s.io was served"),
+                tail: process::tail_log(&metrics_server.log, 15),
+                log: metrics_server.log.clone(),
+            });
+        }
+        let last = match metrics_nodes(client).await {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) => "the node list is empty".to_string(),
+            Err(e) => e,
+        };
+        if begin.elapsed() >= timeout {
+            let condition = apiservice_condition(client).await;
+            return Err(SandboxError::MetricsNotServed {
+                waited: timeout,
+                detail: format!("{last}; APIService v1beta1.metrics.k8s.io: {condition}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// How many nodes `GET /apis/metrics.k8s.io/v1beta1/nodes` lists.
+pub async fn metrics_nodes(client: &Client) -> Result<usize, String> {
+    let req = http::Request::get("/apis/metrics.k8s.io/v1beta1/nodes")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = client
+        .request(req)
+        .await
+        .map_err(|e| format!("GET /apis/metrics.k8s.io/v1beta1/nodes: {e}"))?;
+    Ok(v["items"].as_array().map_or(0, Vec::len))
+}
+
+/// The Available condition of the APIService, for error messages.
+async fn apiservice_condition(client: &Client) -> String {
+    let Ok(req) =
+        http::Request::get("/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io")
+            .body(Vec::new())
+    else {
+        return "unknown".into();
+    };
+    match client.request::<serde_json::Value>(req).await {
+        Ok(v) => v["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Available"))
+            .map_or("no Available condition yet".into(), |c| {
+                format!(
+                    "Available={} ({}: {})",
+                    c["status"].as_str().unwrap_or("?"),
+                    c["reason"].as_str().unwrap_or(""),
+                    c["message"].as_str().unwrap_or("")
+                )
+            }),
+        Err(e) => format!("unreadable: {e}"),
+    }
 }
 
 /// Keeps `state.json` current while processes start.
@@ -467,6 +730,10 @@ pub struct StatusReport {
     pub api_ready: bool,
     pub nodes: Vec<NodeStatus>,
     pub deployments: Vec<manifests::DeploymentRollout>,
+    /// Whether this sandbox serves metrics.k8s.io (None: it does not, see `metrics_off`), and if
+    /// so whether the API server answers `GET /apis/metrics.k8s.io/v1beta1/nodes`.
+    pub metrics_served: Option<bool>,
+    pub metrics_off: Option<String>,
     /// Everything that is not as `up` left it.
     pub problems: Vec<String>,
 }
@@ -480,6 +747,10 @@ impl StatusReport {
             .filter(|c| !self.processes.iter().any(|p| p.name == **c))
             .map(|c| format!("{c} was never started"))
             .collect();
+        if self.metrics_served.is_some() && !self.processes.iter().any(|p| p.name == METRICS_SERVER)
+        {
+            out.push(format!("{METRICS_SERVER} was never started"));
+        }
         out.extend(
             self.processes
                 .iter()
@@ -548,6 +819,7 @@ pub async fn status(dir: &Path) -> Result<StatusReport, SandboxError> {
         .map(process_problem)
         .collect();
     let (mut nodes, mut deployments) = (Vec::new(), Vec::new());
+    let mut metrics_served = state.metrics.as_ref().map(|_| false);
     let api_ready = api_check.is_ok();
     if let Err(e) = &api_check {
         problems.push(format!("API server {}: {e}", state.api_server));
@@ -586,6 +858,19 @@ pub async fn status(dir: &Path) -> Result<StatusReport, SandboxError> {
                 }
                 Err(e) => problems.push(format!("listing nodes: {e}")),
             }
+            if state.metrics.is_some() {
+                match metrics_nodes(client).await {
+                    Ok(n) if n > 0 => metrics_served = Some(true),
+                    Ok(_) => {
+                        metrics_served = Some(false);
+                        problems.push("metrics.k8s.io lists no node".into());
+                    }
+                    Err(e) => {
+                        metrics_served = Some(false);
+                        problems.push(format!("metrics.k8s.io is not served: {e}"));
+                    }
+                }
+            }
             match manifests::rollouts(client, &state.namespace).await {
                 Ok(list) => {
                     for d in list.iter().filter(|d| !d.complete) {
@@ -606,6 +891,8 @@ pub async fn status(dir: &Path) -> Result<StatusReport, SandboxError> {
         api_ready,
         nodes,
         deployments,
+        metrics_served,
+        metrics_off: state.metrics_off.clone(),
         problems,
     })
 }
@@ -634,6 +921,10 @@ async fn probe_process(
         .map_err(|e| format!("127.0.0.1:{}: {e}", state.kubelet_port)),
         "kube-controller-manager" => control_plane::healthz(state.controller_manager_port).await,
         "kube-scheduler" => control_plane::healthz(state.scheduler_port).await,
+        METRICS_SERVER => match &state.metrics {
+            Some(m) => tcp_probe(std::net::SocketAddr::V4(m.listen)).await,
+            None => Ok(()),
+        },
         _ => Ok(()),
     }
 }
@@ -655,6 +946,8 @@ pub struct DownReport {
     pub stopped: Vec<StoppedProcess>,
     /// Whether the directory was removed (false with --keep-data).
     pub removed: bool,
+    /// The network namespace removed (of metrics.k8s.io), if there was one.
+    pub netns_removed: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -667,6 +960,7 @@ pub async fn down(dir: &Path, keep_data: bool) -> Result<DownReport, SandboxErro
         found: false,
         stopped: Vec::new(),
         removed: false,
+        netns_removed: None,
         elapsed: Duration::ZERO,
     };
     if !dir.exists() {
@@ -724,6 +1018,13 @@ pub async fn down(dir: &Path, keep_data: bool) -> Result<DownReport, SandboxErro
             dir.display()
         )));
     }
+    // By name, whatever the state says: a crashed `up` may have made it before saving anything.
+    if netns::unavailable().is_none() {
+        let plan = NetnsPlan::for_dir(&dir);
+        if netns::remove(&plan) {
+            report.netns_removed = Some(plan.name);
+        }
+    }
     if keep_data {
         // The next `up` must not take the stopped processes' pids for live ones.
         let _ = std::fs::remove_file(dir.join(STATE_FILE));
@@ -747,7 +1048,7 @@ const OUR_PROGRAMS: &[&str] = &[
 ];
 
 /// Processes whose working directory is `dir` and that run one of our programs (or the kubelet
-/// simulator): the sandbox starts everything there.
+/// simulator or the metrics server): the sandbox starts everything there.
 fn strays(dir: &Path) -> Vec<Target> {
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -777,10 +1078,10 @@ fn strays(dir: &Path) -> Vec<Target> {
             .next()
             .unwrap_or("")
             .to_string();
-        let is_kubelet = args
-            .windows(2)
-            .any(|w| w[0] == "sandbox" && w[1] == "kubelet");
-        if OUR_PROGRAMS.contains(&base.as_str()) || is_kubelet {
+        let ours = |sub: &str| args.windows(2).any(|w| w[0] == "sandbox" && w[1] == sub);
+        let is_kubelet = ours("kubelet");
+        let is_metrics = ours(METRICS_SERVER);
+        if OUR_PROGRAMS.contains(&base.as_str()) || is_kubelet || is_metrics {
             // Only process-group leaders: signals go to the whole group.
             let pgid = std::fs::read_to_string(e.path().join("stat"))
                 .ok()
@@ -790,7 +1091,13 @@ fn strays(dir: &Path) -> Vec<Target> {
                 });
             if pgid == Some(pid) {
                 out.push(Target {
-                    name: if is_kubelet { "kubelet".into() } else { base },
+                    name: if is_kubelet {
+                        "kubelet".into()
+                    } else if is_metrics {
+                        METRICS_SERVER.into()
+                    } else {
+                        base
+                    },
                     pid,
                     program: None,
                 });

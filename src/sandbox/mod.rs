@@ -10,6 +10,8 @@
 //! - [`control_plane`] and [`backends`] start etcd, the three control-plane binaries, MariaDB and
 //!   Redis and wait until each one answers;
 //! - [`manifests`] applies `fixtures/sandbox/*.yaml` (server-side apply) and waits for the rollout;
+//! - [`netns`] and [`metrics`] serve metrics.k8s.io through the API server's aggregation layer
+//!   (a network namespace of its own, because the API server refuses loopback endpoints);
 //! - [`state`] is `DIR/state.json`, the record every later command (and the tests) read;
 //! - [`lifecycle`] ties them into `up`, `status` and `down`; [`fault`] breaks and heals it.
 
@@ -20,6 +22,8 @@ pub mod fault;
 pub mod kubelet;
 pub mod lifecycle;
 pub mod manifests;
+pub mod metrics;
+pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod state;
@@ -123,6 +127,15 @@ pub enum SandboxError {
 
     #[error("the kubelet simulator failed: {0}")]
     Kubelet(#[from] kubelet::KubeletError),
+
+    #[error("setting up the network namespace {name} for metrics.k8s.io failed: {detail}")]
+    Netns { name: String, detail: String },
+
+    #[error("the metrics server failed: {0}")]
+    Metrics(#[from] metrics::MetricsError),
+
+    #[error("metrics.k8s.io was not served after {}s: {detail}", waited.as_secs())]
+    MetricsNotServed { waited: Duration, detail: String },
 }
 
 /// Formats the last lines of a component's log for an error message.
@@ -165,7 +178,10 @@ impl SandboxError {
             | SandboxError::Apply { .. }
             | SandboxError::Rollout { .. }
             | SandboxError::Mysql { .. }
-            | SandboxError::Kubelet(_) => exit::UNAVAILABLE,
+            | SandboxError::Kubelet(_)
+            | SandboxError::Netns { .. }
+            | SandboxError::Metrics(_)
+            | SandboxError::MetricsNotServed { .. } => exit::UNAVAILABLE,
         }
     }
 
@@ -208,7 +224,20 @@ impl SandboxError {
             SandboxError::Pki { .. } | SandboxError::Manifest { .. } => {
                 "this is a bug in newapi-ops; please report it with the message above".into()
             }
-            SandboxError::Io { .. } | SandboxError::Kubelet(_) | SandboxError::Other(_) => {
+            SandboxError::Netns { .. } => {
+                "`sandbox up --no-metrics` starts the sandbox without metrics.k8s.io; `ip netns list` \
+                 and `ip link` show what is there"
+                    .into()
+            }
+            SandboxError::MetricsNotServed { .. } => {
+                "read <dir>/logs/metrics-server.log and <dir>/logs/kube-apiserver.log; \
+                 `sandbox up --no-metrics` starts the sandbox without metrics.k8s.io"
+                    .into()
+            }
+            SandboxError::Io { .. }
+            | SandboxError::Kubelet(_)
+            | SandboxError::Metrics(_)
+            | SandboxError::Other(_) => {
                 return None;
             }
         })

@@ -30,6 +30,15 @@ pub struct PkiPaths {
     /// The public half of the service-account key (PKIX), for `--service-account-key-file`.
     pub service_account_pub: PathBuf,
     pub tokens: PathBuf,
+    /// The aggregation layer's front-proxy CA (`--requestheader-client-ca-file`): it signs only
+    /// the client certificate the API server presents to aggregated API servers.
+    pub front_proxy_ca_cert: PathBuf,
+    /// `--proxy-client-cert-file` / `--proxy-client-key-file` (CN `front-proxy-client`).
+    pub front_proxy_client_cert: PathBuf,
+    pub front_proxy_client_key: PathBuf,
+    /// The sandbox metrics server's serving certificate (names the Service and the netns address).
+    pub metrics_cert: PathBuf,
+    pub metrics_key: PathBuf,
 }
 
 impl PkiPaths {
@@ -45,6 +54,11 @@ impl PkiPaths {
             service_account_key: pki.join("service-account.key"),
             service_account_pub: pki.join("service-account.pub"),
             tokens: pki.join("tokens.csv"),
+            front_proxy_ca_cert: pki.join("front-proxy-ca.crt"),
+            front_proxy_client_cert: pki.join("front-proxy-client.crt"),
+            front_proxy_client_key: pki.join("front-proxy-client.key"),
+            metrics_cert: pki.join("metrics-server.crt"),
+            metrics_key: pki.join("metrics-server.key"),
         }
     }
 }
@@ -91,28 +105,7 @@ pub fn generate(
     std::fs::create_dir_all(pki_dir)
         .map_err(|e| SandboxError::io(format!("creating {}", pki_dir.display()), e))?;
 
-    let ca_key = KeyPair::generate().map_err(|e| pki_err("CA key", e))?;
-    let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name.remove(DnType::CommonName);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "newapi-ops sandbox CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .map_err(|e| pki_err("CA certificate", e))?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    write_file(&paths.ca_cert, ca_cert.pem().as_bytes(), 0o644)?;
-    write_file(
-        &paths.ca_key,
-        issuer.key().serialize_pem().as_bytes(),
-        0o600,
-    )?;
+    let issuer = new_ca("newapi-ops sandbox CA", &paths.ca_cert, &paths.ca_key)?;
 
     let apiserver_names = vec![
         "localhost".to_string(),
@@ -158,7 +151,76 @@ pub fn generate(
     )?;
 
     write_file(&paths.tokens, token_file(users).as_bytes(), 0o600)?;
+
+    // The aggregation layer: its own CA, as kubeadm does, so that no other client certificate
+    // can pass for the API server's proxy.
+    let front_proxy_key = pki_dir.join("front-proxy-ca.key");
+    let front_proxy = new_ca(
+        "newapi-ops sandbox front-proxy CA",
+        &paths.front_proxy_ca_cert,
+        &front_proxy_key,
+    )?;
+    leaf_cert(
+        &front_proxy,
+        FRONT_PROXY_CLIENT,
+        &[],
+        &[],
+        ExtendedKeyUsagePurpose::ClientAuth,
+        &paths.front_proxy_client_cert,
+        &paths.front_proxy_client_key,
+    )?;
+    let metrics_names: Vec<String> = METRICS_SERVICE_NAMES
+        .iter()
+        .map(|n| (*n).to_string())
+        .collect();
+    serving_cert(
+        &issuer,
+        "newapi-ops sandbox metrics server",
+        &metrics_names,
+        &[],
+        &paths.metrics_cert,
+        &paths.metrics_key,
+    )?;
     Ok(())
+}
+
+/// The common name of the API server's proxy client certificate
+/// (`--requestheader-allowed-names`).
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
+/// The names the aggregation layer may use for the metrics Service (it checks
+/// `<service>.<namespace>.svc` against the serving certificate).
+pub const METRICS_SERVICE_NAMES: &[&str] = &[
+    "metrics-server.kube-system.svc",
+    "metrics-server.kube-system.svc.cluster.local",
+    "metrics-server.kube-system",
+];
+
+/// Generates a self-signed CA, writes its certificate and key, and returns it as an issuer.
+fn new_ca(
+    common_name: &str,
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<Issuer<'static, KeyPair>, SandboxError> {
+    let ca_key = KeyPair::generate().map_err(|e| pki_err(common_name, e))?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name.remove(DnType::CommonName);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(|e| pki_err(common_name, e))?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    write_file(cert_path, ca_cert.pem().as_bytes(), 0o644)?;
+    write_file(key_path, issuer.key().serialize_pem().as_bytes(), 0o600)?;
+    Ok(issuer)
 }
 
 fn serving_cert(
@@ -166,6 +228,26 @@ fn serving_cert(
     common_name: &str,
     dns_names: &[String],
     ips: &[IpAddr],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<(), SandboxError> {
+    leaf_cert(
+        issuer,
+        common_name,
+        dns_names,
+        ips,
+        ExtendedKeyUsagePurpose::ServerAuth,
+        cert_path,
+        key_path,
+    )
+}
+
+fn leaf_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    common_name: &str,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    usage: ExtendedKeyUsagePurpose,
     cert_path: &Path,
     key_path: &Path,
 ) -> Result<(), SandboxError> {
@@ -183,7 +265,7 @@ fn serving_cert(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = vec![usage];
     params.use_authority_key_identifier_extension = true;
     let cert = params
         .signed_by(&key, issuer)

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SandboxError;
 use super::kubelet::config::SimNode;
+use super::netns::NetnsPlan;
 use super::pki::write_file;
 
 /// File name of the state inside the sandbox directory.
@@ -42,12 +43,27 @@ pub struct SandboxState {
     pub mysql: MysqlState,
     pub redis: RedisState,
     /// By component: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, mariadb,
-    /// redis, kubelet.
+    /// redis, kubelet, and metrics-server when metrics.k8s.io is served.
     pub processes: BTreeMap<String, ProcessState>,
     /// The simulated nodes.
     pub nodes: Vec<SimNode>,
     /// When `up` finished.
     pub started_at: jiff::Timestamp,
+    /// How metrics.k8s.io is served (absent: it is not, see `metrics_off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsState>,
+    /// Why metrics.k8s.io is not served (`--no-metrics`, not root, no `ip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_off: Option<String>,
+}
+
+/// The metrics server's network namespace and address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricsState {
+    #[serde(flatten)]
+    pub netns: NetnsPlan,
+    /// `ADDRESS:PORT` inside the namespace.
+    pub listen: std::net::SocketAddrV4,
 }
 
 /// The MariaDB behind pods labelled app=mysql.

@@ -13,6 +13,7 @@ mod diagnose;
 mod in_cluster;
 mod incident;
 mod logs;
+mod metrics;
 mod nodes;
 mod pods;
 mod runbook;

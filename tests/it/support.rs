@@ -29,6 +29,12 @@ pub struct Sandbox {
     pub ca_cert: PathBuf,
     pub mysql: Port,
     pub redis: Port,
+    /// Present when the sandbox serves metrics.k8s.io (root with `ip`, no `--no-metrics`).
+    #[serde(default)]
+    pub metrics: Option<serde_json::Value>,
+    /// Why it does not, otherwise.
+    #[serde(default)]
+    pub metrics_off: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +79,11 @@ pub fn sandbox() -> &'static Sandbox {
 /// MariaDB, faults), started once per `name` and stopped when the test process exits. Other
 /// tests keep using [`sandbox`] undisturbed.
 pub fn private_sandbox(name: &str) -> Sandbox {
+    private_sandbox_with(name, &[])
+}
+
+/// [`private_sandbox`] started with extra `sandbox up` arguments (e.g. `--no-metrics`).
+pub fn private_sandbox_with(name: &str, up_args: &[&str]) -> Sandbox {
     static PRIVATE: std::sync::Mutex<Vec<(String, Sandbox)>> = std::sync::Mutex::new(Vec::new());
     let mut started = PRIVATE
         .lock()
@@ -85,6 +96,7 @@ pub fn private_sandbox(name: &str) -> Sandbox {
     let out = Command::new(bin())
         .args(["sandbox", "up", "--dir"])
         .arg(&dir)
+        .args(up_args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()

@@ -15,7 +15,7 @@
 pub mod behavior;
 pub mod config;
 mod events;
-mod http;
+pub(crate) mod http;
 mod image;
 mod lifecycle;
 mod logs;

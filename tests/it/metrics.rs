@@ -1,0 +1,291 @@
+//! metrics.k8s.io served for real: the sandbox's metrics server in its own network namespace,
+//! behind the API server's aggregation layer, with the usage a pod annotation asks for
+//! (`sandbox.newapi-ops.io/usage`). And the sandbox without it (`--no-metrics`), as a cluster
+//! without metrics-server looks.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::support::{Run, Sandbox, findings, private_sandbox, private_sandbox_with, sandbox};
+
+/// Whether this machine can serve metrics.k8s.io (root and `ip`); tests of the served path say
+/// so and stop when it cannot.
+#[allow(clippy::print_stderr)] // a skipped test says so where cargo test shows it
+fn can_serve(sb: &Sandbox) -> bool {
+    if sb.metrics.is_none() {
+        eprintln!(
+            "skipped: the sandbox does not serve metrics.k8s.io ({})",
+            sb.metrics_off.as_deref().unwrap_or("unknown reason")
+        );
+        return false;
+    }
+    true
+}
+
+fn diagnose_nodes(sb: &Sandbox) -> (Value, i32) {
+    let out = Run::new(["diagnose", "--only", "nodes", "-o", "json"])
+        .admin_of(sb)
+        .output();
+    let code = out.code;
+    (out.json(), code)
+}
+
+fn get_raw(sb: &Sandbox, path: &str) -> Value {
+    let out = std::process::Command::new(kubectl())
+        .args(["get", "--raw", path])
+        .env("KUBECONFIG", &sb.kubeconfig)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl get --raw {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from metrics.k8s.io")
+}
+
+/// The kubectl that scripts/setup.sh built next to the control plane.
+fn kubectl() -> std::path::PathBuf {
+    let dir = std::env::var_os("KUBEBUILDER_ASSETS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/newapi-ops/k8s-1.20.2/bin")
+        });
+    dir.join("kubectl")
+}
+
+#[test]
+fn metrics_are_served_through_the_aggregation_layer() {
+    let sb = sandbox();
+    if !can_serve(sb) {
+        return;
+    }
+    // Discovery, nodes and pods, through the API server (which proxies to the namespace).
+    let discovery = get_raw(sb, "/apis/metrics.k8s.io/v1beta1");
+    assert_eq!(discovery["kind"], "APIResourceList");
+    let nodes = get_raw(sb, "/apis/metrics.k8s.io/v1beta1/nodes");
+    assert_eq!(nodes["kind"], "NodeMetricsList");
+    let names: BTreeSet<&str> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains("sandbox-node-1") && names.contains("sandbox-node-2"),
+        "{nodes:#}"
+    );
+    for n in nodes["items"].as_array().unwrap() {
+        assert!(n["usage"]["cpu"].as_str().unwrap().ends_with(['m', 'n']));
+        assert!(n["usage"]["memory"].as_str().unwrap().ends_with('i'));
+    }
+    let pods = get_raw(sb, "/apis/metrics.k8s.io/v1beta1/namespaces/new-api/pods");
+    assert_eq!(pods["kind"], "PodMetricsList");
+    assert!(pods["items"].as_array().unwrap().len() >= 6, "{pods:#}");
+    let all = get_raw(sb, "/apis/metrics.k8s.io/v1beta1/pods");
+    assert!(all["items"].as_array().unwrap().len() >= pods["items"].as_array().unwrap().len());
+
+    // A user without RBAC rights gets the API server's 403, not figures.
+    let denied = std::process::Command::new(kubectl())
+        .args(["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"])
+        .env("KUBECONFIG", &sb.viewer_kubeconfig)
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
+
+    // diagnose no longer says usage is unchecked.
+    let (report, _) = diagnose_nodes(sb);
+    assert!(
+        findings(&report, "nodes.metrics").is_empty(),
+        "metrics.k8s.io is served:\n{report:#}"
+    );
+}
+
+/// Annotates a pod of namespace new-api in `sb` with the usage the metrics server reports.
+fn annotate(sb: &Sandbox, pod: &str, usage: &str) {
+    let out = std::process::Command::new(kubectl())
+        .args(["annotate", "--overwrite", "-n", "new-api", "pod", pod])
+        .arg(format!("sandbox.newapi-ops.io/usage={usage}"))
+        .env("KUBECONFIG", &sb.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hot_slaves_give_the_usage_findings_and_pods_top_figures() {
+    let sb = private_sandbox("metrics");
+    if !can_serve(&sb) {
+        return;
+    }
+    let pods = Run::new(["pods", "--role", "slave", "-o", "json"])
+        .admin_of(&sb)
+        .output()
+        .json();
+    let slaves: Vec<(String, String)> = pods["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["node"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(slaves.len(), 3, "{pods:#}");
+    // Every slave near its limits (2000m CPU, 2Gi memory): 95 % CPU, 93 % memory.
+    for (name, _) in &slaves {
+        annotate(&sb, name, "cpu=1900m,memory=1900Mi");
+    }
+    // The metrics server learns of the annotation through its watch: poll until it shows.
+    let mut last = (Value::Null, 0);
+    for _ in 0..60 {
+        last = diagnose_nodes(&sb);
+        if findings(&last.0, "nodes.pod-cpu-usage").len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let (report, code) = last;
+    assert_eq!(code, 1, "usage warnings:\n{report:#}");
+    for check in ["nodes.pod-cpu-usage", "nodes.pod-memory-usage"] {
+        let subjects: BTreeSet<String> = findings(&report, check)
+            .iter()
+            .map(|f| f["subject"].as_str().unwrap().to_string())
+            .collect();
+        let want: BTreeSet<String> = slaves.iter().map(|(n, _)| format!("pod/{n}")).collect();
+        assert_eq!(subjects, want, "{check}:\n{report:#}");
+    }
+    let cpu = findings(&report, "nodes.pod-cpu-usage")[0];
+    assert!(
+        cpu["summary"]
+            .as_str()
+            .unwrap()
+            .contains("95% of its CPU limit"),
+        "{cpu}"
+    );
+    assert!(
+        cpu["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("usage 1900m of limit 2000m")
+    );
+    let mem = findings(&report, "nodes.pod-memory-usage")[0];
+    assert!(
+        mem["summary"]
+            .as_str()
+            .unwrap()
+            .contains("93% of its memory limit"),
+        "{mem}"
+    );
+    // Three slaves on two nodes: one node holds two, 3800m + the rest of its 4000m > 80 %.
+    let mut per_node = std::collections::BTreeMap::<&str, usize>::new();
+    for (_, node) in &slaves {
+        *per_node.entry(node.as_str()).or_default() += 1;
+    }
+    let busy: BTreeSet<String> = per_node
+        .iter()
+        .filter(|(_, c)| **c >= 2)
+        .map(|(n, _)| format!("node/{n}"))
+        .collect();
+    let hot_nodes: BTreeSet<String> = findings(&report, "nodes.cpu-usage")
+        .iter()
+        .map(|f| f["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !busy.is_empty() && busy.is_subset(&hot_nodes),
+        "nodes with two hot slaves {busy:?} use > 80 % CPU:\n{report:#}"
+    );
+    assert!(findings(&report, "nodes.metrics").is_empty());
+
+    // The runbook action pods.top (kubectl top pods) returns the same figures.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("top.yaml");
+    std::fs::write(
+        &file,
+        "name: top-only\ntitle: Top\ndescription: pods.top alone.\nsymptoms: [cpu]\nsteps:\n  - id: top\n    title: Top\n    action: pods.top\n",
+    )
+    .unwrap();
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "runbook".as_ref(),
+        "run".as_ref(),
+        file.as_os_str(),
+        "--yes".as_ref(),
+        "--runs-dir".as_ref(),
+        dir.path().as_os_str(),
+        "-o".as_ref(),
+        "json".as_ref(),
+    ];
+    let out = Run::new(args).admin_of(&sb).output();
+    let r = out.json();
+    let top = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "top")
+        .unwrap()["output"]
+        .clone();
+    assert_eq!(top["available"], true, "{r:#}");
+    assert_eq!(top["max_cpu_percent"], 95, "{top:#}");
+    assert_eq!(top["max_memory_percent"], 93, "{top:#}");
+    let hot: BTreeSet<&str> = top["hot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let want: BTreeSet<&str> = slaves.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(hot, want, "{top:#}");
+    let slave = top["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == slaves[0].0.as_str())
+        .unwrap();
+    assert_eq!(
+        (slave["cpu_millis"].clone(), slave["memory_bytes"].clone()),
+        (json!(1900), json!(1900_i64 << 20))
+    );
+    let master = top["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "master")
+        .unwrap();
+    assert_eq!(
+        master["cpu_millis"], 15,
+        "a pod without the annotation uses a little"
+    );
+}
+
+#[test]
+fn without_metrics_usage_is_not_checked() {
+    let sb = private_sandbox_with("no-metrics", &["--no-metrics"]);
+    assert!(sb.metrics.is_none());
+    assert_eq!(sb.metrics_off.as_deref(), Some("started with --no-metrics"));
+    let (report, code) = diagnose_nodes(&sb);
+    let info = findings(&report, "nodes.metrics");
+    assert_eq!(info.len(), 1, "{report:#}");
+    assert_eq!(info[0]["severity"], "info");
+    assert!(
+        info[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("metrics.k8s.io is not served")
+    );
+    assert!(code <= 1, "{report:#}");
+    let discovery = std::process::Command::new(kubectl())
+        .args(["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"])
+        .env("KUBECONFIG", &sb.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(!discovery.status.success(), "nothing serves metrics.k8s.io");
+}
