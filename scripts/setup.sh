@@ -26,6 +26,8 @@ have etcd || need_pkgs+=(etcd-server)
 have mariadb || need_pkgs+=(mariadb-client)
 have redis-server || need_pkgs+=(redis-server)
 have tmux || need_pkgs+=(tmux)
+# The sandbox serves metrics.k8s.io from a network namespace of its own (ip netns, veth).
+{ have ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } || need_pkgs+=(iproute2)
 # Backup tests: zstd to read chunks by hand, and a Python venv for kubernetes-validate (the
 # `backup schedule` manifests are checked against the Kubernetes JSON schemas).
 have zstd || need_pkgs+=(zstd)
