@@ -3,6 +3,13 @@
 //! transaction per chunk), the secondary indexes built afterwards in one `ALTER TABLE` per
 //! table, the foreign keys last, and the row counts compared with the manifest.
 //!
+//! Rows go to the server as `LOAD DATA LOCAL INFILE` when it allows that (MariaDB does by
+//! default; MySQL 8 has `local_infile=OFF`): each `INSERT` of a chunk is turned into LOAD DATA's
+//! text format on the fly ([`super::infile`]), which the server parses with less work. Otherwise,
+//! and for any statement that does not convert, the `INSERT` statements run as they are. A chunk
+//! whose LOAD DATA gives a warning or a row count other than expected is rolled back and loaded
+//! again with its `INSERT` statements, so LOAD DATA never changes what ends up in the table.
+//!
 //! In two steps, so that the caller can ask for confirmation knowing what will change:
 //! [`prepare_restore`] checks everything and changes nothing; [`PreparedRestore::run`] loads.
 
@@ -10,6 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
@@ -20,7 +28,7 @@ use super::error::{BackupError, Result};
 use super::files::{self, Identities, OpenError};
 use super::manifest::Manifest;
 use super::sql::{self, SplitDdl, ident, quote};
-use super::{Progress, verify};
+use super::{Progress, infile, verify};
 use crate::backends::Endpoint;
 
 /// Where and how to restore.
@@ -35,6 +43,45 @@ pub struct RestoreOptions {
     pub force: bool,
     /// The age identity file, for an encrypted backup.
     pub identity: Option<PathBuf>,
+    /// How rows are sent: LOAD DATA LOCAL INFILE when the server allows it, or INSERT.
+    pub method: LoadMethod,
+}
+
+/// How a restore sends rows to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadMethod {
+    /// LOAD DATA LOCAL INFILE if the server allows it (`local_infile`), else INSERT.
+    #[default]
+    Auto,
+    /// LOAD DATA LOCAL INFILE; an error if the server refuses it.
+    LoadData,
+    /// The backup's multi-row INSERT statements as they are.
+    Insert,
+}
+
+impl LoadMethod {
+    /// As shown to people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LoadMethod::Auto => "auto",
+            LoadMethod::LoadData => "LOAD DATA LOCAL INFILE",
+            LoadMethod::Insert => "multi-row INSERT",
+        }
+    }
+}
+
+/// How long each step of a restore took, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phases {
+    /// Checking the target, creating the database and the tables.
+    pub create_ms: u64,
+    /// Loading the rows (tables with their primary key only).
+    pub load_ms: u64,
+    /// Building the secondary indexes.
+    pub indexes_ms: u64,
+    /// Adding the foreign keys.
+    pub foreign_keys_ms: u64,
 }
 
 /// What a restore did.
@@ -48,6 +95,12 @@ pub struct RestoreSummary {
     pub duration_ms: u64,
     /// Tables that existed and were replaced (`--force`).
     pub replaced: Vec<String>,
+    /// How the rows were sent (`load-data` or `insert`).
+    pub method: LoadMethod,
+    /// Why the restore used INSERT where it would have used LOAD DATA, if it did.
+    pub notes: Vec<String>,
+    /// Where the time went.
+    pub phases: Phases,
 }
 
 /// A restore checked and ready; nothing has changed yet.
@@ -60,6 +113,10 @@ pub struct PreparedRestore {
     pub replaced: Vec<String>,
     /// Whether the target database exists already.
     pub database_exists: bool,
+    /// How rows will be sent: `LoadData` or `Insert`, never `Auto`.
+    pub method: LoadMethod,
+    /// Why INSERT is used although LOAD DATA was wanted (for a note before the load).
+    pub method_note: Option<String>,
     control: Db,
 }
 
@@ -105,6 +162,7 @@ pub async fn prepare_restore(dir: &Path, opts: RestoreOptions) -> Result<Prepare
         .into_iter()
         .filter(|t| manifest.table(t).is_some())
         .collect();
+    let (method, method_note) = choose_method(&mut control, opts.method).await?;
     Ok(PreparedRestore {
         dir: dir.to_path_buf(),
         manifest,
@@ -112,8 +170,45 @@ pub async fn prepare_restore(dir: &Path, opts: RestoreOptions) -> Result<Prepare
         identities,
         replaced,
         database_exists: !exists.is_empty(),
+        method,
+        method_note,
         control,
     })
+}
+
+/// LOAD DATA LOCAL INFILE if wanted and the server allows it (`@@local_infile`); otherwise
+/// INSERT, with the reason (an error only when LOAD DATA was asked for explicitly).
+async fn choose_method(
+    control: &mut Db,
+    wanted: LoadMethod,
+) -> Result<(LoadMethod, Option<String>)> {
+    if wanted == LoadMethod::Insert {
+        return Ok((LoadMethod::Insert, None));
+    }
+    let allowed: Vec<Option<String>> = control
+        .rows(
+            "SELECT @@local_infile",
+            "asking whether LOAD DATA LOCAL is allowed",
+        )
+        .await
+        .unwrap_or_default();
+    let on = matches!(allowed.first(), Some(Some(v)) if v == "1" || v.eq_ignore_ascii_case("ON"));
+    if on {
+        return Ok((LoadMethod::LoadData, None));
+    }
+    let why = format!(
+        "the server does not allow LOAD DATA LOCAL INFILE (local_infile is OFF on {}): \
+         loading with multi-row INSERT instead, which is slower",
+        control.endpoint
+    );
+    if wanted == LoadMethod::LoadData {
+        return Err(BackupError::Usage(format!(
+            "--load-with load-data: the server on {} does not allow LOAD DATA LOCAL INFILE \
+             (local_infile is OFF); use --load-with auto (or insert)",
+            control.endpoint
+        )));
+    }
+    Ok((LoadMethod::Insert, Some(why)))
 }
 
 /// Loads the identities an encrypted backup needs and proves they open it.
@@ -194,7 +289,6 @@ impl PreparedRestore {
 
     /// Loads the backup.
     pub async fn run(self, progress: &dyn Progress) -> Result<RestoreSummary> {
-        let started = Instant::now();
         let PreparedRestore {
             dir,
             manifest,
@@ -202,8 +296,13 @@ impl PreparedRestore {
             identities,
             replaced,
             mut control,
+            method,
+            method_note,
             ..
         } = self;
+        let started = Instant::now();
+        let mut phases = Phases::default();
+        let mut lap = Instant::now();
         let target = ident(&opts.database);
         let db = &manifest.database;
         progress.phase("creating tables");
@@ -226,6 +325,7 @@ impl PreparedRestore {
             )
             .await?;
         let mut ddls: BTreeMap<String, SplitDdl> = BTreeMap::new();
+        let mut auto_increment: BTreeMap<String, String> = BTreeMap::new();
         for t in &manifest.tables {
             let mut text = String::new();
             open(&dir, &t.schema_file, identities.as_ref(), &manifest)?
@@ -233,6 +333,9 @@ impl PreparedRestore {
                 .map_err(|e| BackupError::file("reading", dir.join(&t.schema_file), e))?;
             let ddl = text.trim_end().trim_end_matches(';').to_string();
             let split = sql::split_create_table(&ddl);
+            if let Some(col) = sql::auto_increment_column(&ddl) {
+                auto_increment.insert(t.name.clone(), ident(&col));
+            }
             control
                 .exec(
                     &format!("DROP TABLE IF EXISTS {}", ident(&t.name)),
@@ -271,19 +374,32 @@ impl PreparedRestore {
             )
             .await?;
         }
+        phases.create_ms = ms(&mut lap);
         progress.phase("loading");
         let queue = Mutex::new(jobs);
         let loaded: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+        let notes = Mutex::new(method_note.into_iter().collect::<Vec<_>>());
+        let infile = AtomicBool::new(method == LoadMethod::LoadData);
         let ctx = LoadCtx {
             dir: &dir,
             manifest: &manifest,
             identities: identities.as_ref(),
             queue: &queue,
             loaded: &loaded,
+            auto_increment: &auto_increment,
+            infile: &infile,
+            notes: &notes,
             progress,
         };
         futures::future::try_join_all(workers.iter_mut().map(|w| load_worker(w, &ctx))).await?;
         let loaded = loaded.into_inner().unwrap_or_default();
+        let notes = notes.into_inner().unwrap_or_default();
+        let method = if infile.load(Ordering::SeqCst) {
+            LoadMethod::LoadData
+        } else {
+            LoadMethod::Insert
+        };
+        phases.load_ms = ms(&mut lap);
 
         // Secondary indexes, one ALTER per table, then foreign keys.
         progress.phase("indexing");
@@ -295,6 +411,7 @@ impl PreparedRestore {
             })
             .collect();
         run_statements(&mut workers, alters, "adding the indexes of").await?;
+        phases.indexes_ms = ms(&mut lap);
         let fks: VecDeque<(String, String)> = tables
             .iter()
             .filter_map(|t| {
@@ -303,6 +420,7 @@ impl PreparedRestore {
             })
             .collect();
         run_statements(&mut workers, fks, "adding the foreign keys of").await?;
+        phases.foreign_keys_ms = ms(&mut lap);
         let endpoint = workers[0].endpoint.clone();
         for w in workers {
             w.close().await;
@@ -333,8 +451,18 @@ impl PreparedRestore {
             rows: manifest.total_rows(),
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             replaced,
+            method,
+            notes,
+            phases,
         })
     }
+}
+
+/// Milliseconds since `lap`, which restarts.
+fn ms(lap: &mut Instant) -> u64 {
+    let n = u64::try_from(lap.elapsed().as_millis()).unwrap_or(u64::MAX);
+    *lap = Instant::now();
+    n
 }
 
 use std::io::Read as _;
@@ -345,7 +473,21 @@ struct LoadCtx<'a> {
     identities: Option<&'a Identities>,
     queue: &'a Mutex<VecDeque<(String, String)>>,
     loaded: &'a Mutex<BTreeMap<String, u64>>,
+    /// Each table's AUTO_INCREMENT column, quoted.
+    auto_increment: &'a BTreeMap<String, String>,
+    /// Whether chunks are sent as LOAD DATA (cleared for good if the server refuses it).
+    infile: &'a AtomicBool,
+    /// Why INSERT was used instead of LOAD DATA, for the summary.
+    notes: &'a Mutex<Vec<String>>,
     progress: &'a dyn Progress,
+}
+
+impl LoadCtx<'_> {
+    fn note(&self, what: String) {
+        if let Ok(mut n) = self.notes.lock() {
+            n.push(what);
+        }
+    }
 }
 
 async fn load_worker(db: &mut Db, ctx: &LoadCtx<'_>) -> Result<()> {
@@ -361,60 +503,191 @@ async fn load_worker(db: &mut Db, ctx: &LoadCtx<'_>) -> Result<()> {
     }
 }
 
-/// Loads one chunk file in one transaction; statements are read (decrypted, decompressed) on a
-/// thread of its own, at most two ahead.
+/// What one attempt at a chunk came to.
+enum Attempt {
+    /// Committed with this many rows.
+    Loaded(u64),
+    /// Rolled back: the server refuses LOAD DATA LOCAL (for every later chunk too).
+    Refused(String),
+    /// Rolled back: LOAD DATA did not give exactly what INSERT would (warnings, a row count
+    /// other than the statement's); this chunk is loaded again with INSERT.
+    Differs(String),
+    /// Rolled back by the server as a deadlock victim (two loads starting on one empty table
+    /// both want its table lock): the same again.
+    Deadlock(String),
+}
+
+/// How many times a chunk chosen as a deadlock victim is loaded again.
+const DEADLOCK_RETRIES: usize = 5;
+
+/// Server errors meaning "LOAD DATA LOCAL is not allowed here": MariaDB's "The used command is
+/// not allowed with this MariaDB version", MySQL 8's "Loading local data is disabled".
+const LOCAL_REFUSED: &[u16] = &[1148, 3948];
+
+/// "Deadlock found when trying to get lock": the server rolled the transaction back.
+const DEADLOCK: u16 = 1213;
+
+/// Bytes per piece of LOAD DATA input handed to the driver.
+const INFILE_PIECE: usize = 64 * 1024;
+
+/// Loads one chunk file in one transaction, as LOAD DATA while the server allows it, else (or
+/// if LOAD DATA would not give exactly the rows INSERT gives) with its INSERT statements.
 async fn load_chunk(db: &mut Db, ctx: &LoadCtx<'_>, table: &str, file: &str) -> Result<u64> {
-    let reader = open(ctx.dir, file, ctx.identities, ctx.manifest)?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(1);
-    let reading = std::thread::Builder::new()
-        .name("restore-reader".into())
-        .spawn(move || {
-            let mut reader = reader;
-            loop {
+    if ctx.infile.load(Ordering::SeqCst) {
+        match attempt_chunk(db, ctx, table, file, true).await? {
+            Attempt::Loaded(rows) => return Ok(rows),
+            Attempt::Refused(why) => {
+                if ctx.infile.swap(false, Ordering::SeqCst) {
+                    ctx.note(format!(
+                        "the server refused LOAD DATA LOCAL INFILE ({why}): loading with multi-row INSERT instead"
+                    ));
+                }
+            }
+            Attempt::Differs(why) | Attempt::Deadlock(why) => {
+                ctx.note(format!("{file}: {why}; loaded with INSERT instead"));
+            }
+        }
+    }
+    match attempt_chunk(db, ctx, table, file, false).await? {
+        Attempt::Loaded(rows) => Ok(rows),
+        Attempt::Refused(why) | Attempt::Differs(why) | Attempt::Deadlock(why) => {
+            Err(BackupError::Query {
+                endpoint: db.endpoint.clone(),
+                during: format!("loading {file}"),
+                detail: why,
+            })
+        }
+    }
+}
+
+/// One statement of a chunk, as read (and converted) by the reader thread.
+enum Statement {
+    Sql(Vec<u8>),
+    Infile(infile::Infile),
+}
+
+/// One attempt at a chunk, in one transaction (again while the server picks it as a deadlock
+/// victim); statements are read (decrypted, decompressed, converted for LOAD DATA) on a thread
+/// of its own, at most two ahead.
+async fn attempt_chunk(
+    db: &mut Db,
+    ctx: &LoadCtx<'_>,
+    table: &str,
+    file: &str,
+    as_infile: bool,
+) -> Result<Attempt> {
+    let mut tries = 0;
+    loop {
+        let reader = open(ctx.dir, file, ctx.identities, ctx.manifest)?;
+        let auto_increment = ctx.auto_increment.get(table).cloned();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Statement>>(1);
+        let reading = std::thread::Builder::new()
+            .name("restore-reader".into())
+            .spawn(move || {
+                let mut reader = reader;
                 // Statements are about DEFAULT_STATEMENT_BYTES: no doubling past that.
-                let mut line = Vec::with_capacity(super::DEFAULT_STATEMENT_BYTES + 64 * 1024);
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) => return,
-                    Ok(_) => {
-                        if tx.blocking_send(Ok(line)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
+                let fresh = || Vec::with_capacity(super::DEFAULT_STATEMENT_BYTES + 64 * 1024);
+                let mut line = fresh();
+                loop {
+                    // A converted line's buffer is read into again; a line sent as SQL goes.
+                    line.clear();
+                    let item = match reader.read_until(b'\n', &mut line) {
+                        Ok(0) => return,
+                        Ok(_) if line.iter().all(u8::is_ascii_whitespace) => continue,
+                        Ok(_) => Ok(
+                            match as_infile
+                                .then(|| infile::convert(&line, auto_increment.as_deref()))
+                                .flatten()
+                            {
+                                Some(converted) => Statement::Infile(converted),
+                                None => Statement::Sql(std::mem::replace(&mut line, fresh())),
+                            },
+                        ),
+                        Err(e) => Err(e),
+                    };
+                    let failed = item.is_err();
+                    if tx.blocking_send(item).is_err() || failed {
                         return;
                     }
                 }
-            }
-        })
-        .map_err(|e| BackupError::file("starting a reader thread for", ctx.dir.join(file), e))?;
-    let during = format!("loading {file}");
-    db.exec("BEGIN", &during).await?;
-    let mut rows = 0u64;
-    while let Some(line) = rx.recv().await {
-        let line = line.map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
-                BackupError::Corrupt {
-                    id: ctx.manifest.id.clone(),
-                    problems: vec![format!("{file}: {e}")],
+            })
+            .map_err(|e| {
+                BackupError::file("starting a reader thread for", ctx.dir.join(file), e)
+            })?;
+        let during = format!("loading {file}");
+        db.exec("BEGIN", &during).await?;
+        let mut rows = 0u64;
+        let mut outcome = None;
+        while let Some(item) = rx.recv().await {
+            let item = item.map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+                    BackupError::Corrupt {
+                        id: ctx.manifest.id.clone(),
+                        problems: vec![format!("{file}: {e}")],
+                    }
                 }
-            }
-            _ => BackupError::file("reading", ctx.dir.join(file), e),
-        })?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+                _ => BackupError::file("reading", ctx.dir.join(file), e),
+            })?;
+            let n = match item {
+                Statement::Sql(line) => match db.conn.query_drop(line).await {
+                    Ok(()) => db.conn.affected_rows(),
+                    Err(mysql_async::Error::Server(e)) if e.code == DEADLOCK => {
+                        outcome = Some(Attempt::Deadlock(format!("{} ({})", e.message, e.code)));
+                        break;
+                    }
+                    Err(e) => return Err(db.error(&during, &e)),
+                },
+                Statement::Infile(converted) => {
+                    // Sent in pieces of the one buffer, so that the driver's write buffers stay small.
+                    let data = bytes::Bytes::from(converted.data);
+                    let pieces: Vec<std::io::Result<bytes::Bytes>> = (0..data.len())
+                        .step_by(INFILE_PIECE)
+                        .map(|at| Ok(data.slice(at..(at + INFILE_PIECE).min(data.len()))))
+                        .collect();
+                    db.conn.set_infile_handler(async move {
+                        Ok(Box::pin(futures::stream::iter(pieces)) as mysql_async::InfileData)
+                    });
+                    match db.conn.query_drop(&converted.statement).await {
+                        Ok(()) => {}
+                        Err(mysql_async::Error::Server(e)) if LOCAL_REFUSED.contains(&e.code) => {
+                            outcome = Some(Attempt::Refused(format!("{} ({})", e.message, e.code)));
+                            break;
+                        }
+                        Err(mysql_async::Error::Server(e)) if e.code == DEADLOCK => {
+                            outcome =
+                                Some(Attempt::Deadlock(format!("{} ({})", e.message, e.code)));
+                            break;
+                        }
+                        Err(e) => return Err(db.error(&during, &e)),
+                    }
+                    let (n, warnings) = (db.conn.affected_rows(), db.conn.get_warnings());
+                    if warnings > 0 || n != converted.rows {
+                        outcome = Some(Attempt::Differs(format!(
+                            "LOAD DATA gave {warnings} warning(s) and {n} of {} rows",
+                            converted.rows
+                        )));
+                        break;
+                    }
+                    n
+                }
+            };
+            rows += n;
+            ctx.progress.rows(table, n);
         }
-        db.conn
-            .query_drop(line)
-            .await
-            .map_err(|e| db.error(&during, &e))?;
-        let n = db.conn.affected_rows();
-        rows += n;
-        ctx.progress.rows(table, n);
+        let finish = if outcome.is_some() {
+            "ROLLBACK"
+        } else {
+            "COMMIT"
+        };
+        db.exec(finish, &during).await?;
+        // Stops the reader if it is still going (a rolled-back attempt).
+        drop(rx);
+        let _ = tokio::task::spawn_blocking(move || reading.join()).await;
+        match outcome {
+            Some(Attempt::Deadlock(_)) if tries < DEADLOCK_RETRIES => tries += 1,
+            other => return Ok(other.unwrap_or(Attempt::Loaded(rows))),
+        }
     }
-    db.exec("COMMIT", &during).await?;
-    let _ = tokio::task::spawn_blocking(move || reading.join()).await;
-    Ok(rows)
 }
 
 /// Runs `(table, statement)` jobs on the connections in parallel.

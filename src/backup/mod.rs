@@ -19,6 +19,7 @@ mod conn;
 pub mod dump;
 pub mod error;
 pub mod files;
+pub mod infile;
 pub mod load;
 pub mod manifest;
 pub mod schedule;
@@ -30,7 +31,7 @@ use std::path::PathBuf;
 
 pub use dump::{BackupSummary, run_backup};
 pub use error::BackupError;
-pub use load::{PreparedRestore, RestoreOptions, RestoreSummary, prepare_restore};
+pub use load::{LoadMethod, PreparedRestore, RestoreOptions, RestoreSummary, prepare_restore};
 
 use crate::backends::Endpoint;
 use crate::config::Settings;

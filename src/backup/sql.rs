@@ -205,6 +205,14 @@ pub fn split_create_table(ddl: &str) -> SplitDdl {
     }
 }
 
+/// The AUTO_INCREMENT column of a `SHOW CREATE TABLE` statement, if it has one.
+pub fn auto_increment_column(ddl: &str) -> Option<String> {
+    ddl.lines().skip(1).find_map(|l| {
+        let t = l.trim_start();
+        (t.starts_with('`') && t.contains(" AUTO_INCREMENT")).then(|| first_ident(t))?
+    })
+}
+
 /// The first backquoted identifier of `s`.
 fn first_ident(s: &str) -> Option<String> {
     let s = s.trim_start();

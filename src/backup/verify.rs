@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::conn::Db;
 use super::error::{BackupError, Result};
 use super::files;
-use super::load::{RestoreOptions, prepare_restore};
+use super::load::{LoadMethod, RestoreOptions, prepare_restore};
 use super::manifest::{self, Manifest, Verified};
 use super::sql::ident;
 use super::{NoProgress, Progress};
@@ -180,6 +180,7 @@ async fn restore_and_compare(
             threads,
             force: false,
             identity: identity.map(Path::to_path_buf),
+            method: LoadMethod::Auto,
         },
     )
     .await?;

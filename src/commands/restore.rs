@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::backup::{self, RestoreOptions, store};
+use crate::backup::{self, LoadMethod, RestoreOptions, store};
 use crate::cli::GlobalArgs;
 use crate::commands::backup::{Bars, DirArg, MysqlArgs, cluster_for};
 use crate::config::Settings;
@@ -44,6 +44,11 @@ pub struct RestoreArgs {
     /// Connections loading in parallel.
     #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
     pub threads: usize,
+
+    /// How rows are sent: `auto` uses LOAD DATA LOCAL INFILE when the server allows it
+    /// (`local_infile`, on by default in MariaDB, off in MySQL 8) and multi-row INSERT otherwise.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = LoadMethod::Auto)]
+    pub load_with: LoadMethod,
 }
 
 pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Result<u8> {
@@ -61,6 +66,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
             threads: args.threads.max(1),
             force: args.force,
             identity: args.identity.clone(),
+            method: args.load_with,
         },
     )
     .await?;
@@ -84,25 +90,45 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
         "restoring {} into `{}` on {}",
         args.id, args.database, reached.via
     ));
+    if let Some(why) = &prepared.method_note {
+        printer.note(why);
+    }
+    let prepared_note = prepared.method_note.is_some();
     let progress = Bars::new(printer);
     let summary = prepared.run(&progress).await;
     progress.clear();
     drop(reached);
     let summary = summary?;
+    // The fallback chosen before the load was noted then; anything after it is news.
+    for n in summary.notes.iter().skip(usize::from(prepared_note)) {
+        printer.note(n);
+    }
     printer.data(&summary, |style| {
+        let p = &summary.phases;
         let mut s = format!(
-            "{} restored backup {} into `{}`: {} tables, {} rows in {:.1}s; row counts match the manifest\n",
+            "{} restored backup {} into `{}`: {} tables, {} rows in {:.1}s; row counts match the manifest\n  \
+             {}: load {:.1}s, indexes {:.1}s (tables {:.1}s, foreign keys {:.1}s)\n",
             style.green("complete:"),
             summary.id,
             summary.database,
             summary.tables,
             summary.rows,
-            summary.duration_ms as f64 / 1000.0
+            secs(summary.duration_ms),
+            summary.method.describe(),
+            secs(p.load_ms),
+            secs(p.indexes_ms),
+            secs(p.create_ms),
+            secs(p.foreign_keys_ms),
         );
+
         if !summary.replaced.is_empty() {
             s.push_str(&format!("  replaced: {}\n", summary.replaced.join(", ")));
         }
         s
     })?;
     Ok(exit::OK)
+}
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
