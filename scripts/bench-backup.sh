@@ -52,15 +52,27 @@ log "starting MariaDB on 127.0.0.1:$PORT (buffer pool $BUFFER_POOL)"
 mariadb-install-db --no-defaults --datadir="$WORK/data" --auth-root-authentication-method=normal \
   --skip-test-db "${ROOTUSER[@]}" >/dev/null 2>&1
 mkdir -p "$WORK/tmp"
-mariadbd --no-defaults "${ROOTUSER[@]}" --datadir="$WORK/data" --port="$PORT" --bind-address=127.0.0.1 \
-  --socket="$WORK/sock" --pid-file="$WORK/pid" --log-error="$WORK/err.log" --tmpdir="$WORK/tmp" \
-  --skip-name-resolve --innodb-buffer-pool-size="$BUFFER_POOL" --max-allowed-packet=64M \
-  >/dev/null 2>&1 &
-PID=$!
-for _ in $(seq 1 100); do
-  mariadb --no-defaults -S "$WORK/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
-  sleep 0.2
-done
+# start_server: (re)starts MariaDB and waits until it answers. Every restore below starts from a
+# freshly started server (empty buffer pool) and page cache, so no tool inherits another's pages.
+start_server() {
+  mariadbd --no-defaults "${ROOTUSER[@]}" --datadir="$WORK/data" --port="$PORT" --bind-address=127.0.0.1 \
+    --socket="$WORK/sock" --pid-file="$WORK/pid" --log-error="$WORK/err.log" --tmpdir="$WORK/tmp" \
+    --skip-name-resolve --innodb-buffer-pool-size="$BUFFER_POOL" --max-allowed-packet=64M \
+    >/dev/null 2>&1 &
+  PID=$!
+  for _ in $(seq 1 100); do
+    mariadb --no-defaults -S "$WORK/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  log "MariaDB did not start: $(tail -5 "$WORK/err.log")"
+  exit 1
+}
+restart_server() {
+  kill "$PID" 2>/dev/null || true
+  wait "$PID" 2>/dev/null || true
+  start_server
+}
+start_server
 
 PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 ROOT=(mariadb --no-defaults -S "$WORK/sock" -uroot)
@@ -124,21 +136,30 @@ mkdir -p "$WORK/mydumper"
 time_it "mydumper -t $THREADS -c" "mydumper --defaults-file='$WORK/client.cnf' -t $THREADS -c -B new-api -o '$WORK/mydumper'"
 OURS=$(du -sb "$WORK/ours" | cut -f1); DUMPZ=$(stat -c %s "$WORK/dump.sql.zst"); MYD=$(du -sb "$WORK/mydumper" | cut -f1)
 
-log "restores"
+log "restores (each on a freshly started server; the copy is checked, then dropped)"
 zstd -q -d "$WORK/dump.sql.zst" -o "$WORK/dump.sql"
+# check DB: the restored copy's CHECKSUM TABLE and row count, then it is dropped.
+check() {
+  printf '%s: ' "$1" >&2
+  "${ROOT[@]}" -N -e "CHECKSUM TABLE \`$1\`.logs; SELECT COUNT(*) FROM \`$1\`.logs" | tr '\n' ' ' | tee -a "$WORK/checks" >&2
+  echo >> "$WORK/checks"; echo >&2
+  drop "$1"
+}
+restart_server
 time_it "newapi-ops restore (--threads $THREADS)" \
   "'$BIN' -q restore latest --dir '$WORK/ours' --database r_ours --threads $THREADS --yes"
+check r_ours
+restart_server
 "${ROOT[@]}" -e 'CREATE DATABASE r_client'
 time_it "mariadb < dump.sql" "mariadb '$DEF' r_client < '$WORK/dump.sql'"
+check r_client
+restart_server
 time_it "myloader -t $THREADS" "myloader --defaults-file='$WORK/client.cnf' -t $THREADS -d '$WORK/mydumper' -B r_myloader"
-
-# The three restored copies hold the same data.
-for db in r_ours r_client r_myloader; do
-  printf '%s: ' "$db" >&2
-  "${ROOT[@]}" -N -e "CHECKSUM TABLE \`$db\`.logs; SELECT COUNT(*) FROM \`$db\`.logs" | tr '\n' ' ' >&2
-  echo >&2
-done
-drop r_ours; drop r_client; drop r_myloader
+check r_myloader
+# The three restored copies held the same data.
+if [ "$(sed 's/^[^ ]* //' "$WORK/checks" | sort -u | wc -l)" != 1 ]; then
+  log "the restored copies differ:"; cat "$WORK/checks" >&2; exit 1
+fi
 
 echo "### $ROWS rows in \`logs\` ($((SQLBYTES / 1048576)) MiB of SQL), $(nproc) cores, MariaDB $("${ROOT[@]}" -N -e 'SELECT VERSION()'), buffer pool $BUFFER_POOL"
 echo
