@@ -124,14 +124,28 @@ fn follow_streams_new_lines() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // New-API's probes log a [GIN] line every 10 s: one must arrive while following.
+    // The existing last line comes first (--tail 1), then what is logged while following:
+    // New-API's probes log a [GIN] line every 10 s, so one must arrive (the master's channel
+    // sync lines may come in between).
     let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
+    let mut lines = Vec::new();
+    while lines.len() < 20 {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let gin = line.contains("[GIN]");
+        lines.push(line);
+        if gin && lines.len() >= 2 {
+            break;
+        }
+    }
     child.kill().unwrap();
     let _ = child.wait();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert!(lines.last().unwrap().contains("[GIN]"), "{lines:?}");
     assert!(
-        line.starts_with("new-api-master-") && line.contains("[GIN]"),
-        "{line:?}"
+        lines.iter().all(|l| l.starts_with("new-api-master-")),
+        "{lines:?}"
     );
 }

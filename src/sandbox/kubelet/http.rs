@@ -64,6 +64,24 @@ pub enum ReadError {
     Malformed(String),
 }
 
+/// The next request head of a kept-alive connection: None when the peer closed it or stayed
+/// idle longer than `idle`; a malformed request is answered 400 before its error is returned.
+pub async fn next_request<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    idle: std::time::Duration,
+) -> Result<Option<Head>, ReadError> {
+    use tokio::io::AsyncWriteExt;
+    match tokio::time::timeout(idle, read_head(stream, buf)).await {
+        Ok(Ok(head)) => Ok(head),
+        Err(_) => Ok(None),
+        Ok(Err(e)) => {
+            let _ = stream.write_all(&text(400, &e.to_string(), false)).await;
+            Err(e)
+        }
+    }
+}
+
 /// Reads one request head from `r`. `buf` holds bytes already read; on return it holds what came
 /// after the head (the body or the next request, or WebSocket frames). `Ok(None)`: the peer
 /// closed the connection before starting a request.

@@ -132,17 +132,8 @@ where
 {
     let mut buf = Vec::new();
     loop {
-        let head = match tokio::time::timeout(IDLE_TIMEOUT, http::read_head(&mut stream, &mut buf))
-            .await
-        {
-            Ok(Ok(Some(head))) => head,
-            Ok(Ok(None)) | Err(_) => return Ok(()),
-            Ok(Err(e)) => {
-                let _ = stream
-                    .write_all(&http::text(400, &e.to_string(), false))
-                    .await;
-                return Err(e);
-            }
+        let Some(head) = http::next_request(&mut stream, &mut buf, IDLE_TIMEOUT).await? else {
+            return Ok(());
         };
         let keep_alive = head.keep_alive();
         match route(&head) {
