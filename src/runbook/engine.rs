@@ -78,8 +78,8 @@ pub trait StepHooks {
         None
     }
     /// Once the step is about to act (its `when` held, its arguments resolved): `change` is what
-    /// a mutating step would change, `details` more lines about it, `instructions` what a manual
-    /// step asks of a person.
+    /// a mutating step would change and `details` more lines about it (a manual step's
+    /// instructions are already printed).
     fn decide(&self, _view: &StepView<'_>) -> Result<Decision> {
         Ok(Decision::Default)
     }
@@ -102,7 +102,6 @@ pub struct StepView<'a> {
     pub effect: Effect,
     pub change: Option<&'a str>,
     pub details: &'a [String],
-    pub instructions: Option<&'a str>,
 }
 
 /// The hooks of a plain run: none.
@@ -604,7 +603,7 @@ async fn run_step(
         arguments,
     };
     if step.action.effect() == Effect::ReadOnly
-        && let Some(o) = decided(&view.decide(step, None, &[], None), &arguments, None)
+        && let Some(o) = decided(&view.decide(step, None, &[]), &arguments, None)
     {
         return o;
     }
@@ -655,7 +654,7 @@ async fn run_step(
                     arguments,
                 };
             }
-            let decision = view.decide(step, None, &[], Some(&text));
+            let decision = view.decide(step, None, &[]);
             if let Some(o) = decided(&decision, &arguments, None) {
                 return o;
             }
@@ -717,7 +716,7 @@ async fn run_step(
                 };
             }
             let shown_change = redactor.text(&plan.change);
-            let decision = view.decide(step, Some(&shown_change), &details, None);
+            let decision = view.decide(step, Some(&shown_change), &details);
             if let Some(o) = decided(&decision, &arguments, Some(&plan.change)) {
                 return o;
             }
@@ -824,13 +823,7 @@ struct StepContext<'a> {
 
 impl StepContext<'_> {
     /// Asks the hooks (on a blocking thread: a guide may prompt).
-    fn decide(
-        &self,
-        step: &Step,
-        change: Option<&str>,
-        details: &[String],
-        instructions: Option<&str>,
-    ) -> Result<Decision> {
+    fn decide(&self, step: &Step, change: Option<&str>, details: &[String]) -> Result<Decision> {
         let view = StepView {
             step,
             index: self.index,
@@ -838,7 +831,6 @@ impl StepContext<'_> {
             effect: step.action.effect(),
             change,
             details,
-            instructions,
         };
         tokio::task::block_in_place(|| self.hooks.decide(&view))
     }

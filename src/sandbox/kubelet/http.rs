@@ -1,6 +1,6 @@
 //! The little HTTP/1.1 the simulator speaks, by hand: reading a request head (httparse),
-//! query strings, and writing simple responses. Used by the kubelet endpoints and the New-API
-//! stand-in.
+//! query strings, and writing simple responses; and the TLS accept loop. Used by the kubelet
+//! endpoints, the New-API stand-in and the metrics server.
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -79,6 +79,50 @@ pub async fn next_request<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
             let _ = stream.write_all(&text(400, &e.to_string(), false)).await;
             Err(e)
         }
+    }
+}
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts TLS connections on `listener` until the task is aborted, each served by `handle` on a
+/// task of its own. A failed accept (too many open files, ...) is logged and retried; a failed
+/// handshake or connection only ends that connection.
+pub async fn serve_tls<F, Fut>(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handle: F,
+) where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), ReadError>> + Send + 'static,
+{
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let handle = handle.clone();
+        connections.spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if let Err(e) = handle(tls).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
     }
 }
 

@@ -14,7 +14,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{
     self,
@@ -28,8 +27,6 @@ use super::{KubeletError, Shared, portforward};
 
 /// How often a followed log is checked for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(500);
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a kept-alive connection may sit idle between requests.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -64,30 +61,12 @@ pub async fn serve(
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
 ) -> Result<(), KubeletError> {
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let (tcp, peer) = listener.accept().await.map_err(|source| KubeletError::Io {
-            action: "accepting a connection".into(),
-            source,
-        })?;
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+    http::serve_tls(listener, acceptor, move |tls| {
         let shared = shared.clone();
-        connections.spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            if let Err(e) = handle(tls, &shared).await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
-    }
+        async move { handle(tls, &shared).await }
+    })
+    .await;
+    Ok(())
 }
 
 /// What a request asks for.

@@ -32,8 +32,6 @@ use tokio_rustls::rustls::{
 
 use super::kubelet::http::{self, Head};
 
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a kept-alive connection may sit idle between requests.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -202,34 +200,12 @@ async fn serve(
     acceptor: TlsAcceptor,
     cache: Arc<Cache>,
 ) -> Result<(), MetricsError> {
-    let mut connections = JoinSet::new();
-    loop {
-        while connections.try_join_next().is_some() {}
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!("accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+    http::serve_tls(listener, acceptor, move |tls| {
         let cache = cache.clone();
-        connections.spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            if let Err(e) = handle(tls, &cache).await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
-    }
+        async move { handle(tls, &cache).await }
+    })
+    .await;
+    Ok(())
 }
 
 async fn handle<S>(mut stream: S, cache: &Cache) -> Result<(), http::ReadError>
