@@ -22,6 +22,7 @@ pub mod quantity;
 pub mod runbook;
 pub mod sandbox;
 pub mod scale;
+pub mod units;
 
 use std::process::ExitCode;
 
