@@ -301,22 +301,6 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
-    /// The exit code when this ends a command (see [`crate::error::exit`]).
-    pub fn exit_code(&self) -> u8 {
-        use crate::error::exit;
-        match self {
-            ResolveError::BadUrl { .. } => exit::USAGE,
-            ResolveError::Unreadable { .. } => exit::PERMISSION,
-            ResolveError::Unset { .. }
-            | ResolveError::BadValue { .. }
-            | ResolveError::NoCluster => exit::CONFIG,
-            ResolveError::NoPod { .. } => exit::UNAVAILABLE,
-            ResolveError::Forward { source, .. } | ResolveError::Cluster(source) => {
-                source.exit_code()
-            }
-        }
-    }
-
     /// What to do about it.
     pub fn hint(&self) -> Option<String> {
         Some(match self {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 
 /// The file name looked up in the working directory, then in the user's config directory.
@@ -102,9 +101,29 @@ pub struct Workloads {
     pub redis: Workload,
 }
 
+/// What the command line (or a caller that acts like it) overrides; every field is optional.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The kubeconfig file (else `$KUBECONFIG`, `~/.kube/config`, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (else its current context).
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    /// The config file (else `./newapi-ops.toml`, then the user's config directory).
+    pub config: Option<PathBuf>,
+    pub master: Option<String>,
+    pub slave: Option<String>,
+    pub mysql: Option<String>,
+    pub redis: Option<String>,
+}
+
 /// Everything a command needs to know about where and what New-API is.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The kubeconfig file named on the command line, if any.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context named on the command line, if any.
+    pub context: Option<String>,
     pub namespace: String,
     pub workloads: Workloads,
     /// The config file that was read, if any.
@@ -115,8 +134,8 @@ pub struct Settings {
 
 impl Settings {
     /// Resolves settings from defaults, the config file and the command line.
-    pub fn resolve(global: &GlobalArgs) -> Result<Settings> {
-        let (wire, config_file) = match &global.config {
+    pub fn resolve(over: &Overrides) -> Result<Settings> {
+        let (wire, config_file) = match &over.config {
             Some(path) => (read_config(path)?, Some(path.clone())),
             None => match find_config() {
                 Some(path) => (read_config(&path)?, Some(path)),
@@ -131,7 +150,6 @@ impl Settings {
             })
         };
         let w = &wire.workloads;
-        let n = &global.names;
         let pick = |flag: &Option<String>, file: &Option<String>, default: &str| {
             flag.clone()
                 .or_else(|| file.clone())
@@ -139,29 +157,31 @@ impl Settings {
         };
         let workloads = Workloads {
             master: Workload {
-                name: pick(&n.master, &w.master, "new-api-master"),
+                name: pick(&over.master, &w.master, "new-api-master"),
                 selector: sel(&w.master_selector, "app=new-api,role=master")?,
             },
             slave: Workload {
-                name: pick(&n.slave, &w.slave, "new-api-slave"),
+                name: pick(&over.slave, &w.slave, "new-api-slave"),
                 selector: sel(&w.slave_selector, "app=new-api,role=slave")?,
             },
             mysql: Workload {
-                name: pick(&n.mysql, &w.mysql, "mysql"),
+                name: pick(&over.mysql, &w.mysql, "mysql"),
                 selector: sel(&w.mysql_selector, "app=mysql")?,
             },
             redis: Workload {
-                name: pick(&n.redis, &w.redis, "redis"),
+                name: pick(&over.redis, &w.redis, "redis"),
                 selector: sel(&w.redis_selector, "app=redis")?,
             },
         };
         let runbook_dirs = relative_to(config_file.as_deref(), &wire.runbook_dirs);
-        let namespace = global
+        let namespace = over
             .namespace
             .clone()
             .or(wire.namespace)
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
         Ok(Settings {
+            kubeconfig: over.kubeconfig.clone(),
+            context: over.context.clone(),
             namespace,
             workloads,
             config_file,
@@ -235,12 +255,6 @@ mod tests {
 
     #[test]
     fn runbook_dirs_are_relative_to_the_config_file() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            global: GlobalArgs,
-        }
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("conf").join(CONFIG_FILE);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -249,8 +263,11 @@ mod tests {
             "runbook_dirs = [\"mine\", \"../shared/rb\", \"/srv/runbooks\"]\n",
         )
         .unwrap();
-        let cli = Cli::parse_from(["x", "--config", file.to_str().unwrap()]);
-        let s = Settings::resolve(&cli.global).unwrap();
+        let over = Overrides {
+            config: Some(file.clone()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&over).unwrap();
         let base = std::path::absolute(dir.path().join("conf")).unwrap();
         assert_eq!(
             s.runbook_dirs,
@@ -268,7 +285,7 @@ mod tests {
         );
         // Not a list of strings: an error naming the file.
         std::fs::write(&file, "runbook_dirs = \"mine\"\n").unwrap();
-        let err = Settings::resolve(&cli.global).unwrap_err();
+        let err = Settings::resolve(&over).unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{err}");
         assert!(err.to_string().contains(CONFIG_FILE), "{err}");
     }

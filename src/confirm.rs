@@ -136,7 +136,7 @@ mod tests {
         let err = NoTerminal
             .confirm("Scale new-api-slave from 3 to 5?")
             .unwrap_err();
-        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
         assert!(err.to_string().contains("Scale new-api-slave from 3 to 5?"));
         assert!(err.hint().unwrap().contains("--yes"));
     }

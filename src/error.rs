@@ -4,49 +4,12 @@
 
 use std::path::PathBuf;
 
+use crate::backends::ResolveError;
+use crate::backup::BackupError;
+use crate::exit;
+
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Exit codes, documented in README.md ("Exit codes"). Codes 0–2 are reserved for commands that
-/// report findings (diagnose); errors use the sysexits.h range so scripts can tell them apart.
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// diagnose: warnings found.
-    pub const WARNINGS: u8 = 1;
-    /// diagnose: critical findings.
-    pub const CRITICAL: u8 = 2;
-    /// diagnose could not run at all (no kubeconfig, bad config, namespace missing).
-    pub const COULD_NOT_RUN: u8 = 3;
-    /// Bad command line or bad input value (EX_USAGE).
-    pub const USAGE: u8 = 64;
-    /// Data is damaged or does not match: a corrupt backup, restored data that differs (EX_DATAERR).
-    pub const DATA: u8 = 65;
-    /// A named thing does not exist: namespace, workload, context, file (EX_NOINPUT).
-    pub const NOT_FOUND: u8 = 66;
-    /// A backend could not be reached: API server, MySQL, Redis, TLS failure (EX_UNAVAILABLE).
-    pub const UNAVAILABLE: u8 = 69;
-    /// A bug or an unexpected answer (EX_SOFTWARE).
-    pub const INTERNAL: u8 = 70;
-    /// Refused to overwrite: the target of a restore is not empty (EX_CANTCREAT).
-    pub const CANT_CREATE: u8 = 73;
-    /// Local I/O failed: a file could not be read or written (EX_IOERR).
-    pub const IO: u8 = 74;
-    /// Authentication (401) or authorization (403) refused (EX_NOPERM).
-    pub const PERMISSION: u8 = 77;
-    /// Configuration is missing or invalid: kubeconfig, newapi-ops.toml (EX_CONFIG).
-    pub const CONFIG: u8 = 78;
-    /// scale/restart: the change was applied but the rollout did not complete — pods the
-    /// scheduler cannot place, or the timeout (EX_TEMPFAIL).
-    pub const ROLLOUT_INCOMPLETE: u8 = 75;
-    /// scale/restart: someone else changed the replicas (while planning or waiting, or since
-    /// the change `--undo` would revert); newapi-ops did not overwrite them.
-    pub const CONFLICT: u8 = 76;
-    /// scale/restart: the answer at the confirmation prompt was no; nothing was changed.
-    pub const DECLINED: u8 = 1;
-    /// Interrupted by Ctrl-C (128 + SIGINT).
-    pub const INTERRUPTED: u8 = 130;
-}
 
 /// Everything that can go wrong, typed.
 #[derive(Debug, thiserror::Error)]
@@ -222,8 +185,8 @@ impl Error {
             Error::Api { .. } | Error::Internal(_) => exit::INTERNAL,
             Error::Io { .. } => exit::IO,
             Error::Sandbox(e) => e.exit_code(),
-            Error::Backend(e) => e.exit_code(),
-            Error::Backup(e) => e.exit_code(),
+            Error::Backend(e) => resolve_code(e),
+            Error::Backup(e) => backup_code(e),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
             Error::RunbookInvalid { .. } => exit::DATA,
@@ -299,5 +262,44 @@ impl Error {
                 return None;
             }
         })
+    }
+}
+
+/// The exit code of a MySQL/Redis resolution failure.
+fn resolve_code(e: &ResolveError) -> u8 {
+    match e {
+        ResolveError::BadUrl { .. } => exit::USAGE,
+        ResolveError::Unreadable { .. } => exit::PERMISSION,
+        ResolveError::Unset { .. } | ResolveError::BadValue { .. } | ResolveError::NoCluster => {
+            exit::CONFIG
+        }
+        ResolveError::NoPod { .. } => exit::UNAVAILABLE,
+        ResolveError::Forward { source, .. } | ResolveError::Cluster(source) => source.exit_code(),
+    }
+}
+
+/// The exit code of a backup, restore or schedule failure.
+fn backup_code(e: &BackupError) -> u8 {
+    match e {
+        BackupError::Usage(_)
+        | BackupError::NeedIdentity { .. }
+        | BackupError::BadRecipient { .. } => exit::USAGE,
+        BackupError::Connect { .. }
+        | BackupError::Lost { .. }
+        | BackupError::CronJobUnsupported { .. } => exit::UNAVAILABLE,
+        BackupError::Denied { .. }
+        | BackupError::LockRefused { .. }
+        | BackupError::WrongIdentity { .. } => exit::PERMISSION,
+        BackupError::Query { .. } => exit::INTERNAL,
+        BackupError::NoDatabase { .. }
+        | BackupError::NoTable { .. }
+        | BackupError::NotFound { .. } => exit::NOT_FOUND,
+        BackupError::DatabaseUnknown { .. } | BackupError::BadIdentity { .. } => exit::CONFIG,
+        BackupError::File { .. } => exit::IO,
+        BackupError::Corrupt { .. }
+        | BackupError::BadManifest { .. }
+        | BackupError::Mismatch { .. } => exit::DATA,
+        BackupError::TargetNotEmpty { .. } => exit::CANT_CREATE,
+        BackupError::Declined { .. } => exit::DECLINED,
     }
 }

@@ -10,7 +10,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::cli::GlobalArgs;
+use crate::config::Settings;
 use crate::error::{Error, Result};
 
 /// A connected client plus what we know about where it points.
@@ -61,12 +61,12 @@ enum Source {
     InCluster,
 }
 
-fn load_source(global: &GlobalArgs) -> Result<Source> {
+fn load_source(settings: &Settings) -> Result<Source> {
     let invalid = |path: &str, e: kube::config::KubeconfigError| Error::KubeconfigInvalid {
         path: path.to_string(),
         detail: e.to_string(),
     };
-    if let Some(path) = &global.kubeconfig {
+    if let Some(path) = &settings.kubeconfig {
         if !path.is_file() {
             return Err(Error::KubeconfigInvalid {
                 path: path.display().to_string(),
@@ -111,11 +111,11 @@ fn load_source(global: &GlobalArgs) -> Result<Source> {
 
 /// Connects like kubectl: `--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, then the pod's
 /// service account; `--context` picks the context. No request is made yet.
-pub async fn connect(global: &GlobalArgs) -> Result<Kube> {
-    let source = load_source(global)?;
+pub async fn connect(settings: &Settings) -> Result<Kube> {
+    let source = load_source(settings)?;
     let (mut config, context) = match source {
         Source::InCluster => {
-            if let Some(ctx) = &global.context {
+            if let Some(ctx) = &settings.context {
                 return Err(Error::Usage(format!(
                     "--context {ctx} given, but there is no kubeconfig: running in-cluster with the pod's service account"
                 )));
@@ -126,8 +126,10 @@ pub async fn connect(global: &GlobalArgs) -> Result<Kube> {
             })?;
             (config, None)
         }
-        Source::File(path, kc) => from_kubeconfig(&path.display().to_string(), kc, global).await?,
-        Source::Env(shown, kc) => from_kubeconfig(&shown, kc, global).await?,
+        Source::File(path, kc) => {
+            from_kubeconfig(&path.display().to_string(), kc, settings).await?
+        }
+        Source::Env(shown, kc) => from_kubeconfig(&shown, kc, settings).await?,
     };
     config.connect_timeout = Some(Duration::from_secs(5));
     // Like kubectl, say who we are: API server audit logs attribute our calls to newapi-ops.
@@ -155,10 +157,10 @@ pub async fn connect(global: &GlobalArgs) -> Result<Kube> {
 async fn from_kubeconfig(
     shown: &str,
     kc: Kubeconfig,
-    global: &GlobalArgs,
+    settings: &Settings,
 ) -> Result<(Config, Option<String>)> {
     let available: Vec<String> = kc.contexts.iter().map(|c| c.name.clone()).collect();
-    let context = match &global.context {
+    let context = match &settings.context {
         Some(ctx) if !available.contains(ctx) => {
             return Err(Error::UnknownContext {
                 context: ctx.clone(),

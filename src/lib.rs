@@ -6,13 +6,13 @@
 pub mod backends;
 pub mod backup;
 pub mod capacity;
-pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod confirm;
 pub mod diagnose;
 pub mod envvars;
 pub mod error;
+pub mod exit;
 pub mod incident;
 pub mod inventory;
 pub mod k8s;
@@ -28,8 +28,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::error::{Error, exit};
+use crate::commands::{Cli, Command};
+use crate::error::Error;
 use crate::printer::Printer;
 
 /// Entry point of the binary.
@@ -48,7 +48,11 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.global.verbose, cli.global.quiet);
-    let printer = Printer::new(cli.global.output, cli.global.no_color, cli.global.quiet);
+    let printer = Printer::new(
+        cli.global.output.into(),
+        cli.global.no_color,
+        cli.global.quiet,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,8 +7,18 @@ use std::io::Write;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
 use crate::error::{Error, Result};
+
+/// What the printer writes: tables and text for people, or one document for tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Tables and text for people.
+    Human,
+    /// One JSON document on stdout.
+    Json,
+    /// The same document as YAML.
+    Yaml,
+}
 
 /// Colours for human output; all no-ops when colour is off.
 #[derive(Debug, Clone, Copy)]
@@ -44,14 +54,14 @@ impl Style {
 /// Chosen once from the global flags and handed to every command.
 #[derive(Debug, Clone)]
 pub struct Printer {
-    pub format: OutputFormat,
+    pub format: Format,
     pub style: Style,
     pub quiet: bool,
 }
 
 impl Printer {
     /// `no_color` is the flag; colour is also off for NO_COLOR, TERM=dumb and non-TTY stdout.
-    pub fn new(format: OutputFormat, no_color: bool, quiet: bool) -> Self {
+    pub fn new(format: Format, no_color: bool, quiet: bool) -> Self {
         use std::io::IsTerminal;
         let color = !no_color
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -67,20 +77,20 @@ impl Printer {
     /// Output for tools (JSON or YAML) rather than for people: progress, notes and tables stay
     /// off stdout.
     pub fn is_machine(&self) -> bool {
-        self.format != OutputFormat::Human
+        self.format != Format::Human
     }
 
     /// Prints a result: `human` renders it for people; JSON and YAML output serialize `value`.
     pub fn data<T: Serialize>(&self, value: &T, human: impl FnOnce(Style) -> String) -> Result<()> {
         let text = match self.format {
-            OutputFormat::Json => {
+            Format::Json => {
                 let mut s = serde_json::to_string_pretty(value)
                     .map_err(|e| Error::Internal(format!("serializing output: {e}")))?;
                 s.push('\n');
                 s
             }
-            OutputFormat::Yaml => to_yaml(value)?,
-            OutputFormat::Human => human(self.style),
+            Format::Yaml => to_yaml(value)?,
+            Format::Human => human(self.style),
         };
         write_stdout(&text)
     }
@@ -92,14 +102,14 @@ impl Printer {
         human: impl FnOnce(Style) -> String,
     ) -> Result<()> {
         let text = match self.format {
-            OutputFormat::Json => {
+            Format::Json => {
                 let mut s = serde_json::to_string(value)
                     .map_err(|e| Error::Internal(format!("serializing output: {e}")))?;
                 s.push('\n');
                 s
             }
-            OutputFormat::Yaml => format!("---\n{}", to_yaml(value)?),
-            OutputFormat::Human => human(self.style),
+            Format::Yaml => format!("---\n{}", to_yaml(value)?),
+            Format::Human => human(self.style),
         };
         write_stdout(&text)
     }
@@ -173,22 +183,6 @@ pub fn render_table(t: &Table) -> String {
         .join("\n");
     s.push('\n');
     s
-}
-
-/// A duration in kubectl's style: "45s", "12m", "5h", "3d".
-pub fn human_age(secs: i64) -> String {
-    let secs = secs.max(0);
-    match secs {
-        0..120 => format!("{secs}s"),
-        120..7_200 => format!("{}m", secs / 60),
-        7_200..172_800 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
-
-/// Seconds from `then` to now.
-pub fn seconds_since(then: &jiff::Timestamp) -> i64 {
-    jiff::Timestamp::now().as_second() - then.as_second()
 }
 
 /// `value` as YAML, ending with a newline.

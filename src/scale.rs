@@ -40,6 +40,7 @@ use crate::inventory::{Role, Snapshot};
 use crate::k8s::{Call, Kube};
 use crate::printer::{Printer, Style, render_table};
 use crate::quantity::{format_bytes, format_cpu, percent};
+use crate::units::plural;
 
 /// The annotation on a Deployment recording the last scale done by newapi-ops (JSON, see
 /// [`ScaleRecord`]).
@@ -309,10 +310,6 @@ impl ScalePlan {
             _ => format!("{base}?"),
         }
     }
-}
-
-pub(crate) fn plural(n: i64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// "not enough CPU", "not enough CPU and memory".
@@ -1024,8 +1021,7 @@ pub(crate) mod tests {
             bound(slave, "node-b", "1000m", "1Gi"),
         ];
         let nodes = node_capacities(&[node("node-a", "6148Mi"), node("node-b", "6147Mi")], &pods);
-        let global = <crate::cli::Cli as clap::Parser>::parse_from(["newapi-ops", "nodes"]).global;
-        let settings = Settings::resolve(&global).unwrap();
+        let settings = Settings::resolve(&crate::config::Overrides::default()).unwrap();
         let view = ClusterView {
             snapshot: Snapshot {
                 namespace: "new-api".into(),
@@ -1061,7 +1057,7 @@ pub(crate) mod tests {
         assert_eq!(c.placement.limited_by, ["cpu"]);
         let cluster = plan.cluster.as_ref().unwrap();
         assert_eq!(cluster.requested_after.cpu_millis, 9000);
-        let printer = Printer::new(crate::cli::OutputFormat::Human, true, false);
+        let printer = Printer::new(crate::printer::Format::Human, true, false);
         let text = render_scale_plan(&plan, printer.style, &printer);
         assert!(
             text.contains("Only 1 of the 2 new slaves fits; CPU is the limit"),
@@ -1111,7 +1107,7 @@ pub(crate) mod tests {
         assert_eq!(check_replicas(5, 20, "scale").unwrap(), 5);
         assert_eq!(check_replicas(0, 20, "scale").unwrap(), 0);
         let err = check_replicas(21, 20, "scale 21").unwrap_err();
-        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
         assert!(err.to_string().contains("0 to 20"));
         assert!(check_replicas(-1, 20, "scale -1").is_err());
     }

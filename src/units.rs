@@ -25,9 +25,12 @@ pub fn bytes(n: u64) -> String {
 }
 
 /// `1 pod`, `3 pods`.
-pub fn plural(n: impl Into<i128>, one: &str, many: &str) -> String {
-    let n = n.into();
-    format!("{n} {}", if n == 1 { one } else { many })
+pub fn plural<N>(n: N, one: &str, many: &str) -> String
+where
+    N: std::fmt::Display + PartialEq + From<u8>,
+{
+    let word = if n == N::from(1) { one } else { many };
+    format!("{n} {word}")
 }
 
 /// Parses a duration: a bare number of seconds (`90`, `1.5`), or one or more `<number><unit>`
@@ -116,6 +119,11 @@ pub fn age(secs: i64) -> String {
     }
 }
 
+/// Whole seconds from `then` to now (negative when `then` is in the future).
+pub fn seconds_since(then: &jiff::Timestamp) -> i64 {
+    jiff::Timestamp::now().as_second() - then.as_second()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,7 +140,7 @@ mod tests {
     #[test]
     fn plurals() {
         assert_eq!(plural(1u8, "pod", "pods"), "1 pod");
-        assert_eq!(plural(0usize as u32, "pod", "pods"), "0 pods");
+        assert_eq!(plural(0usize, "pod", "pods"), "0 pods");
         assert_eq!(plural(-1i64, "pod", "pods"), "-1 pods");
     }
 

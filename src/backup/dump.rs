@@ -46,6 +46,23 @@ pub struct BackupSummary {
     pub snapshot: Snapshot,
 }
 
+impl BackupSummary {
+    /// `backup 20261125T030000Z: 11 tables, 34 rows, 1.7 KiB in 0.3s (backup-stage)`: what
+    /// `newapi-ops backup` and the runbooks' `mysql.backup` say of a finished backup.
+    pub fn headline(&self) -> String {
+        format!(
+            "backup {}: {} tables, {} rows, {} in {:.1}s ({}{})",
+            self.id,
+            self.tables,
+            self.rows,
+            crate::units::bytes(self.bytes),
+            self.duration_ms as f64 / 1000.0,
+            self.consistency,
+            if self.encrypted { ", encrypted" } else { "" },
+        )
+    }
+}
+
 /// A table as planned for the dump.
 struct TablePlan {
     name: String,

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::error::exit;
-
 /// The backup engine's result type.
 pub type Result<T, E = BackupError> = std::result::Result<T, E>;
 
@@ -122,31 +120,6 @@ impl BackupError {
             context,
             path: path.into(),
             source,
-        }
-    }
-
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            BackupError::Usage(_)
-            | BackupError::NeedIdentity { .. }
-            | BackupError::BadRecipient { .. } => exit::USAGE,
-            BackupError::Connect { .. }
-            | BackupError::Lost { .. }
-            | BackupError::CronJobUnsupported { .. } => exit::UNAVAILABLE,
-            BackupError::Denied { .. }
-            | BackupError::LockRefused { .. }
-            | BackupError::WrongIdentity { .. } => exit::PERMISSION,
-            BackupError::Query { .. } => exit::INTERNAL,
-            BackupError::NoDatabase { .. }
-            | BackupError::NoTable { .. }
-            | BackupError::NotFound { .. } => exit::NOT_FOUND,
-            BackupError::DatabaseUnknown { .. } | BackupError::BadIdentity { .. } => exit::CONFIG,
-            BackupError::File { .. } => exit::IO,
-            BackupError::Corrupt { .. }
-            | BackupError::BadManifest { .. }
-            | BackupError::Mismatch { .. } => exit::DATA,
-            BackupError::TargetNotEmpty { .. } => exit::CANT_CREATE,
-            BackupError::Declined { .. } => exit::DECLINED,
         }
     }
 

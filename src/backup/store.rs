@@ -9,6 +9,25 @@ use serde::Serialize;
 use super::error::{BackupError, Result};
 use super::manifest::{MANIFEST, Manifest, Verified};
 
+/// The directory backups go to when none is given: `$NEWAPI_OPS_BACKUP_DIR` when set, else
+/// [`default_dir`] (`backup --dir` and the runbooks' `mysql.backup` and `backup.verify` agree).
+pub fn dir_or_default(dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(|| {
+        std::env::var_os("NEWAPI_OPS_BACKUP_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(default_dir)
+}
+
+/// `<data dir>/newapi-ops/backups` (`~/.local/share/...` on Linux), else `./newapi-ops-backups`.
+pub fn default_dir() -> PathBuf {
+    dirs::data_dir().map_or_else(
+        || PathBuf::from("newapi-ops-backups"),
+        |d| d.join("newapi-ops").join("backups"),
+    )
+}
+
 /// One complete backup, as `backup list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {

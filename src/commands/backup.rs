@@ -11,11 +11,14 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::backup::{self, Progress, schedule, store, verify};
-use crate::cli::GlobalArgs;
+use crate::commands::GlobalArgs;
 use crate::config::Settings;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit;
 use crate::k8s::{self, Kube};
-use crate::printer::{Printer, human_age, render_table};
+use crate::printer::{Printer, render_table};
+use crate::units;
+use crate::units::age as human_age;
 
 /// `backup` alone takes a backup; the subcommands manage backups.
 #[derive(Debug, Args)]
@@ -72,27 +75,8 @@ pub struct DirArg {
 
 impl DirArg {
     pub fn resolve(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(default_dir)
+        self.dir.clone().unwrap_or_else(store::default_dir)
     }
-}
-
-/// The directory `--dir` defaults to when none is given: `$NEWAPI_OPS_BACKUP_DIR` when set, else
-/// [`default_dir`] (what the runbooks' `mysql.backup` and `backup.verify` use without `dir`).
-pub fn dir_or_default(dir: Option<PathBuf>) -> PathBuf {
-    dir.or_else(|| {
-        std::env::var_os("NEWAPI_OPS_BACKUP_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    })
-    .unwrap_or_else(default_dir)
-}
-
-/// `<data dir>/newapi-ops/backups` (`~/.local/share/...` on Linux), else `./newapi-ops-backups`.
-pub fn default_dir() -> PathBuf {
-    dirs::data_dir().map_or_else(
-        || PathBuf::from("newapi-ops-backups"),
-        |d| d.join("newapi-ops").join("backups"),
-    )
 }
 
 /// How to reach MySQL.
@@ -265,17 +249,17 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> Re
 }
 
 /// Connects to the cluster only when MySQL must be found through it.
-pub async fn cluster_for(global: &GlobalArgs, mysql_url: Option<&str>) -> Result<Option<Kube>> {
+pub async fn cluster_for(settings: &Settings, mysql_url: Option<&str>) -> Result<Option<Kube>> {
     Ok(match mysql_url {
         Some(_) => None,
-        None => Some(k8s::connect(global).await?),
+        None => Some(k8s::connect(settings).await?),
     })
 }
 
 async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global)?;
+    let settings = global.settings()?;
     let url = args.mysql.mysql_url.as_deref();
-    let kube = cluster_for(global, url).await?;
+    let kube = cluster_for(&settings, url).await?;
     let dir = args.dir.resolve();
     printer.note(&format!("backing up into {}", dir.display()));
     let progress = Bars::new(printer);
@@ -307,7 +291,7 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
             format!(
                 "{} {}\n  from {}\n  into {}\n",
                 style.green("complete:"),
-                headline(&summary),
+                summary.headline(),
                 summary.source,
                 summary.path.display()
             )
@@ -345,7 +329,7 @@ fn list(args: ListArgs, printer: &Printer) -> Result<u8> {
             let age = e
                 .started_at
                 .parse::<jiff::Timestamp>()
-                .map(|t| human_age(crate::printer::seconds_since(&t)))
+                .map(|t| human_age(crate::units::seconds_since(&t)))
                 .unwrap_or_default();
             let verified = match (&e.verified, e.verify_failed) {
                 (Some(mode), _) => style.green(&format!("yes ({mode})")),
@@ -355,7 +339,7 @@ fn list(args: ListArgs, printer: &Printer) -> Result<u8> {
             t.add_row(vec![
                 e.id.clone(),
                 age,
-                bytes(e.bytes),
+                units::bytes(e.bytes),
                 e.tables.to_string(),
                 e.rows.to_string(),
                 verified,
@@ -372,9 +356,9 @@ async fn run_verify(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) ->
     let path = store::find(&dir, &args.id)?;
     let progress = Bars::new(printer);
     let report = if args.restore_test {
-        let settings = Settings::resolve(global)?;
+        let settings = global.settings()?;
         let url = args.mysql.mysql_url.as_deref();
-        let kube = cluster_for(global, url).await?;
+        let kube = cluster_for(&settings, url).await?;
         let reached = crate::backends::resolve_mysql(kube.as_ref(), &settings, url).await?;
         printer.note(&format!("restore test on {}", reached.via));
         let r = verify::verify(
@@ -486,8 +470,8 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
             args.cron
         )));
     }
-    let settings = Settings::resolve(global)?;
-    let kube = k8s::connect(global).await?;
+    let settings = global.settings()?;
+    let kube = k8s::connect(&settings).await?;
     let ns = settings.namespace.clone();
     let master = settings.workloads.master.name.clone();
     let spec_of_master = crate::backends::master_pod_spec(&kube, &ns, &master).await?;
@@ -524,7 +508,7 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
                 "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: these objects need Kubernetes 1.21 or newer"
             ));
         }
-        if printer.format == crate::cli::OutputFormat::Json {
+        if printer.format == crate::printer::Format::Json {
             printer.data(&schedule::to_list(&objects), |_| String::new())?;
         } else {
             // People and `-o yaml` both get the manifests, ready for `kubectl apply -f -`.
@@ -583,7 +567,7 @@ async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Res
         backups: usize,
         newest: Option<Newest>,
     }
-    let settings = Settings::resolve(global)?;
+    let settings = global.settings()?;
     let dir = args.dir.resolve();
     let entries = store::list(&dir)?;
     let newest = entries.last().map(|e| Newest {
@@ -591,7 +575,7 @@ async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Res
         age_secs: e
             .started_at
             .parse::<jiff::Timestamp>()
-            .map(|t| crate::printer::seconds_since(&t))
+            .map(|t| crate::units::seconds_since(&t))
             .unwrap_or(0),
         verified: e.verified.clone(),
     });
@@ -605,7 +589,7 @@ async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Res
         backups: entries.len(),
         newest,
     };
-    match k8s::connect(global).await {
+    match k8s::connect(&settings).await {
         Ok(kube) => match schedule::cronjob_support(&kube).await {
             Ok((version, served)) => {
                 st.server_version = Some(version.clone());
@@ -638,12 +622,7 @@ async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Res
                         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                         .map_or_else(
                             || "never".to_string(),
-                            |t| {
-                                format!(
-                                    "{} ago ({t})",
-                                    human_age(crate::printer::seconds_since(&t))
-                                )
-                            },
+                            |t| format!("{} ago ({t})", human_age(crate::units::seconds_since(&t))),
                         )
                 };
                 s.push_str(&format!(
@@ -678,37 +657,6 @@ async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Res
         s
     })?;
     Ok(exit::OK)
-}
-
-/// `backup 20261125T030000Z: 11 tables, 34 rows, 1.7 KiB in 0.3s (backup-stage)`: what
-/// `newapi-ops backup` and the runbooks' `mysql.backup` say of a finished backup.
-pub fn headline(s: &backup::BackupSummary) -> String {
-    format!(
-        "backup {}: {} tables, {} rows, {} in {:.1}s ({}{})",
-        s.id,
-        s.tables,
-        s.rows,
-        bytes(s.bytes),
-        s.duration_ms as f64 / 1000.0,
-        s.consistency,
-        if s.encrypted { ", encrypted" } else { "" },
-    )
-}
-
-/// `12.3 MiB`.
-pub fn bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
 }
 
 /// Progress bars per table on a terminal (stderr); nothing otherwise.

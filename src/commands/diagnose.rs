@@ -19,7 +19,7 @@ use kube::api::{ListParams, LogParams};
 
 use crate::backends::Endpoint;
 use crate::capacity::{NodeCapacity, pod_is_active};
-use crate::cli::GlobalArgs;
+use crate::commands::GlobalArgs;
 use crate::config::Settings;
 use crate::diagnose::finding::{Component, Finding, Severity};
 use crate::diagnose::report::{ComponentRun, Report};
@@ -188,7 +188,7 @@ fn optional<T: Clone>(r: Result<kube::api::ObjectList<T>>) -> Result<Option<Vec<
 }
 
 pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global).map_err(could_not_run)?;
+    let settings = global.settings().map_err(could_not_run)?;
     let wanted = wanted(&args);
     let needs_cluster = wanted
         .iter()
@@ -196,7 +196,7 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
         || (wanted.contains(&Component::Mysql) && args.mysql_url.is_none())
         || (wanted.contains(&Component::Redis) && args.redis_url.is_none());
     let kube = if needs_cluster {
-        Some(k8s::connect(global).await.map_err(could_not_run)?)
+        Some(k8s::connect(&settings).await.map_err(could_not_run)?)
     } else {
         None
     };
@@ -610,7 +610,7 @@ async fn check_logs(ctx: &Ctx) -> Vec<Finding> {
             p.metadata
                 .creation_timestamp
                 .as_ref()
-                .is_some_and(|t| crate::printer::seconds_since(&t.0) >= window)
+                .is_some_and(|t| crate::units::seconds_since(&t.0) >= window)
         })
         .collect();
     let mut jobs: Vec<LogJob> = sick.iter().map(|p| LogJob::Failure((*p).clone())).collect();

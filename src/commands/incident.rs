@@ -18,12 +18,13 @@ use clap::Args;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cli::GlobalArgs;
+use crate::commands::GlobalArgs;
 use crate::commands::diagnose::{ComponentArg, DiagnoseArgs, collect, parse_duration};
 use crate::config::Settings;
 use crate::diagnose::finding::{Component, Finding, Severity};
 use crate::diagnose::report::Report;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit;
 use crate::incident::prompt::{AnswersFile, Choice, Prompter, Terminal};
 use crate::incident::state::{self, Action, Chosen, Incident, Note, Status, StepDone};
 use crate::incident::{self as inc, FindingRef, SYMPTOMS, Verdict};
@@ -115,7 +116,6 @@ struct Flow<'p> {
     prompter: Box<dyn Prompter>,
     kube: Kube,
     settings: Settings,
-    global: GlobalArgs,
     args: IncidentArgs,
     root: PathBuf,
     redactor: Redactor,
@@ -152,7 +152,7 @@ impl<'p> Flow<'p> {
         prompter: Box<dyn Prompter>,
         interrupt: Arc<Interrupt>,
     ) -> Result<Flow<'p>> {
-        let settings = Settings::resolve(&global)?;
+        let settings = global.settings()?;
         let root = args.dir.clone().unwrap_or_else(state::default_dir);
         // A resume that has nothing to resume says so before connecting anywhere.
         let resumed = match &args.resume {
@@ -188,7 +188,7 @@ impl<'p> Flow<'p> {
                 )));
             }
         }
-        let kube = crate::k8s::connect(&global).await?;
+        let kube = crate::k8s::connect(&settings).await?;
         kube.ensure_namespace(&settings.namespace).await?;
         let mut redactor = Redactor::new();
         redactor.learn(&kube, &settings).await;
@@ -215,7 +215,6 @@ impl<'p> Flow<'p> {
             prompter,
             kube,
             settings,
-            global,
             args,
             root,
             redactor,
@@ -597,7 +596,6 @@ impl<'p> Flow<'p> {
         let ctx = crate::runbook::exec::Ctx {
             kube: self.kube.clone(),
             settings: self.settings.clone(),
-            global: self.global.clone(),
         };
         let opts = RunOptions {
             inputs: chosen.inputs.clone(),

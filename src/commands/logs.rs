@@ -11,10 +11,10 @@ use kube::Api;
 use kube::api::LogParams;
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
+use crate::commands::GlobalArgs;
 use crate::commands::diagnose::parse_duration;
-use crate::config::Settings;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit;
 use crate::inventory::{Role, Snapshot};
 use crate::k8s::{self, Call};
 use crate::printer::Printer;
@@ -93,14 +93,14 @@ pub fn merge(mut per_pod: Vec<Vec<LogLine>>) -> Vec<LogLine> {
 const COLOURS: [&str; 6] = ["36", "35", "32", "33", "34", "91"];
 
 pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global)?;
+    let settings = global.settings()?;
     let grep = args
         .grep
         .as_deref()
         .map(regex::Regex::new)
         .transpose()
         .map_err(|e| Error::Usage(format!("--grep: {e}")))?;
-    let kube = k8s::connect(global).await?;
+    let kube = k8s::connect(&settings).await?;
     let snap = Snapshot::load(&kube, &settings).await?;
     let role = match args.target.as_str() {
         "master" => Some(Some(Role::Master)),

@@ -1,4 +1,7 @@
-//! One module per command.
+//! The top layer: the command line as clap sees it ([`Cli`], [`Command`], the global flags) and
+//! one module per command. Each command module holds its clap arguments, their conversion into
+//! the domain's options, and a `run` that resolves settings once, connects, calls the domain and
+//! prints. Nothing below this module sees clap or imports it.
 
 pub mod backup;
 pub mod diagnose;
@@ -12,3 +15,150 @@ pub mod restore;
 pub mod runbook;
 pub mod sandbox;
 pub mod scale;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Overrides, Settings};
+use crate::error::Result;
+use crate::printer::Format;
+
+/// newapi-ops: diagnose, scale, back up and repair a New-API deployment on Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "newapi-ops", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// Namespace New-API runs in [default: new-api, or `namespace` in newapi-ops.toml].
+    #[arg(short = 'n', long, global = true, value_name = "NAME")]
+    pub namespace: Option<String>,
+
+    /// Config file (default: ./newapi-ops.toml, then <config dir>/newapi-ops/newapi-ops.toml).
+    #[arg(long, global = true, value_name = "PATH", env = "NEWAPI_OPS_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputArg::Human)]
+    pub output: OutputArg,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print only the data and errors, no progress or notes.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+
+    /// Never colour the output (also: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    #[command(flatten)]
+    pub names: WorkloadNameArgs,
+}
+
+/// Overrides for the names of the deployment's workloads (defaults follow the seed deployment).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Workload names")]
+pub struct WorkloadNameArgs {
+    /// Name of the master Deployment [default: new-api-master].
+    #[arg(long = "master", global = true, value_name = "NAME")]
+    pub master: Option<String>,
+    /// Name of the slave Deployment [default: new-api-slave].
+    #[arg(long = "slave", global = true, value_name = "NAME")]
+    pub slave: Option<String>,
+    /// Name of the MySQL workload [default: mysql].
+    #[arg(long = "mysql", global = true, value_name = "NAME")]
+    pub mysql: Option<String>,
+    /// Name of the Redis workload [default: redis].
+    #[arg(long = "redis", global = true, value_name = "NAME")]
+    pub redis: Option<String>,
+}
+
+/// How results are printed (`-o`); the printer's own [`Format`] below the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputArg {
+    /// Tables and text for people.
+    Human,
+    /// One JSON document on stdout, for tools.
+    Json,
+    /// The same document as YAML (`backup schedule --dry-run -o yaml` prints Kubernetes manifests).
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One report on pods, nodes, logs, MySQL, Redis, the app and its configuration, with the next step.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// The logs of every pod of a role, merged in time order (master, slaves, mysql, redis, all or a pod).
+    Logs(logs::LogsArgs),
+    /// One table of the deployment's pods: role, phase, readiness, restarts, last termination.
+    Pods(pods::PodsArgs),
+    /// Requests and limits against allocatable per node, cluster totals, and how many more slaves fit.
+    Nodes(nodes::NodesArgs),
+    /// Scale the slaves safely: capacity preflight, confirmation, rollout follow-up, undo.
+    Scale(scale::ScaleArgs),
+    /// The seed's scaling table (扩展建议) computed from the live deployment and cluster.
+    Plan(plan::PlanArgs),
+    /// Restart the master or the slaves (`kubectl rollout restart`), waiting for the rollout.
+    Restart(restart::RestartArgs),
+    /// Consistent, parallel, compressed backups of the New-API database; list, verify, prune, schedule.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a database.
+    Restore(restore::RestoreArgs),
+    /// Runbooks: files of typed steps against the cluster (list, show, validate, run, history).
+    Runbook(runbook::RunbookArgs),
+    /// Guided incident response: what is wrong, findings, a runbook step by step, a report.
+    Incident(incident::IncidentArgs),
+    /// A local Kubernetes control plane with the seed deployment, MariaDB and Redis, to rehearse on.
+    Sandbox(sandbox::SandboxArgs),
+}
+
+impl From<OutputArg> for Format {
+    fn from(o: OutputArg) -> Format {
+        match o {
+            OutputArg::Human => Format::Human,
+            OutputArg::Json => Format::Json,
+            OutputArg::Yaml => Format::Yaml,
+        }
+    }
+}
+
+impl GlobalArgs {
+    /// What the command line overrides of the settings.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
+            config: self.config.clone(),
+            master: self.names.master.clone(),
+            slave: self.names.slave.clone(),
+            mysql: self.names.mysql.clone(),
+            redis: self.names.redis.clone(),
+        }
+    }
+
+    /// Resolves the settings: defaults, then the config file, then these flags. Each command
+    /// calls this once, before it connects.
+    pub fn settings(&self) -> Result<Settings> {
+        Settings::resolve(&self.overrides())
+    }
+}

@@ -9,9 +9,10 @@ use kube::api::ListParams;
 use serde::Serialize;
 
 use crate::capacity::{Amount, Fit, NodeCapacity, pod_is_active, pod_resources};
-use crate::cli::GlobalArgs;
+use crate::commands::GlobalArgs;
 use crate::config::Settings;
-use crate::error::{Result, exit};
+use crate::error::Result;
+use crate::exit;
 use crate::inventory::{Role, Snapshot};
 use crate::k8s;
 use crate::printer::{Printer, Style, render_table};
@@ -64,8 +65,8 @@ pub struct NodesReport {
 }
 
 pub async fn run(global: &GlobalArgs, _args: NodesArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global)?;
-    let kube = k8s::connect(global).await?;
+    let settings = global.settings()?;
+    let kube = k8s::connect(&settings).await?;
     let ns = settings.namespace.clone();
     kube.ensure_namespace(&ns).await?;
     let all = ListParams::default();

@@ -5,9 +5,9 @@
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
-use crate::config::Settings;
-use crate::error::{Result, exit};
+use crate::commands::GlobalArgs;
+use crate::error::Result;
+use crate::exit;
 use crate::k8s;
 use crate::printer::Printer;
 use crate::scale::table::{plan_table, render_plan_table};
@@ -31,8 +31,8 @@ pub struct PlanArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: PlanArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global)?;
-    let kube = k8s::connect(global).await?;
+    let settings = global.settings()?;
+    let kube = k8s::connect(&settings).await?;
     let view = ClusterView::load(&kube, &settings).await?;
     if let Some(why) = &view.capacity_unknown {
         printer.warn(&format!("room not checked: {why}"));

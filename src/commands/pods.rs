@@ -5,12 +5,13 @@ use clap::Args;
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
-use crate::config::Settings;
-use crate::error::{Result, exit};
+use crate::commands::GlobalArgs;
+use crate::error::Result;
+use crate::exit;
 use crate::inventory::{Controller, Role, Snapshot};
 use crate::k8s;
-use crate::printer::{Printer, Style, human_age, render_table, seconds_since};
+use crate::printer::{Printer, Style, render_table};
+use crate::units::{age as human_age, seconds_since};
 
 #[derive(Debug, Args)]
 pub struct PodsArgs {
@@ -153,8 +154,8 @@ pub struct MissingWorkload {
 }
 
 pub async fn run(global: &GlobalArgs, args: PodsArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global)?;
-    let kube = k8s::connect(global).await?;
+    let settings = global.settings()?;
+    let kube = k8s::connect(&settings).await?;
     let snap = Snapshot::load(&kube, &settings).await?;
     // New-API itself must be there; MySQL and Redis may be managed services outside the cluster.
     snap.require(Role::Master, &settings)?;

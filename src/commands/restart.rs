@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::GlobalArgs;
-use crate::config::Settings;
-use crate::error::{Result, exit};
+use crate::commands::GlobalArgs;
+use crate::error::Result;
+use crate::exit;
 use crate::inventory::Role;
 use crate::k8s;
 use crate::printer::Printer;
@@ -47,13 +47,13 @@ pub struct RestartArgs {
 
     /// How long to follow each rollout before giving up (e.g. 90s, 5m, 1h).
     #[arg(long, value_name = "DURATION", default_value = "5m",
-          value_parser = crate::commands::scale::parse_duration)]
+          value_parser = crate::units::parse_timeout)]
     pub timeout: Duration,
 }
 
 pub async fn run(global: &GlobalArgs, args: RestartArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global)?;
-    let kube = k8s::connect(global).await?;
+    let settings = global.settings()?;
+    let kube = k8s::connect(&settings).await?;
     let roles = match args.target {
         RestartTarget::Master => vec![Role::Master],
         RestartTarget::Slaves => vec![Role::Slave],

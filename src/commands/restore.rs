@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::backup::{self, LoadMethod, RestoreOptions, store};
-use crate::cli::GlobalArgs;
+use crate::commands::GlobalArgs;
 use crate::commands::backup::{Bars, DirArg, MysqlArgs, cluster_for};
-use crate::config::Settings;
-use crate::error::{Result, exit};
+use crate::error::Result;
+use crate::exit;
 use crate::printer::Printer;
 
 #[derive(Debug, Args)]
@@ -54,9 +54,9 @@ pub struct RestoreArgs {
 pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Result<u8> {
     let dir = args.dir.resolve();
     let path = store::find(&dir, &args.id)?;
-    let settings = Settings::resolve(global)?;
+    let settings = global.settings()?;
     let url = args.mysql.mysql_url.as_deref();
-    let kube = cluster_for(global, url).await?;
+    let kube = cluster_for(&settings, url).await?;
     let reached = crate::backends::resolve_mysql(kube.as_ref(), &settings, url).await?;
     let prepared = backup::prepare_restore(
         &path,

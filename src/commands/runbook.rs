@@ -12,9 +12,10 @@ use std::sync::atomic::Ordering;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
+use crate::commands::GlobalArgs;
 use crate::config::Settings;
-use crate::error::{Error, Result, exit};
+use crate::error::{Error, Result};
+use crate::exit;
 use crate::printer::{Printer, Style, render_table};
 use crate::runbook::catalogue::{self, CATALOGUE};
 use crate::runbook::diag::Diagnostic;
@@ -107,7 +108,7 @@ pub struct RunArgs {
 pub const INVALID: u8 = 65;
 
 pub async fn run(global: &GlobalArgs, args: RunbookArgs, printer: &Printer) -> Result<u8> {
-    let settings = Settings::resolve(global)?;
+    let settings = global.settings()?;
     let dirs = library::dirs_for(&args.runbook_dirs, &settings);
     match args.command {
         RunbookCommand::List { symptoms } => list(&dirs, &symptoms, printer),
@@ -119,7 +120,7 @@ pub async fn run(global: &GlobalArgs, args: RunbookArgs, printer: &Printer) -> R
             runs_dir,
         } => history(runs_dir, limit, runbook.as_deref(), printer),
         RunbookCommand::Actions { name } => actions(name.as_deref(), printer),
-        RunbookCommand::Run(r) => run_detached(global.clone(), dirs, r, printer.clone()).await,
+        RunbookCommand::Run(r) => run_detached(settings, dirs, r, printer.clone()).await,
     }
 }
 
@@ -549,19 +550,19 @@ fn actions(name: Option<&str>, printer: &Printer) -> Result<u8> {
 /// Runs the runbook on a thread with its own runtime (and a stack large enough for CEL); see the
 /// module doc for why.
 async fn run_detached(
-    global: GlobalArgs,
+    settings: Settings,
     dirs: Vec<PathBuf>,
     r: RunArgs,
     printer: Printer,
 ) -> Result<u8> {
     engine::on_own_thread("newapi-ops-runbook", move |interrupt| async move {
-        run_here(&global, &dirs, r, &printer, interrupt).await
+        run_here(settings, &dirs, r, &printer, interrupt).await
     })
     .await
 }
 
 async fn run_here(
-    global: &GlobalArgs,
+    settings: Settings,
     dirs: &[PathBuf],
     r: RunArgs,
     printer: &Printer,
@@ -593,8 +594,7 @@ async fn run_here(
     }
     // Inputs are checked before anything touches the cluster.
     engine::bind_inputs(&rb, &inputs)?;
-    let settings = Settings::resolve(global)?;
-    let kube = crate::k8s::connect(global).await?;
+    let kube = crate::k8s::connect(&settings).await?;
     kube.ensure_namespace(&settings.namespace).await?;
     let (confirm, how): (Box<dyn crate::confirm::Confirm>, &str) = match &r.answers {
         Some(path) => (
@@ -613,11 +613,7 @@ async fn run_here(
             (crate::confirm::from_flags(r.yes), how)
         }
     };
-    let ctx = crate::runbook::exec::Ctx {
-        kube,
-        settings,
-        global: global.clone(),
-    };
+    let ctx = crate::runbook::exec::Ctx { kube, settings };
     let opts = RunOptions {
         inputs,
         dry_run: r.dry_run,

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use crate::cli::GlobalArgs;
-use crate::error::{Result, exit};
+use crate::commands::GlobalArgs;
+use crate::error::Result;
+use crate::exit;
 use crate::printer::{Printer, Style};
 use crate::sandbox::{self, Fault, SandboxError, SandboxState, UpOptions};
 

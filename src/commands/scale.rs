@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::GlobalArgs;
-use crate::config::Settings;
-use crate::error::{Error, Result, exit};
+use crate::commands::GlobalArgs;
+use crate::error::{Error, Result};
+use crate::exit;
 use crate::k8s;
 use crate::printer::Printer;
 use crate::scale::{
@@ -49,7 +49,8 @@ pub struct ScaleArgs {
     pub no_wait: bool,
 
     /// How long to follow the rollout before giving up (e.g. 90s, 5m, 1h).
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m",
+          value_parser = crate::units::parse_timeout)]
     pub timeout: Duration,
 
     /// The largest replica count accepted.
@@ -61,18 +62,6 @@ pub struct ScaleArgs {
     #[arg(long, value_name = "QPS", env = "NEWAPI_OPS_QPS_PER_POD", default_value_t = DEFAULT_QPS_PER_POD,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub qps_per_pod: u32,
-}
-
-/// Parses `90`, `90s`, `5m`, `1h30m` (jiff's friendly format; a bare number is seconds).
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|e| format!("`{s}` is not a duration like 90s, 5m or 1h ({e})"))?;
-    Duration::try_from(d).map_err(|_| format!("`{s}` is negative"))
 }
 
 /// The target, validated before anything is asked of the cluster.
@@ -98,8 +87,8 @@ fn target(args: &ScaleArgs) -> Result<Target> {
 
 pub async fn run(global: &GlobalArgs, args: ScaleArgs, printer: &Printer) -> Result<u8> {
     let target = target(&args)?;
-    let settings = Settings::resolve(global)?;
-    let kube = k8s::connect(global).await?;
+    let settings = global.settings()?;
+    let kube = k8s::connect(&settings).await?;
     let req = ScaleRequest {
         deployment: settings.workloads.slave.name.clone(),
         target,
@@ -183,10 +172,12 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("soon").is_err());
+    fn a_zero_timeout_is_refused_before_anything_happens() {
+        let err = args(&["4", "--yes", "--timeout", "0"]).unwrap_err();
+        assert!(err.to_string().contains("above zero"), "{err}");
+        assert_eq!(
+            args(&["4", "--timeout", "1h30m"]).unwrap().timeout,
+            Duration::from_secs(5400)
+        );
     }
 }

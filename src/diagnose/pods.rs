@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod};
 
 use super::finding::{Component, Finding, Severity};
-use crate::printer::{human_age, seconds_since};
+use crate::units::{age as human_age, seconds_since};
 
 /// Thresholds of the pod checks.
 #[derive(Debug, Clone)]

@@ -31,7 +31,7 @@ pub mod state;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::exit;
+use crate::exit;
 
 pub use fault::Fault;
 pub use lifecycle::{

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::k8s::{Call, Kube};
+use crate::units::plural;
 
 /// How long the API server may stay unreachable during a wait before we give up.
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(15);
@@ -371,10 +372,6 @@ fn moving(o: &Observed) -> String {
         s.push_str(&format!(", {} terminating", o.terminating));
     }
     s
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn progress_bar(w: &Watch) -> indicatif::ProgressBar {

@@ -10,10 +10,11 @@ use serde_json::json;
 use super::backends::{mysql, tables};
 use super::change::{Kind, Plan};
 use super::{Ctx, Done, err_line};
+use crate::backup::store::dir_or_default;
 use crate::backup::{self, BackupError, NoProgress};
-use crate::commands::backup::{bytes, dir_or_default, headline};
 use crate::runbook::args::Resolved;
 use crate::runbook::catalogue as c;
+use crate::units::bytes;
 
 /// The most connections a backup may use (as `newapi-ops backup --threads`).
 const MAX_THREADS: i64 = 64;
@@ -171,7 +172,7 @@ pub async fn apply(ctx: &Ctx, job: Job) -> Result<Done, String> {
         "encrypted": summary.encrypted,
         "applied": true,
     });
-    let text = format!("{} into {}", headline(&summary), summary.path.display());
+    let text = format!("{} into {}", summary.headline(), summary.path.display());
     Ok(Done::of("mysql.backup", &out, text))
 }
 

@@ -18,6 +18,7 @@ use crate::inventory::{Role, Snapshot};
 use crate::k8s::Call;
 use crate::runbook::args::Resolved;
 use crate::runbook::catalogue::{self as c, RoleSel};
+use crate::units::plural;
 
 fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
@@ -53,10 +54,6 @@ fn pod_json(v: &PodView) -> Json {
         "last_termination": v.last_termination.as_ref().map(ToString::to_string),
         "age_secs": v.age_secs,
     })
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub async fn pods_list(ctx: &Ctx, a: &c::PodsListArgs<Resolved>) -> Result<Done, String> {

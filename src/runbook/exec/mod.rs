@@ -12,17 +12,15 @@ use serde_json::Value as Json;
 
 use super::args::{Resolved, Resolver};
 use super::catalogue::{self as c, Action};
-use crate::cli::GlobalArgs;
 use crate::config::Settings;
 use crate::k8s::Kube;
 
 pub use change::Plan;
 
-/// What actions need: the cluster, the settings, the global flags (for diagnose).
+/// What actions need: the cluster and the settings.
 pub struct Ctx {
     pub kube: Kube,
     pub settings: Settings,
-    pub global: GlobalArgs,
 }
 
 /// A step's result: its output (what later steps read) and one line for people.
