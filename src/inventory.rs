@@ -1,5 +1,6 @@
 //! A snapshot of the New-API namespace — its pods, Deployments and StatefulSets, one list call per
-//! kind — and the roles of the deployment (master, slave, MySQL, Redis) found in it.
+//! kind — the roles of the deployment (master, slave, MySQL, Redis) found in it, and each pod as
+//! an operator wants to see it ([`PodView`]: status, readiness, restarts, last termination).
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
@@ -9,6 +10,7 @@ use serde::Serialize;
 use crate::config::{Settings, Workload};
 use crate::error::{Error, Result};
 use crate::k8s::Kube;
+use crate::units::{age, seconds_since};
 
 /// The parts of a New-API deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -161,5 +163,159 @@ impl Snapshot {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// How a container last ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Termination {
+    pub container: String,
+    pub reason: String,
+    pub exit_code: i32,
+    pub finished_secs_ago: Option<i64>,
+}
+
+impl std::fmt::Display for Termination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (exit {})", self.reason, self.exit_code)?;
+        if let Some(ago) = self.finished_secs_ago {
+            write!(f, " {} ago", age(ago))?;
+        }
+        Ok(())
+    }
+}
+
+/// One pod as an operator wants to see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodView {
+    pub role: Role,
+    pub name: String,
+    /// kubectl's STATUS column: a waiting or terminated reason when there is one, else the phase.
+    pub status: String,
+    pub phase: String,
+    pub ready_containers: usize,
+    pub containers: usize,
+    pub restarts: i32,
+    pub last_termination: Option<Termination>,
+    pub node: Option<String>,
+    pub age_secs: Option<i64>,
+}
+
+impl PodView {
+    pub fn new(pod: &Pod, role: Role) -> PodView {
+        let status = pod.status.clone().unwrap_or_default();
+        let statuses = status.container_statuses.clone().unwrap_or_default();
+        let phase = status.phase.clone().unwrap_or_else(|| "Unknown".into());
+        let mut shown = status.reason.clone().unwrap_or_else(|| phase.clone());
+        for cs in &statuses {
+            let state = cs.state.clone().unwrap_or_default();
+            if let Some(reason) = state.waiting.and_then(|w| w.reason) {
+                shown = reason;
+                break;
+            }
+            if let Some(reason) = state.terminated.and_then(|t| t.reason) {
+                shown = reason;
+                break;
+            }
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            shown = "Terminating".into();
+        }
+        let last_termination = statuses
+            .iter()
+            .filter_map(|cs| {
+                let t = cs.last_state.as_ref()?.terminated.as_ref()?;
+                Some(Termination {
+                    container: cs.name.clone(),
+                    reason: t.reason.clone().unwrap_or_else(|| "Terminated".into()),
+                    exit_code: t.exit_code,
+                    finished_secs_ago: t.finished_at.as_ref().map(|f| seconds_since(&f.0)),
+                })
+            })
+            .min_by_key(|t| t.finished_secs_ago.unwrap_or(i64::MAX));
+        PodView {
+            role,
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            status: shown,
+            phase,
+            ready_containers: statuses.iter().filter(|c| c.ready).count(),
+            containers: pod
+                .spec
+                .as_ref()
+                .map_or(statuses.len(), |s| s.containers.len()),
+            restarts: statuses.iter().map(|c| c.restart_count).sum(),
+            last_termination,
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            age_secs: pod
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| seconds_since(&t.0)),
+        }
+    }
+
+    /// Whether the pod is as it should be: running and ready (or finished successfully).
+    pub fn healthy(&self) -> bool {
+        (self.phase == "Running"
+            && self.ready_containers == self.containers
+            && self.status == "Running")
+            || self.phase == "Succeeded"
+    }
+}
+
+/// What `pods` prints.
+#[derive(Debug, Serialize)]
+pub struct PodsReport {
+    pub namespace: String,
+    pub context: Option<String>,
+    pub workloads: Vec<Controller>,
+    /// Roles whose controller was not found (MySQL or Redis may run outside the cluster).
+    pub missing: Vec<MissingWorkload>,
+    pub pods: Vec<PodView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MissingWorkload {
+    pub role: Role,
+    pub name: String,
+}
+
+impl PodsReport {
+    /// The report of `pods`: each workload's controller (or that it is missing) and its pods,
+    /// of one role or all, sorted by role then name.
+    pub fn build(
+        snap: &Snapshot,
+        settings: &Settings,
+        wanted: Option<Role>,
+        context: Option<String>,
+    ) -> PodsReport {
+        let mut workloads = Vec::new();
+        let mut missing = Vec::new();
+        for role in Role::ALL
+            .into_iter()
+            .filter(|r| wanted.is_none_or(|w| w == *r))
+        {
+            match snap.controller(role, settings) {
+                Some(c) => workloads.push(c),
+                None => missing.push(MissingWorkload {
+                    role,
+                    name: role.workload(settings).name.clone(),
+                }),
+            }
+        }
+        let mut pods: Vec<PodView> = snap
+            .pods
+            .iter()
+            .filter_map(|p| Snapshot::role_of(p, settings).map(|r| PodView::new(p, r)))
+            .filter(|v| wanted.is_none_or(|w| w == v.role))
+            .collect();
+        pods.sort_by(|a, b| (a.role, &a.name).cmp(&(b.role, &b.name)));
+        PodsReport {
+            namespace: snap.namespace.clone(),
+            context,
+            workloads,
+            missing,
+            pods,
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod exit;
 pub mod incident;
 pub mod inventory;
 pub mod k8s;
+pub mod logs;
 pub mod portforward;
 pub mod printer;
 pub mod quantity;

@@ -580,7 +580,7 @@ fn unhealthy<'a>(pods: &'a [Pod], settings: &Settings) -> Vec<&'a Pod> {
     pods.iter()
         .filter(|p| Snapshot::role_of(p, settings).is_some())
         .filter(|p| {
-            let v = crate::commands::pods::PodView::new(p, Role::Master);
+            let v = crate::inventory::PodView::new(p, Role::Master);
             !v.healthy() && v.phase != "Pending" && v.phase != "Succeeded"
         })
         .collect()
@@ -605,7 +605,7 @@ async fn check_logs(ctx: &Ctx) -> Vec<Finding> {
         .pods
         .iter()
         .filter(|p| Snapshot::role_of(p, &ctx.settings) == Some(Role::Slave))
-        .filter(|p| crate::commands::pods::PodView::new(p, Role::Slave).healthy())
+        .filter(|p| crate::inventory::PodView::new(p, Role::Slave).healthy())
         .filter(|p| {
             p.metadata
                 .creation_timestamp
@@ -709,7 +709,7 @@ impl LogJob {
                 let which = if restarted { "previous" } else { "current" };
                 let lines: Vec<&str> = text
                     .lines()
-                    .map(|l| crate::commands::logs::split_timestamp(l).1)
+                    .map(|l| crate::logs::split_timestamp(l).1)
                     .collect();
                 crate::diagnose::signatures::scan(lines.into_iter(), sigs)
                     .into_iter()

@@ -9,14 +9,13 @@ use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
-use serde::Serialize;
 
 use crate::commands::GlobalArgs;
-use crate::commands::diagnose::parse_duration;
 use crate::error::{Error, Result};
 use crate::exit;
-use crate::inventory::{Role, Snapshot};
+use crate::inventory::Snapshot;
 use crate::k8s::{self, Call};
+use crate::logs::{self, LogLine};
 use crate::printer::Printer;
 
 #[derive(Debug, Args)]
@@ -28,7 +27,7 @@ pub struct LogsArgs {
     #[arg(long, short = 'p')]
     pub previous: bool,
     /// Only lines newer than this (e.g. 10m, 1h).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::units::parse_duration)]
     pub since: Option<Duration>,
     /// The last N lines of each pod.
     #[arg(long, default_value_t = 100)]
@@ -47,49 +46,6 @@ pub struct LogsArgs {
     pub concurrency: usize,
 }
 
-/// One log line of one pod.
-#[derive(Debug, Clone, Serialize)]
-pub struct LogLine {
-    pub pod: String,
-    /// The kubelet's RFC 3339 timestamp, when it sent one.
-    pub time: Option<String>,
-    pub line: String,
-}
-
-/// Splits the kubelet's `2025-11-13T10:00:00.123456789Z rest` prefix.
-pub fn split_timestamp(raw: &str) -> (Option<&str>, &str) {
-    match raw.split_once(' ') {
-        Some((ts, rest))
-            if ts.len() >= 20
-                && ts.as_bytes()[4] == b'-'
-                && ts.contains('T')
-                && ts.parse::<jiff::Timestamp>().is_ok() =>
-        {
-            (Some(ts), rest)
-        }
-        _ => (None, raw),
-    }
-}
-
-/// Merges per-pod logs into time order; lines without a timestamp keep their pod's order.
-pub fn merge(mut per_pod: Vec<Vec<LogLine>>) -> Vec<LogLine> {
-    let mut all: Vec<(Option<jiff::Timestamp>, usize, usize, LogLine)> = Vec::new();
-    for (p, lines) in per_pod.iter_mut().enumerate() {
-        let mut last = None;
-        for (i, l) in lines.drain(..).enumerate() {
-            let t = l
-                .time
-                .as_deref()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .or(last);
-            last = t;
-            all.push((t, p, i, l));
-        }
-    }
-    all.sort_by_key(|a| (a.0, a.1, a.2));
-    all.into_iter().map(|x| x.3).collect()
-}
-
 const COLOURS: [&str; 6] = ["36", "35", "32", "33", "34", "91"];
 
 pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Result<u8> {
@@ -102,47 +58,7 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         .map_err(|e| Error::Usage(format!("--grep: {e}")))?;
     let kube = k8s::connect(&settings).await?;
     let snap = Snapshot::load(&kube, &settings).await?;
-    let role = match args.target.as_str() {
-        "master" => Some(Some(Role::Master)),
-        "slave" | "slaves" => Some(Some(Role::Slave)),
-        "mysql" => Some(Some(Role::Mysql)),
-        "redis" => Some(Some(Role::Redis)),
-        "all" => Some(None),
-        _ => None,
-    };
-    let mut pods: Vec<String> = match role {
-        Some(role) => snap
-            .pods
-            .iter()
-            .filter(|p| {
-                let r = Snapshot::role_of(p, &settings);
-                r.is_some() && (role.is_none() || r == role)
-            })
-            .filter_map(|p| p.metadata.name.clone())
-            .collect(),
-        None => {
-            let name = args.target.clone();
-            if !snap
-                .pods
-                .iter()
-                .any(|p| p.metadata.name.as_deref() == Some(name.as_str()))
-            {
-                let mut there: Vec<String> = snap
-                    .pods
-                    .iter()
-                    .filter_map(|p| p.metadata.name.clone())
-                    .collect();
-                there.sort();
-                return Err(Error::WorkloadNotFound {
-                    kind: "pod".into(),
-                    name,
-                    namespace: settings.namespace.clone(),
-                    available: there,
-                });
-            }
-            vec![name]
-        }
-    };
+    let mut pods = logs::pods_of(&snap, &settings, &args.target)?;
     pods.sort();
     if pods.is_empty() {
         printer.warn(&format!(
@@ -194,7 +110,7 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
                         .lines()
                         .filter_map(move |l| {
                             let pod = pod.clone();
-                            async move { l.ok().map(|l| to_line(&pod, &l)) }
+                            async move { l.ok().map(|l| LogLine::parse(&pod, &l)) }
                         })
                         .boxed(),
                     Err(e) => {
@@ -221,81 +137,18 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         }
         return Ok(exit::OK);
     }
-    let fetched: Vec<(String, std::result::Result<String, kube::Error>)> =
-        futures::stream::iter(pods.clone())
-            .map(|pod| {
-                let api = api.clone();
-                let params = params.clone();
-                async move {
-                    let r = api.logs(&pod, &params).await;
-                    (pod, r)
-                }
-            })
-            .buffer_unordered(args.concurrency.max(1))
-            .collect()
-            .await;
-    let mut per_pod = Vec::new();
-    let mut failures = 0;
-    for (pod, r) in fetched {
-        match r {
-            Ok(text) => per_pod.push(
-                text.lines()
-                    .map(|l| to_line(&pod, l))
-                    .filter(|l| keep(&l.line))
-                    .collect::<Vec<_>>(),
-            ),
-            Err(e) => {
-                failures += 1;
-                let e = kube.error(&Call::new("get", "pods/log", Some(&ns)), e);
-                printer.warn(&format!("{pod}: {e}"));
-            }
-        }
+    let (per_pod, failures) = logs::read(&kube, &ns, &pods, &params, args.concurrency, &keep).await;
+    for (pod, e) in &failures {
+        printer.warn(&format!("{pod}: {e}"));
     }
-    if failures == pods.len() {
+    if failures.len() == pods.len() {
         return Err(Error::Api {
             call: format!("get pods/log in namespace \"{ns}\""),
             code: 0,
             message: "no pod's log could be read (see the warnings above)".into(),
         });
     }
-    let lines = merge(per_pod);
+    let lines = logs::merge(per_pod);
     printer.data(&lines, |_| lines.iter().map(&render).collect())?;
     Ok(exit::OK)
-}
-
-fn to_line(pod: &str, raw: &str) -> LogLine {
-    let (time, line) = split_timestamp(raw);
-    LogLine {
-        pod: pod.to_string(),
-        time: time.map(str::to_string),
-        line: line.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_split_and_lines_merged_in_time_order() {
-        assert_eq!(
-            split_timestamp("2025-11-13T10:00:00.123456789Z [SYS] started"),
-            (Some("2025-11-13T10:00:00.123456789Z"), "[SYS] started")
-        );
-        assert_eq!(
-            split_timestamp("[GIN] 2025/11/13 - 10:00:00 | 200"),
-            (None, "[GIN] 2025/11/13 - 10:00:00 | 200")
-        );
-        let a = vec![
-            to_line("a", "2025-11-13T10:00:02Z a2"),
-            to_line("a", "2025-11-13T10:00:04Z a4"),
-        ];
-        let b = vec![
-            to_line("b", "2025-11-13T10:00:01Z b1"),
-            to_line("b", "2025-11-13T10:00:03Z b3"),
-            to_line("b", "no time b"),
-        ];
-        let merged: Vec<String> = merge(vec![a, b]).into_iter().map(|l| l.line).collect();
-        assert_eq!(merged, ["b1", "a2", "b3", "no time b", "a4"]);
-    }
 }

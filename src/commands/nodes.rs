@@ -3,17 +3,11 @@
 //! 资源总计 section shows them, the New-API roles' share, and how many more slaves fit.
 
 use clap::Args;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::ListParams;
-use serde::Serialize;
 
-use crate::capacity::{Amount, Fit, NodeCapacity, pod_is_active, pod_resources};
+use crate::capacity::NodesReport;
 use crate::commands::GlobalArgs;
-use crate::config::Settings;
 use crate::error::Result;
 use crate::exit;
-use crate::inventory::{Role, Snapshot};
 use crate::k8s;
 use crate::printer::{Printer, Style, render_table};
 use crate::quantity::{format_bytes, format_cpu, percent};
@@ -21,190 +15,15 @@ use crate::quantity::{format_bytes, format_cpu, percent};
 #[derive(Debug, Args)]
 pub struct NodesArgs {}
 
-/// One node's line.
-#[derive(Debug, Serialize)]
-pub struct NodeRow {
-    #[serde(flatten)]
-    pub capacity: NodeCapacity,
-    pub cpu_requests_percent: Option<i64>,
-    pub memory_requests_percent: Option<i64>,
-    pub cpu_limits_percent: Option<i64>,
-    pub memory_limits_percent: Option<i64>,
-    /// How many more slaves fit here (None when the slave template is unknown).
-    pub slaves_fit: Option<Fit>,
-}
-
-/// The New-API roles' share of the requests.
-#[derive(Debug, Serialize)]
-pub struct RoleShare {
-    pub role: String,
-    pub pods: usize,
-    pub requests: Amount,
-    pub limits: Amount,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Totals {
-    pub nodes: usize,
-    pub allocatable: Amount,
-    pub requested: Amount,
-    pub limits: Amount,
-    pub cpu_requests_percent: Option<i64>,
-    pub memory_requests_percent: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NodesReport {
-    pub nodes: Vec<NodeRow>,
-    pub totals: Totals,
-    pub namespace: String,
-    pub roles: Vec<RoleShare>,
-    /// Requests of one slave pod, from the slave Deployment's template.
-    pub slave_requests: Option<Amount>,
-    pub slaves_fit: Option<i64>,
-}
-
 pub async fn run(global: &GlobalArgs, _args: NodesArgs, printer: &Printer) -> Result<u8> {
     let settings = global.settings()?;
     let kube = k8s::connect(&settings).await?;
-    let ns = settings.namespace.clone();
-    kube.ensure_namespace(&ns).await?;
-    let all = ListParams::default();
-    let active = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    // Concurrent, but errors are reported in this order, whichever failed first.
-    let (nodes, pods, deployments) = tokio::join!(
-        kube.list_cluster::<Node>(&all),
-        kube.list::<Pod>(None, &active),
-        kube.list::<Deployment>(Some(&ns), &all),
-    );
-    let (nodes, pods, deployments) = (nodes?, pods?, deployments?);
-    let slave_name = &settings.workloads.slave.name;
-    let slave_template = deployments
-        .items
-        .iter()
-        .find(|d| d.metadata.name.as_ref() == Some(slave_name))
-        .and_then(|d| d.spec.template.spec.clone());
-    if slave_template.is_none() {
-        let snap = Snapshot {
-            namespace: ns.clone(),
-            pods: Vec::new(),
-            deployments: deployments.items.clone(),
-            statefulsets: Vec::new(),
-        };
-        printer.warn(&format!(
-            "Deployment \"{slave_name}\" not found in namespace \"{ns}\" (Deployments there: {}); not computing how many more slaves fit",
-            none_if_empty(&snap.controller_names())
-        ));
+    let (report, note) = NodesReport::load(&kube, &settings).await?;
+    if let Some(note) = note {
+        printer.warn(&note);
     }
-    let active_pods: Vec<&Pod> = pods.items.iter().filter(|p| pod_is_active(p)).collect();
-    let report = build(
-        &nodes.items,
-        &active_pods,
-        &settings,
-        slave_template.as_ref(),
-    );
     printer.data(&report, |style| render(&report, style, printer))?;
     Ok(exit::OK)
-}
-
-fn none_if_empty(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
-}
-
-/// Builds the report from listed objects (pure, so it is tested without a cluster).
-pub fn build(
-    nodes: &[Node],
-    pods: &[&Pod],
-    settings: &Settings,
-    slave_template: Option<&k8s_openapi::api::core::v1::PodSpec>,
-) -> NodesReport {
-    let mut rows: Vec<NodeRow> = nodes
-        .iter()
-        .map(|n| {
-            let name = n.metadata.name.as_deref();
-            let on_node = pods
-                .iter()
-                .copied()
-                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == name);
-            let capacity = NodeCapacity::new(n, on_node);
-            let a = capacity.allocatable;
-            NodeRow {
-                cpu_requests_percent: percent(capacity.requested.cpu_millis, a.cpu_millis),
-                memory_requests_percent: percent(capacity.requested.memory_bytes, a.memory_bytes),
-                cpu_limits_percent: percent(capacity.limits.cpu_millis, a.cpu_millis),
-                memory_limits_percent: percent(capacity.limits.memory_bytes, a.memory_bytes),
-                slaves_fit: slave_template.map(|t| capacity.fit(t)),
-                capacity,
-            }
-        })
-        .collect();
-    rows.sort_by(|a, b| a.capacity.name.cmp(&b.capacity.name));
-    let allocatable = Amount::sum(rows.iter().map(|r| &r.capacity.allocatable));
-    let requested = Amount::sum(rows.iter().map(|r| &r.capacity.requested));
-    let limits = Amount::sum(rows.iter().map(|r| &r.capacity.limits));
-    let totals = Totals {
-        nodes: rows.len(),
-        allocatable,
-        requested,
-        limits,
-        cpu_requests_percent: percent(requested.cpu_millis, allocatable.cpu_millis),
-        memory_requests_percent: percent(requested.memory_bytes, allocatable.memory_bytes),
-    };
-    let mut roles = Vec::new();
-    for role in Role::ALL {
-        let members: Vec<_> = pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(settings.namespace.as_str()))
-            .filter(|p| {
-                role.workload(settings)
-                    .selector
-                    .matches(p.metadata.labels.as_ref())
-            })
-            .filter_map(|p| p.spec.as_ref().map(pod_resources))
-            .collect();
-        roles.push(RoleShare {
-            role: role.as_str().to_string(),
-            pods: members.len(),
-            requests: Amount::sum(members.iter().map(|m| &m.requests)),
-            limits: Amount::sum(members.iter().map(|m| &m.limits)),
-        });
-    }
-    let ours = Amount::sum(roles.iter().map(|r| &r.requests));
-    let ours_pods: usize = roles.iter().map(|r| r.pods).sum();
-    let others = pods.len() - ours_pods;
-    if others > 0 {
-        let other_lim = Amount::sum(roles.iter().map(|r| &r.limits));
-        roles.push(RoleShare {
-            role: "other".into(),
-            pods: others,
-            requests: Amount {
-                cpu_millis: requested.cpu_millis - ours.cpu_millis,
-                memory_bytes: requested.memory_bytes - ours.memory_bytes,
-            },
-            limits: Amount {
-                cpu_millis: limits.cpu_millis - other_lim.cpu_millis,
-                memory_bytes: limits.memory_bytes - other_lim.memory_bytes,
-            },
-        });
-    }
-    let slaves_fit = slave_template.map(|_| {
-        rows.iter()
-            .filter_map(|r| r.slaves_fit.as_ref())
-            .map(|f| f.count)
-            .sum()
-    });
-    NodesReport {
-        nodes: rows,
-        totals,
-        namespace: settings.namespace.clone(),
-        roles,
-        slave_requests: slave_template.map(|t| pod_resources(t).requests),
-        slaves_fit,
-    }
 }
 
 fn pct(p: Option<i64>) -> String {

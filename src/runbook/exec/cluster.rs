@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 
 use super::{Ctx, Done, err_line};
 use crate::capacity::{NodeCapacity, pod_is_active, pod_resources};
-use crate::commands::pods::PodView;
+use crate::inventory::PodView;
 use crate::inventory::{Role, Snapshot};
 use crate::k8s::Call;
 use crate::runbook::args::Resolved;
@@ -493,7 +493,7 @@ pub async fn nodes_allocation(ctx: &Ctx) -> Result<Done, String> {
         .find(|d| d.metadata.name.as_ref() == Some(slave))
         .and_then(|d| d.spec.template.spec.clone());
     let active: Vec<&Pod> = pods.items.iter().filter(|p| pod_is_active(p)).collect();
-    let r = crate::commands::nodes::build(&nodes.items, &active, &ctx.settings, template.as_ref());
+    let r = crate::capacity::nodes_report(&nodes.items, &active, &ctx.settings, template.as_ref());
     let t = &r.totals;
     let per_node: Vec<Json> = r
         .nodes

@@ -1,6 +1,11 @@
 //! Capacity arithmetic, free of I/O: what pods request against what nodes can give, as
 //! `kubectl describe node` ("Allocated resources") and the scheduler's resource fit see it, and
-//! how many more pods of a template fit on each node.
+//! how many more pods of a template fit on each node; [`report`] lists what the `nodes` report needs
+//! (once per kind) and builds it.
+
+pub mod report;
+
+pub use report::{NodeRow, NodesReport, RoleShare, Totals, build as nodes_report};
 
 use std::collections::BTreeMap;
 

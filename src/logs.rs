@@ -1,0 +1,187 @@
+//! Pods' logs: which pods a target names (a role, `all`, or a pod), reading their logs with
+//! bounded concurrency, and merging them into one stream in time order (the kubelet's
+//! timestamps).
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::LogParams;
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::inventory::{Role, Snapshot};
+use crate::k8s::{Call, Kube};
+
+/// One log line of one pod.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub pod: String,
+    /// The kubelet's RFC 3339 timestamp, when it sent one.
+    pub time: Option<String>,
+    pub line: String,
+}
+
+/// Splits the kubelet's `2025-11-13T10:00:00.123456789Z rest` prefix.
+pub fn split_timestamp(raw: &str) -> (Option<&str>, &str) {
+    match raw.split_once(' ') {
+        Some((ts, rest))
+            if ts.len() >= 20
+                && ts.as_bytes()[4] == b'-'
+                && ts.contains('T')
+                && ts.parse::<jiff::Timestamp>().is_ok() =>
+        {
+            (Some(ts), rest)
+        }
+        _ => (None, raw),
+    }
+}
+
+/// Merges per-pod logs into time order; lines without a timestamp keep their pod's order.
+pub fn merge(mut per_pod: Vec<Vec<LogLine>>) -> Vec<LogLine> {
+    let mut all: Vec<(Option<jiff::Timestamp>, usize, usize, LogLine)> = Vec::new();
+    for (p, lines) in per_pod.iter_mut().enumerate() {
+        let mut last = None;
+        for (i, l) in lines.drain(..).enumerate() {
+            let t = l
+                .time
+                .as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .or(last);
+            last = t;
+            all.push((t, p, i, l));
+        }
+    }
+    all.sort_by_key(|a| (a.0, a.1, a.2));
+    all.into_iter().map(|x| x.3).collect()
+}
+
+impl LogLine {
+    /// One raw line of `pod`'s log, its kubelet timestamp split off.
+    pub fn parse(pod: &str, raw: &str) -> LogLine {
+        let (time, line) = split_timestamp(raw);
+        LogLine {
+            pod: pod.to_string(),
+            time: time.map(str::to_string),
+            line: line.to_string(),
+        }
+    }
+}
+
+/// The pods `target` names: `master`, `slave(s)`, `mysql`, `redis`, `all` (every pod of the
+/// deployment) or one pod's name (an error listing the pods when there is none of that name).
+pub fn pods_of(snap: &Snapshot, settings: &Settings, target: &str) -> Result<Vec<String>> {
+    let role = match target {
+        "master" => Some(Some(Role::Master)),
+        "slave" | "slaves" => Some(Some(Role::Slave)),
+        "mysql" => Some(Some(Role::Mysql)),
+        "redis" => Some(Some(Role::Redis)),
+        "all" => Some(None),
+        _ => None,
+    };
+    let pods: Vec<String> = match role {
+        Some(role) => snap
+            .pods
+            .iter()
+            .filter(|p| {
+                let r = Snapshot::role_of(p, settings);
+                r.is_some() && (role.is_none() || r == role)
+            })
+            .filter_map(|p| p.metadata.name.clone())
+            .collect(),
+        None => {
+            let name = target.to_string();
+            if !snap
+                .pods
+                .iter()
+                .any(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+            {
+                let mut there: Vec<String> = snap
+                    .pods
+                    .iter()
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect();
+                there.sort();
+                return Err(Error::WorkloadNotFound {
+                    kind: "pod".into(),
+                    name,
+                    namespace: settings.namespace.clone(),
+                    available: there,
+                });
+            }
+            vec![name]
+        }
+    };
+    Ok(pods)
+}
+
+/// Reads the logs of `pods` (at most `concurrency` at once), keeping the lines `keep` accepts;
+/// returns the lines of each pod that could be read and the error of each that could not.
+pub async fn read(
+    kube: &Kube,
+    namespace: &str,
+    pods: &[String],
+    params: &LogParams,
+    concurrency: usize,
+    keep: &dyn Fn(&str) -> bool,
+) -> (Vec<Vec<LogLine>>, Vec<(String, Error)>) {
+    let api: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
+    let fetched: Vec<(String, std::result::Result<String, kube::Error>)> =
+        futures::stream::iter(pods.to_vec())
+            .map(|pod| {
+                let api = api.clone();
+                let params = params.clone();
+                async move {
+                    let r = api.logs(&pod, &params).await;
+                    (pod, r)
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let mut per_pod = Vec::new();
+    let mut failures = Vec::new();
+    for (pod, r) in fetched {
+        match r {
+            Ok(text) => per_pod.push(
+                text.lines()
+                    .map(|l| LogLine::parse(&pod, l))
+                    .filter(|l| keep(&l.line))
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => {
+                let e = kube.error(&Call::new("get", "pods/log", Some(namespace)), e);
+                failures.push((pod, e));
+            }
+        }
+    }
+    (per_pod, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_split_and_lines_merged_in_time_order() {
+        assert_eq!(
+            split_timestamp("2025-11-13T10:00:00.123456789Z [SYS] started"),
+            (Some("2025-11-13T10:00:00.123456789Z"), "[SYS] started")
+        );
+        assert_eq!(
+            split_timestamp("[GIN] 2025/11/13 - 10:00:00 | 200"),
+            (None, "[GIN] 2025/11/13 - 10:00:00 | 200")
+        );
+        let a = vec![
+            LogLine::parse("a", "2025-11-13T10:00:02Z a2"),
+            LogLine::parse("a", "2025-11-13T10:00:04Z a4"),
+        ];
+        let b = vec![
+            LogLine::parse("b", "2025-11-13T10:00:01Z b1"),
+            LogLine::parse("b", "2025-11-13T10:00:03Z b3"),
+            LogLine::parse("b", "no time b"),
+        ];
+        let merged: Vec<String> = merge(vec![a, b]).into_iter().map(|l| l.line).collect();
+        assert_eq!(merged, ["b1", "a2", "b3", "no time b", "a4"]);
+    }
+}
