@@ -16,6 +16,7 @@ KUBEBUILDER_ASSETS="$(scripts/setup.sh | tail -n 1)"
 export KUBEBUILDER_ASSETS
 echo "test: control plane binaries in $KUBEBUILDER_ASSETS ($(( $(date +%s) - start ))s)" >&2
 
+scripts/check-layers.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked -- "$@"

@@ -48,7 +48,7 @@ pub struct RestoreOptions {
 }
 
 /// How a restore sends rows to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LoadMethod {
     /// LOAD DATA LOCAL INFILE if the server allows it (`local_infile`), else INSERT.

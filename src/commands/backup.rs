@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::backup::{self, Progress, schedule, store, verify};
 use crate::commands::GlobalArgs;
+use crate::commands::flags::{DirArg, MysqlArgs};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::exit;
@@ -64,34 +65,6 @@ a crontab line such as
   0 3 * * * newapi-ops backup --dir DIR -q -o json >> DIR/backup.log 2>&1 && newapi-ops backup prune --dir DIR --keep-last 14 --keep-daily 7 -q >> DIR/backup.log 2>&1
 
 (put the kubeconfig in the crontab's environment, or NEWAPI_OPS_MYSQL_URL with the password).";
-
-/// Where backups live.
-#[derive(Debug, Args, Clone)]
-pub struct DirArg {
-    /// The directory holding backups [default: <data dir>/newapi-ops/backups].
-    #[arg(long, env = "NEWAPI_OPS_BACKUP_DIR", value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-}
-
-impl DirArg {
-    pub fn resolve(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(store::default_dir)
-    }
-}
-
-/// How to reach MySQL.
-#[derive(Debug, Args, Clone)]
-pub struct MysqlArgs {
-    /// Reach MySQL here instead of through the cluster (mysql://user@host:port/db). Put the
-    /// password in NEWAPI_OPS_MYSQL_URL rather than on the command line, where `ps` shows it.
-    #[arg(
-        long,
-        env = "NEWAPI_OPS_MYSQL_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub mysql_url: Option<String>,
-}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod diagnose;
+pub mod flags;
 pub mod incident;
 pub mod logs;
 pub mod nodes;

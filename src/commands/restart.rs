@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::commands::GlobalArgs;
+use crate::commands::flags::YesArg;
 use crate::error::Result;
 use crate::exit;
 use crate::inventory::Role;
@@ -33,9 +34,8 @@ pub struct RestartArgs {
     #[arg(value_enum, default_value_t = RestartTarget::All)]
     pub target: RestartTarget,
 
-    /// Do not ask for confirmation (needed when there is no terminal).
-    #[arg(short = 'y', long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: YesArg,
 
     /// Print the plan and change nothing.
     #[arg(long)]
@@ -65,7 +65,7 @@ pub async fn run(global: &GlobalArgs, args: RestartArgs, printer: &Printer) -> R
         wait: (!args.no_wait).then_some(args.timeout),
         progress: true,
     };
-    let confirm = crate::confirm::from_flags(args.yes);
+    let confirm = crate::confirm::from_flags(args.confirm.yes);
     let mut report = execute_restart(&kube, &settings, &req, confirm.as_ref(), printer).await?;
     if printer.is_machine() {
         printer.data(&report, |_| String::new())?;

@@ -8,7 +8,8 @@ use clap::Args;
 
 use crate::backup::{self, LoadMethod, RestoreOptions, store};
 use crate::commands::GlobalArgs;
-use crate::commands::backup::{Bars, DirArg, MysqlArgs, cluster_for};
+use crate::commands::backup::{Bars, cluster_for};
+use crate::commands::flags::{DirArg, MysqlArgs, YesArg};
 use crate::error::Result;
 use crate::exit;
 use crate::printer::Printer;
@@ -37,9 +38,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Do not ask for confirmation.
-    #[arg(long, short = 'y')]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: YesArg,
 
     /// Connections loading in parallel.
     #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
@@ -47,8 +47,8 @@ pub struct RestoreArgs {
 
     /// How rows are sent: `auto` uses LOAD DATA LOCAL INFILE when the server allows it
     /// (`local_infile`, on by default in MariaDB, off in MySQL 8) and multi-row INSERT otherwise.
-    #[arg(long, value_enum, value_name = "HOW", default_value_t = LoadMethod::Auto)]
-    pub load_with: LoadMethod,
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = LoadWith::Auto)]
+    pub load_with: LoadWith,
 }
 
 pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> Result<u8> {
@@ -66,12 +66,12 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
             threads: args.threads.max(1),
             force: args.force,
             identity: args.identity.clone(),
-            method: args.load_with,
+            method: args.load_with.into(),
         },
     )
     .await?;
     let question = prepared.question();
-    let confirm = crate::confirm::from_flags(args.yes);
+    let confirm = crate::confirm::from_flags(args.confirm.yes);
     match confirm.confirm(&question) {
         Ok(true) => {}
         Ok(false) => {
@@ -131,4 +131,25 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
 
 fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
+}
+
+/// `--load-with`: how rows are sent ([`LoadMethod`] below the commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadWith {
+    /// LOAD DATA LOCAL INFILE if the server allows it (`local_infile`), else INSERT.
+    Auto,
+    /// LOAD DATA LOCAL INFILE; an error if the server refuses it.
+    LoadData,
+    /// The backup's multi-row INSERT statements as they are.
+    Insert,
+}
+
+impl From<LoadWith> for LoadMethod {
+    fn from(w: LoadWith) -> LoadMethod {
+        match w {
+            LoadWith::Auto => LoadMethod::Auto,
+            LoadWith::LoadData => LoadMethod::LoadData,
+            LoadWith::Insert => LoadMethod::Insert,
+        }
+    }
 }

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::commands::GlobalArgs;
+use crate::commands::flags::YesArg;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::exit;
@@ -92,9 +93,8 @@ pub struct RunArgs {
     /// Run the read-only steps, and only describe what each mutating step would do.
     #[arg(long)]
     pub dry_run: bool,
-    /// Answer yes to every confirmation (mutating and manual steps).
-    #[arg(long, short = 'y')]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: YesArg,
     /// Answer confirmations from this file, one `yes`/`no` line per question, read as each
     /// question comes (for tests and rehearsals; may be a FIFO).
     #[arg(long, value_name = "FILE", hide = true, conflicts_with = "yes")]
@@ -603,14 +603,14 @@ async fn run_here(
         ),
         None => {
             use std::io::IsTerminal;
-            let how = if r.yes {
+            let how = if r.confirm.yes {
                 "--yes"
             } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
                 "prompt"
             } else {
                 "none (no terminal, no --yes: mutating steps refuse)"
             };
-            (crate::confirm::from_flags(r.yes), how)
+            (crate::confirm::from_flags(r.confirm.yes), how)
         }
     };
     let ctx = crate::runbook::exec::Ctx { kube, settings };

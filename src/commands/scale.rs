@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::commands::GlobalArgs;
+use crate::commands::flags::YesArg;
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::k8s;
@@ -36,9 +37,8 @@ pub struct ScaleArgs {
     #[arg(long)]
     pub undo: bool,
 
-    /// Do not ask for confirmation (needed when there is no terminal).
-    #[arg(short = 'y', long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: YesArg,
 
     /// Print the plan (capacity preflight, throughput, requests) and change nothing.
     #[arg(long)]
@@ -97,7 +97,7 @@ pub async fn run(global: &GlobalArgs, args: ScaleArgs, printer: &Printer) -> Res
         wait: (!args.no_wait).then_some(args.timeout),
         progress: true,
     };
-    let confirm = crate::confirm::from_flags(args.yes);
+    let confirm = crate::confirm::from_flags(args.confirm.yes);
     let mut report = execute_scale(
         &kube,
         &settings,

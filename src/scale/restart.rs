@@ -19,7 +19,8 @@ use crate::k8s::{Call, Kube};
 use crate::printer::{Printer, Style};
 use crate::quantity::{format_bytes, format_cpu};
 
-use super::{Actor, ClusterView, FIELD_MANAGER, RESTARTED_AT_ANNOTATION, now, rollout};
+use super::apply::now;
+use super::{Actor, ClusterView, FIELD_MANAGER, RESTARTED_AT_ANNOTATION, rollout};
 use crate::units::plural;
 
 /// The rolling-update arithmetic of a Deployment: how many extra pods a rollout adds at a time
