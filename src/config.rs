@@ -174,11 +174,21 @@ impl Settings {
             },
         };
         let runbook_dirs = relative_to(config_file.as_deref(), &wire.runbook_dirs);
-        let namespace = over
-            .namespace
-            .clone()
-            .or(wire.namespace)
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        let namespace = match (&over.namespace, wire.namespace) {
+            (Some(flag), _) => {
+                check_namespace(flag)
+                    .map_err(|why| Error::Usage(format!("-n/--namespace: {why}")))?;
+                flag.clone()
+            }
+            (None, Some(from_file)) => {
+                check_namespace(&from_file).map_err(|why| Error::Config {
+                    path: file.clone(),
+                    detail: format!("namespace: {why}"),
+                })?;
+                from_file
+            }
+            (None, None) => DEFAULT_NAMESPACE.to_string(),
+        };
         Ok(Settings {
             kubeconfig: over.kubeconfig.clone(),
             context: over.context.clone(),
@@ -187,6 +197,43 @@ impl Settings {
             config_file,
             runbook_dirs,
         })
+    }
+}
+
+/// A namespace name is a DNS-1123 label: 1 to 63 lowercase letters, digits and `-`, starting and
+/// ending with a letter or digit. Checked before any call, so that a name can never reach the API
+/// server as part of a path or a query (`new-api%2Fpods`, `new-api?watch=true`).
+pub fn check_namespace(name: &str) -> std::result::Result<(), String> {
+    let shown: String = if name.chars().count() > 70 {
+        format!(
+            "{}… ({} bytes)",
+            name.chars().take(40).collect::<String>(),
+            name.len()
+        )
+    } else {
+        format!("{name:?}")
+    };
+    let why = if name.is_empty() {
+        Some("the name is empty".to_string())
+    } else if name.len() > 63 {
+        Some(format!("{} bytes long; at most 63 are allowed", name.len()))
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        Some(format!(
+            "{c:?} is not allowed: only lowercase letters, digits and '-'"
+        ))
+    } else if name.starts_with('-') || name.ends_with('-') {
+        Some("it must start and end with a letter or digit".to_string())
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "{shown} is not a namespace name: {why} (a DNS-1123 label, e.g. new-api)"
+        )),
     }
 }
 
@@ -222,8 +269,13 @@ fn find_config() -> Option<PathBuf> {
 }
 
 fn read_config(path: &Path) -> Result<ConfigWire> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        detail: match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            _ => format!("cannot read it: {e}"),
+        },
+    })?;
     toml::from_str(&text).map_err(|e| Error::Config {
         path: path.to_path_buf(),
         detail: e.to_string().trim_end().to_string(),
@@ -288,6 +340,35 @@ mod tests {
         let err = Settings::resolve(&over).unwrap_err();
         assert!(matches!(err, Error::Config { .. }), "{err}");
         assert!(err.to_string().contains(CONFIG_FILE), "{err}");
+    }
+
+    #[test]
+    fn namespaces_are_dns_labels() {
+        for ok in ["new-api", "a", "ns1", &"a".repeat(63)] {
+            assert!(check_namespace(ok).is_ok(), "{ok}");
+        }
+        let long = "x".repeat(10 << 20);
+        for bad in [
+            "",
+            "New-Api",
+            "new-api?watch=true",
+            "new-api%2Fpods",
+            "-x",
+            "x-",
+            "a/b",
+            "名字",
+            &long,
+        ] {
+            let err = check_namespace(bad).unwrap_err();
+            assert!(err.contains("not a namespace name"), "{err}");
+            assert!(err.len() < 300, "the message stays short: {}", err.len());
+        }
+        let over = Overrides {
+            namespace: Some("new-api?watch=true".into()),
+            ..Overrides::default()
+        };
+        let err = Settings::resolve(&over).unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err}");
     }
 
     #[test]

@@ -102,6 +102,12 @@ pub enum Error {
         available: Vec<String>,
     },
 
+    #[error(
+        "no previous container to read: {} not restarted",
+        crate::units::list_and_verb(.pods, "has", "have")
+    )]
+    NoPreviousLog { pods: Vec<String> },
+
     #[error("interrupted")]
     Interrupted,
 
@@ -190,7 +196,7 @@ impl Error {
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
             Error::RunbookInvalid { .. } => exit::DATA,
-            Error::RunbookNotFound { .. } => exit::NOT_FOUND,
+            Error::RunbookNotFound { .. } | Error::NoPreviousLog { .. } => exit::NOT_FOUND,
             Error::ConfirmationRequired { .. } => exit::USAGE,
             Error::IncidentNeedsTerminal => exit::USAGE,
             Error::NoIncidentToResume { .. } => exit::NOT_FOUND,
@@ -239,6 +245,8 @@ impl Error {
                     format!("{there}; set the names in newapi-ops.toml or with --master/--slave/--mysql/--redis")
                 }
             }
+            Error::NoPreviousLog { .. } => "drop --previous to read the running containers' logs; `newapi-ops pods` shows which pods restarted".into(),
+            Error::Config { detail, .. } if detail == "no such file" => "pass an existing file to --config (or fix NEWAPI_OPS_CONFIG); without either, ./newapi-ops.toml and then ~/.config/newapi-ops/newapi-ops.toml are read when they exist".into(),
             Error::Config { .. } => "fix the file, or move it away to use the defaults".into(),
             Error::IncidentNeedsTerminal => "run it in a terminal; in a script use `newapi-ops diagnose` for the report and `newapi-ops runbook run NAME` for a runbook, or `newapi-ops incident --answers FILE` to answer its questions from a file".into(),
             Error::NoIncidentToResume { dir, .. } => format!("start a new one with `newapi-ops incident`; past incidents are the directories of {}", dir.display()),

@@ -16,12 +16,19 @@ use crate::error::{Error, Result};
 /// A connected client plus what we know about where it points.
 #[derive(Clone)]
 pub struct Kube {
+    /// Every request's reads are bounded ([`READ_TIMEOUT`]).
     pub client: Client,
+    /// For streams that may be quiet for long (`logs --follow`): no read timeout; whoever uses it
+    /// watches the API server's liveness itself ([`Kube::alive`]).
+    pub streaming: Client,
     /// The API server's URL, for messages.
     pub server: String,
     /// The kubeconfig context in use (None in-cluster).
     pub context: Option<String>,
 }
+
+/// How long one read of one request may wait for the API server before it is given up.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One API call, described for error messages: `list pods in namespace new-api`.
 #[derive(Debug, Clone)]
@@ -137,7 +144,9 @@ pub async fn connect(settings: &Settings) -> Result<Kube> {
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("newapi-ops/", env!("CARGO_PKG_VERSION"))),
     ));
-    config.read_timeout = Some(Duration::from_secs(60));
+    let mut streaming_config = config.clone();
+    streaming_config.read_timeout = None;
+    config.read_timeout = Some(READ_TIMEOUT);
     let server = config
         .cluster_url
         .to_string()
@@ -147,8 +156,13 @@ pub async fn connect(settings: &Settings) -> Result<Kube> {
         path: context.clone().unwrap_or_default(),
         detail: format!("cannot build a client: {e}"),
     })?;
+    let streaming = Client::try_from(streaming_config).map_err(|e| Error::KubeconfigInvalid {
+        path: context.clone().unwrap_or_default(),
+        detail: format!("cannot build a client: {e}"),
+    })?;
     Ok(Kube {
         client,
+        streaming,
         server,
         context,
     })
@@ -207,6 +221,23 @@ async fn from_kubeconfig(
 }
 
 impl Kube {
+    /// Whether the API server answers `GET /version` within `limit`: the liveness probe of
+    /// long-running streams, which cannot tell a quiet stream from a frozen server.
+    pub async fn alive(&self, limit: Duration) -> std::result::Result<(), Error> {
+        let call = Call::new("get", "/version", None);
+        match tokio::time::timeout(limit, self.client.apiserver_version()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.error(&call, e)),
+            Err(_) => Err(Error::Unreachable {
+                server: self.server.clone(),
+                detail: format!(
+                    "no answer to GET /version within {}",
+                    crate::units::duration(limit)
+                ),
+            }),
+        }
+    }
+
     /// Classifies a failed call.
     pub fn error(&self, call: &Call, err: kube::Error) -> Error {
         classify(&self.server, call, err)
@@ -282,6 +313,19 @@ pub fn resource_name<K: Resource<DynamicType = ()>>() -> String {
 
 /// Turns a kube error into one of ours.
 pub fn classify(server: &str, call: &Call, err: kube::Error) -> Error {
+    // An API server speaks HTTPS: a plain-HTTP address gets a 400 ("Client sent an HTTP request
+    // to an HTTPS server"), a reset or garbage back, never a Kubernetes answer.
+    let plain_http = server.starts_with("http://");
+    let kubernetes_answer =
+        matches!(&err, kube::Error::Api(s) if s.reason != "Failed to parse error data");
+    if plain_http && !kubernetes_answer {
+        return Error::Unreachable {
+            server: server.to_string(),
+            detail: format!(
+                "the kubeconfig names a plain http:// address and what answered is not a Kubernetes API server over HTTP ({err}); API servers speak HTTPS: use https://"
+            ),
+        };
+    }
     if let kube::Error::Api(status) = &err {
         return match status.code {
             401 => Error::Unauthorized {

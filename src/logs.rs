@@ -2,7 +2,9 @@
 //! bounded concurrency, and merging them into one stream in time order (the kubelet's
 //! timestamps).
 
-use futures::StreamExt;
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
@@ -156,6 +158,142 @@ pub async fn read(
         }
     }
     (per_pod, failures)
+}
+
+/// The error when no pod's log could be read: that no pod has a previous container (for
+/// `--previous`), else the first pod's error as it is (unreachable, RBAC, ...).
+pub fn nothing_read(failures: Vec<(String, Error)>, previous: bool) -> Error {
+    let no_previous = |e: &Error| {
+        matches!(e, Error::Api { code: 400, message, .. }
+            if message.contains("previous terminated container"))
+    };
+    if previous && !failures.is_empty() && failures.iter().all(|(_, e)| no_previous(e)) {
+        return Error::NoPreviousLog {
+            pods: failures.into_iter().map(|(p, _)| p).collect(),
+        };
+    }
+    match failures.into_iter().next() {
+        Some((_, e)) => e,
+        None => Error::Internal("no pod to read a log from".into()),
+    }
+}
+
+/// `logs --follow` asks the API server for its version this often while streaming…
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// …and gives up when one probe has no answer within this (a frozen or vanished server).
+pub const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// What following produces: lines, then how it ended.
+#[derive(Debug)]
+pub enum Followed {
+    Line(LogLine),
+    /// One pod's stream could not be opened or broke off (`kubectl logs -f` ends the same way
+    /// when a container exits).
+    PodEnded {
+        pod: String,
+        error: Option<Error>,
+    },
+}
+
+/// Follows the logs of `pods` at once, lines in arrival order. The stream ends with `Err` when
+/// the API server stops answering (a probe every [`PROBE_EVERY`], each bounded by
+/// [`PROBE_LIMIT`], and one more when every pod's stream has ended), so a vanished or frozen
+/// server is an error, never a silent end or a hang.
+pub fn follow(
+    kube: &Kube,
+    namespace: &str,
+    pods: &[String],
+    params: &LogParams,
+) -> impl Stream<Item = Result<Followed>> + use<> {
+    let api: Api<Pod> = Api::namespaced(kube.streaming.clone(), namespace);
+    let (params, ns, for_pods) = (params.clone(), namespace.to_string(), kube.clone());
+    let owned: Vec<String> = pods.to_vec();
+    let per_pod = owned.into_iter().map(move |pod| {
+        let (api, params, kube, ns) = (api.clone(), params.clone(), for_pods.clone(), ns.clone());
+        async move {
+            let call = Call::new("get", "pods/log", Some(&ns));
+            match api.log_stream(&pod, &params).await {
+                Ok(s) => {
+                    let end_pod = pod.clone();
+                    let lines = s.lines().map(move |l| match l {
+                        Ok(l) => Ok(Followed::Line(LogLine::parse(&pod, &l))),
+                        Err(e) => Err(Error::io(format!("reading the log of {pod}"), e)),
+                    });
+                    // A read error ends this pod's stream with that error; a clean end says so.
+                    let ended = futures::stream::once(async move {
+                        Ok(Followed::PodEnded {
+                            pod: end_pod,
+                            error: None,
+                        })
+                    });
+                    lines
+                        .take_while(|r| std::future::ready(r.is_ok()))
+                        .chain(ended)
+                        .boxed()
+                }
+                Err(e) => futures::stream::once(async move {
+                    Ok(Followed::PodEnded {
+                        pod,
+                        error: Some(kube.error(&call, e)),
+                    })
+                })
+                .boxed(),
+            }
+        }
+    });
+    let n = pods.len().max(1);
+    let merged = futures::stream::iter(per_pod)
+        .buffer_unordered(n)
+        .flatten_unordered(None)
+        .map(Some)
+        .chain(futures::stream::once(async { None }));
+    let probe = {
+        let kube = kube.clone();
+        futures::stream::unfold(kube, |kube| async move {
+            tokio::time::sleep(PROBE_EVERY).await;
+            let r = kube.alive(PROBE_LIMIT).await;
+            Some((r, kube))
+        })
+        .filter_map(|r| std::future::ready(r.err()))
+    };
+    let last_check = kube.clone();
+    // Lines and pod ends pass through; a failed probe ends everything with its error; when every
+    // pod's stream has ended, one last probe says whether that was the server going away.
+    futures::stream::select(merged.map(Ok), probe.map(Err))
+        .scan(false, |done, item| {
+            if *done {
+                return std::future::ready(None);
+            }
+            let out = match item {
+                Ok(Some(f)) => Some(Step::Item(f)),
+                Ok(None) => {
+                    *done = true;
+                    Some(Step::AllEnded)
+                }
+                Err(e) => {
+                    *done = true;
+                    Some(Step::Lost(e))
+                }
+            };
+            std::future::ready(out)
+        })
+        .then(move |step| {
+            let kube = last_check.clone();
+            async move {
+                match step {
+                    Step::Item(f) => Some(f),
+                    Step::Lost(e) => Some(Err(e)),
+                    Step::AllEnded => kube.alive(PROBE_LIMIT).await.err().map(Err),
+                }
+            }
+        })
+        .filter_map(std::future::ready)
+}
+
+enum Step {
+    Item(Result<Followed>),
+    AllEnded,
+    Lost(Error),
 }
 
 #[cfg(test)]

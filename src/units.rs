@@ -33,6 +33,30 @@ where
     format!("{n} {word}")
 }
 
+/// `pod-a has`, `pod-a and pod-b have`, `pod-a, pod-b and 3 more have`: a short list of names
+/// with the verb agreeing.
+pub fn list_and_verb(names: &[String], one: &str, many: &str) -> String {
+    const SHOWN: usize = 3;
+    let verb = if names.len() == 1 { one } else { many };
+    let list = match names {
+        [] => "none".to_string(),
+        [a] => a.clone(),
+        _ if names.len() <= SHOWN => {
+            format!(
+                "{} and {}",
+                names[..names.len() - 1].join(", "),
+                names[names.len() - 1]
+            )
+        }
+        _ => format!(
+            "{} and {} more",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        ),
+    };
+    format!("{list} {verb}")
+}
+
 /// Parses a duration: a bare number of seconds (`90`, `1.5`), or one or more `<number><unit>`
 /// parts with the units `ms`, `s`, `m`, `h`, `d` (`1500ms`, `5s`, `2m`, `1h30m`, `1.5h`).
 /// Anything over [`MAX_DURATION`] is refused.
@@ -142,6 +166,20 @@ mod tests {
         assert_eq!(plural(1u8, "pod", "pods"), "1 pod");
         assert_eq!(plural(0usize, "pod", "pods"), "0 pods");
         assert_eq!(plural(-1i64, "pod", "pods"), "-1 pods");
+    }
+
+    #[test]
+    fn lists_of_names() {
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(list_and_verb(&n(&["a"]), "has", "have"), "a has");
+        assert_eq!(
+            list_and_verb(&n(&["a", "b"]), "has", "have"),
+            "a and b have"
+        );
+        assert_eq!(
+            list_and_verb(&n(&["a", "b", "c", "d", "e"]), "has", "have"),
+            "a, b, c and 2 more have"
+        );
     }
 
     #[test]

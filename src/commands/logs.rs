@@ -5,17 +5,15 @@
 use std::time::Duration;
 
 use clap::Args;
-use futures::{AsyncBufReadExt, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
+use futures::StreamExt;
 use kube::api::LogParams;
 
 use crate::commands::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::inventory::Snapshot;
-use crate::k8s::{self, Call};
-use crate::logs::{self, LogLine};
+use crate::k8s;
+use crate::logs::{self, Followed, LogLine};
 use crate::printer::Printer;
 
 #[derive(Debug, Args)]
@@ -67,7 +65,6 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         ));
         return Ok(exit::OK);
     }
-    let api: Api<Pod> = Api::namespaced(kube.client.clone(), &settings.namespace);
     let params = LogParams {
         previous: args.previous,
         since_seconds: args
@@ -97,43 +94,27 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
     let keep = |line: &str| grep.as_ref().is_none_or(|g| g.is_match(line));
     let ns = settings.namespace.clone();
     if args.follow {
-        // Lines are printed as they arrive, from every pod at once.
-        let streams = pods.iter().map(|pod| {
-            let api = api.clone();
-            let params = params.clone();
-            let pod = pod.clone();
-            let kube = kube.clone();
-            let ns = ns.clone();
-            async move {
-                match api.log_stream(&pod, &params).await {
-                    Ok(s) => s
-                        .lines()
-                        .filter_map(move |l| {
-                            let pod = pod.clone();
-                            async move { l.ok().map(|l| LogLine::parse(&pod, &l)) }
-                        })
-                        .boxed(),
-                    Err(e) => {
-                        let err = kube.error(&Call::new("get", "pods/log", Some(&ns)), e);
-                        futures::stream::once(async move {
-                            LogLine {
-                                pod: "newapi-ops".into(),
-                                time: None,
-                                line: format!("error: {err}"),
-                            }
-                        })
-                        .boxed()
+        // Lines are printed as they arrive, from every pod at once; a pod whose stream ends is
+        // said once; losing the API server ends the command with its error.
+        let mut followed = std::pin::pin!(logs::follow(&kube, &ns, &pods, &params));
+        let mut ended = 0;
+        while let Some(item) = followed.next().await {
+            match item? {
+                Followed::Line(l) if keep(&l.line) => printer.record(&l, |_| render(&l))?,
+                Followed::Line(_) => {}
+                Followed::PodEnded { pod, error } => {
+                    ended += 1;
+                    match error {
+                        Some(e) => printer.warn(&format!("{pod}: {e}")),
+                        None => printer.note(&format!(
+                            "{pod}: the log stream ended (the container exited or the pod is gone)"
+                        )),
                     }
                 }
             }
-        });
-        let mut merged = futures::stream::iter(streams)
-            .buffer_unordered(pods.len().max(1))
-            .flatten_unordered(None);
-        while let Some(l) = merged.next().await {
-            if keep(&l.line) {
-                printer.record(&l, |_| render(&l))?;
-            }
+        }
+        if ended == pods.len() {
+            printer.note("every log stream has ended; the API server still answers");
         }
         return Ok(exit::OK);
     }
@@ -142,11 +123,7 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         printer.warn(&format!("{pod}: {e}"));
     }
     if failures.len() == pods.len() {
-        return Err(Error::Api {
-            call: format!("get pods/log in namespace \"{ns}\""),
-            code: 0,
-            message: "no pod's log could be read (see the warnings above)".into(),
-        });
+        return Err(logs::nothing_read(failures, args.previous));
     }
     let lines = logs::merge(per_pod);
     printer.data(&lines, |_| lines.iter().map(&render).collect())?;

@@ -6,7 +6,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use crate::support::{Run, apply_in, bin, newapi_deployment, poll_json, sandbox};
+use crate::support::{
+    Run, apply_in, bin, newapi_deployment, poll_json, private_sandbox, sandbox, signal_process,
+};
 
 #[test]
 fn slaves_logs_are_merged_in_time_order_with_pod_prefixes() {
@@ -99,8 +101,9 @@ async fn previous_log_of_a_crashing_pod_and_errors() {
     Run::new(["logs", "master", "-n", &ns, "--previous"])
         .admin()
         .output()
-        .code(70)
-        .stderr_has("no pod's log could be read");
+        .code(66)
+        .stderr_has("no previous container to read: new-api-master-")
+        .stderr_has("drop --previous");
     Run::new(["logs", "new-api-slave-nope", "-n", &ns])
         .admin()
         .output()
@@ -148,4 +151,55 @@ fn follow_streams_new_lines() {
         lines.iter().all(|l| l.starts_with("new-api-master-")),
         "{lines:?}"
     );
+}
+
+/// Follows the master's log until the first streamed line, then does `fault` to the API server
+/// and returns how `logs --follow` ended (it must end by itself: the test waits for it).
+fn follow_then(sb: &crate::support::Sandbox, fault: impl FnOnce()) -> crate::support::Done {
+    let mut child = Command::new(bin())
+        .args(["logs", "master", "--follow", "--tail", "1"])
+        .env("KUBECONFIG", &sb.kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.starts_with("new-api-master-"), "{first}");
+    fault();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    crate::support::Done::from(std::process::Output {
+        stdout: rest.into_bytes(),
+        ..out
+    })
+}
+
+/// `logs --follow` when the API server freezes (SIGSTOP: connections open, no answers) and when
+/// it dies (SIGKILL): an error naming the API server, exit 69 — never a silent 0 or a hang.
+#[test]
+fn follow_ends_with_an_error_when_the_api_server_freezes_or_dies() {
+    use nix::sys::signal::Signal;
+    let sb = private_sandbox("logs-apigone");
+    let server = sb.api_server.trim_end_matches('/').to_string();
+    let frozen = follow_then(&sb, || {
+        signal_process(&sb, "kube-apiserver", Signal::SIGSTOP)
+    });
+    signal_process(&sb, "kube-apiserver", Signal::SIGCONT);
+    frozen
+        .code(69)
+        .stderr_has(&format!(
+            "cannot reach the Kubernetes API server at {server}"
+        ))
+        .stderr_has("no answer to GET /version within 10 s");
+    let killed = follow_then(&sb, || {
+        signal_process(&sb, "kube-apiserver", Signal::SIGKILL)
+    });
+    killed.code(69).stderr_has(&format!(
+        "cannot reach the Kubernetes API server at {server}"
+    ));
 }

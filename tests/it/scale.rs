@@ -20,7 +20,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::support::{Done, Run, Sandbox, bin, private_sandbox};
+use crate::support::{Done, Run, Sandbox, bin, private_sandbox, signal_process};
 
 const SLAVE: &str = "new-api-slave";
 const NS: &str = "new-api";
@@ -412,16 +412,7 @@ async fn api_server_going_away_mid_wait() {
             .then_some(())
     })
     .await;
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("state.json")).unwrap()).unwrap();
-    let pid = state["processes"]["kube-apiserver"]["pid"]
-        .as_i64()
-        .expect("the API server's pid in state.json");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the API server");
+    signal_process(&sb, "kube-apiserver", nix::sys::signal::Signal::SIGKILL);
     let done = finish(waiting);
     done.code(69)
         .stderr_has(&format!(

@@ -510,3 +510,18 @@ pub fn nodes_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Sends `signal` to one of the sandbox's processes (`kube-apiserver`, `mariadb`, ...), by the pid
+/// in its state.json: a fault caused for real.
+pub fn signal_process(sb: &Sandbox, process: &str, signal: nix::sys::signal::Signal) {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sb.dir.join("state.json")).unwrap()).unwrap();
+    let pid = state["processes"][process]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid of {process} in state.json"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        signal,
+    )
+    .unwrap_or_else(|e| panic!("{signal} to {process}: {e}"));
+}
