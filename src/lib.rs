@@ -97,6 +97,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
         Command::Runbook(args) => commands::runbook::run(&cli.global, args, printer).await,
         Command::Incident(args) => commands::incident::run(&cli.global, args, printer).await,
         Command::Sandbox(args) => commands::sandbox::run(&cli.global, args, printer).await,
+        Command::Completions(args) => commands::completions::completions(&args),
+        Command::Man(args) => commands::completions::man(&args, printer),
     }
 }
 

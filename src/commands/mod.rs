@@ -4,6 +4,7 @@
 //! prints. Nothing below this module sees clap or imports it.
 
 pub mod backup;
+pub mod completions;
 pub mod diagnose;
 pub mod flags;
 pub mod incident;
@@ -130,6 +131,10 @@ pub enum Command {
     Incident(incident::IncidentArgs),
     /// A local Kubernetes control plane with the seed deployment, MariaDB and Redis, to rehearse on.
     Sandbox(sandbox::SandboxArgs),
+    /// A shell completion script (bash, zsh, fish, powershell) on stdout.
+    Completions(completions::CompletionsArgs),
+    /// The man page on stdout, or one page per command into a directory (--dir).
+    Man(completions::ManArgs),
 }
 
 impl From<OutputArg> for Format {
