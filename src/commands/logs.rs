@@ -12,12 +12,12 @@ use kube::api::LogParams;
 use serde::Serialize;
 
 use crate::cli::GlobalArgs;
-use crate::commands::diagnose::parse_duration;
 use crate::config::Settings;
 use crate::error::{Error, Result, exit};
 use crate::inventory::{Role, Snapshot};
 use crate::k8s::{self, Call};
 use crate::printer::Printer;
+use crate::units::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
