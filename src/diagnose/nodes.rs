@@ -209,11 +209,7 @@ pub fn check_nodes(
             Component::Nodes,
             "nodes.headroom",
             sev,
-            format!(
-                "{total} more slave{} fit{}",
-                if total == 1 { "" } else { "s" },
-                if total == 1 { "s" } else { "" }
-            ),
+            crate::units::plural(total, "more slave fits", "more slaves fit"),
         )
         .evidence(
             fits.iter()

@@ -29,6 +29,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
 
 use super::finding::{Component, Finding, Severity};
+use crate::units::{bytes, duration};
 
 /// Thresholds and bounds of [`check`].
 #[derive(Debug, Clone)]
@@ -297,26 +298,12 @@ pub fn uptime_severity(uptime: Duration, warn: Duration, info: Duration) -> Seve
     }
 }
 
-/// Bytes for people: `1.5 GiB`.
-pub fn format_bytes(bytes: u64) -> String {
-    super::mysql::format_bytes(bytes)
-}
-
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn human_duration(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 2 * 86400 => format!("{} h", s / 3600),
-        s => format!("{} days", s / 86400),
-    }
 }
 
 fn finding(check: &str, severity: Severity, summary: impl Into<String>) -> Finding {
@@ -522,28 +509,28 @@ pub fn findings_from_info(
             Severity::Info,
             format!(
                 "Redis uses {} with no maxmemory (unlimited; policy {policy})",
-                format_bytes(used)
+                bytes(used)
             ),
         )
         .subject(subject.clone())
         .evidence(format!(
             "used_memory = {} ({used}), maxmemory = 0, maxmemory_policy = {policy}",
-            format_bytes(used)
+            bytes(used)
         ));
         let next = match cfg.memory_limit_bytes {
             Some(limit) => {
                 let ratio = used as f64 / limit as f64;
                 f = f.evidence(format!(
                     "container memory limit {} ({:.0} % used): without maxmemory Redis grows until the kernel kills it",
-                    format_bytes(limit),
+                    bytes(limit),
                     ratio * 100.0
                 ));
                 if ratio > cfg.memory_warn_ratio {
                     f.severity = Severity::Warning;
                     f.summary = format!(
                         "Redis uses {} of its {} container limit with no maxmemory: it will be OOMKilled",
-                        format_bytes(used),
-                        format_bytes(limit)
+                        bytes(used),
+                        bytes(limit)
                     );
                 }
                 format!(
@@ -564,13 +551,13 @@ pub fn findings_from_info(
             ),
             Severity::Warning => format!(
                 "Redis uses {pct:.0} % of maxmemory ({} of {})",
-                format_bytes(used),
-                format_bytes(max)
+                bytes(used),
+                bytes(max)
             ),
             _ => format!(
                 "Redis uses {pct:.0} % of maxmemory ({} of {})",
-                format_bytes(used),
-                format_bytes(max)
+                bytes(used),
+                bytes(max)
             ),
         };
         let next = match severity {
@@ -581,16 +568,16 @@ pub fn findings_from_info(
             .subject(subject.clone())
             .evidence(format!(
                 "used_memory = {} ({used}), maxmemory = {} ({max}), maxmemory_policy = {policy}",
-                format_bytes(used),
-                format_bytes(max)
+                bytes(used),
+                bytes(max)
             ))
             .next(next)
     };
     if let Some(p) = peak {
-        f = f.evidence(format!("used_memory_peak = {}", format_bytes(p)));
+        f = f.evidence(format!("used_memory_peak = {}", bytes(p)));
     }
     if let Some(r) = rss {
-        f = f.evidence(format!("used_memory_rss = {}", format_bytes(r)));
+        f = f.evidence(format!("used_memory_rss = {}", bytes(r)));
     }
     if max > 0
         && let Some(limit) = cfg.memory_limit_bytes
@@ -599,8 +586,8 @@ pub fn findings_from_info(
         f.severity = f.severity.max(Severity::Warning);
         f = f.evidence(format!(
             "maxmemory {} is above the container memory limit {}: the kernel kills Redis before it evicts",
-            format_bytes(max),
-            format_bytes(limit)
+            bytes(max),
+            bytes(limit)
         ));
     }
     out.push(f);
@@ -614,7 +601,7 @@ pub fn findings_from_info(
                 "maxmemory-policy is noeviction: when Redis is full every write fails (\"OOM command not allowed\")",
             )
             .subject(subject.clone())
-            .evidence(format!("maxmemory = {}, maxmemory_policy = noeviction", format_bytes(max)))
+            .evidence(format!("maxmemory = {}, maxmemory_policy = noeviction", bytes(max)))
             .evidence("New-API uses Redis as a cache (tokens, users, rate limits): evicting old keys is safe")
             .next("CONFIG SET maxmemory-policy allkeys-lru (and keep it in the Redis args)"),
         );
@@ -655,8 +642,8 @@ pub fn findings_from_info(
                 format!("Redis evicted {evicted} keys since it started ({:.0}/h): the cache is too small for New-API's data", per_hour(evicted)),
             )
             .subject(subject.clone())
-            .evidence(format!("evicted_keys = {evicted}, uptime {}", human_duration(uptime)))
-            .evidence(format!("used_memory = {}, maxmemory = {}, policy {policy}", format_bytes(used), format_bytes(max)))
+            .evidence(format!("evicted_keys = {evicted}, uptime {}", duration(Duration::from_secs(uptime))))
+            .evidence(format!("used_memory = {}, maxmemory = {}, policy {policy}", bytes(used), bytes(max)))
             .next("raise maxmemory (and the container's memory limit with it); runbook run high-memory"),
         );
     } else {
@@ -779,10 +766,13 @@ pub fn findings_from_info(
         cfg.restart_info,
     );
     let summary = match severity {
-        Severity::Ok => format!("Redis has been up for {}", human_duration(uptime)),
+        Severity::Ok => format!(
+            "Redis has been up for {}",
+            duration(Duration::from_secs(uptime))
+        ),
         _ => format!(
             "Redis restarted {} ago: its cache started empty",
-            human_duration(uptime)
+            duration(Duration::from_secs(uptime))
         ),
     };
     out.push(

@@ -2,12 +2,15 @@
 //! module holds what the flow decides with, free of I/O so it is unit-tested here: the symptoms
 //! an operator can pick (and the checks and words each brings), the ranking of runbooks by
 //! symptoms and findings, the re-check verdict after a change, and the saved state that
-//! `--resume` continues from. The flow itself is `commands/incident.rs`; the questions are
-//! behind [`prompt::Prompter`]; the report is [`report`].
+//! `--resume` continues from. The flow itself is [`flow`] ([`run`]); the questions are behind
+//! [`prompt::Prompter`]; the report is [`report`].
 
+pub mod flow;
 pub mod prompt;
 pub mod report;
 pub mod state;
+
+pub use flow::{Options, Outcome, Resume, listen_for_ctrl_c, resumable, run};
 
 use std::sync::LazyLock;
 
@@ -206,10 +209,8 @@ pub fn propose(
                 .collect();
             let more = refs.len().saturating_sub(3);
             why.push(format!(
-                "{} finding{} point{} to it: {}{}",
-                refs.len(),
-                if refs.len() == 1 { "" } else { "s" },
-                if refs.len() == 1 { "s" } else { "" },
+                "{} to it: {}{}",
+                crate::units::plural(refs.len() as u64, "finding points", "findings point"),
                 shown.join(", "),
                 if more > 0 {
                     format!(" and {more} more")

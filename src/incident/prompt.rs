@@ -39,6 +39,21 @@ pub trait Prompter: Send + Sync {
     fn input(&self, prompt: &str, default: &str) -> Result<String>;
 }
 
+/// The prompter for `answers` (a file of answers), else the terminal; without either nothing
+/// can be asked: [`Error::IncidentNeedsTerminal`].
+pub fn open(answers: Option<PathBuf>) -> Result<Box<dyn Prompter>> {
+    match answers {
+        Some(path) => Ok(Box::new(AnswersFile::new(path))),
+        None => {
+            use std::io::IsTerminal;
+            if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+                return Err(Error::IncidentNeedsTerminal);
+            }
+            Ok(Box::new(Terminal))
+        }
+    }
+}
+
 /// Dialoguer prompts on the terminal (stderr).
 #[derive(Debug, Default)]
 pub struct Terminal;

@@ -164,7 +164,7 @@ impl ArgType for Secs {
 
 /// `30s`, `5m`, `2h`, `1500ms` (rounded up to whole seconds), or a number of seconds.
 pub fn parse_secs(s: &str) -> Result<u64, String> {
-    let d = crate::commands::diagnose::parse_duration(s)?;
+    let d = crate::units::parse_duration(s)?;
     Ok(d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 

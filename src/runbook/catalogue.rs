@@ -82,6 +82,23 @@ impl RoleSel {
     }
 }
 
+impl CheckSel {
+    /// The diagnose check group; None for `all`.
+    pub fn component(self) -> Option<crate::diagnose::finding::Component> {
+        use crate::diagnose::finding::Component;
+        match self {
+            CheckSel::All => None,
+            CheckSel::Pods => Some(Component::Pods),
+            CheckSel::Nodes => Some(Component::Nodes),
+            CheckSel::Logs => Some(Component::Logs),
+            CheckSel::Mysql => Some(Component::Mysql),
+            CheckSel::Redis => Some(Component::Redis),
+            CheckSel::App => Some(Component::App),
+            CheckSel::Config => Some(Component::Config),
+        }
+    }
+}
+
 impl AppRole {
     pub fn role(self) -> crate::inventory::Role {
         match self {

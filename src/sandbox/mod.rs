@@ -161,7 +161,7 @@ impl SandboxError {
         }
     }
 
-    /// The exit code for this error (see [`crate::error::exit`]).
+    /// The exit code for this error (see [`crate::exit`]).
     pub fn exit_code(&self) -> u8 {
         match self {
             SandboxError::MissingBinaries { .. } | SandboxError::State { .. } => exit::CONFIG,

@@ -345,11 +345,11 @@ pub async fn redis_info(ctx: &Ctx) -> Result<Done, String> {
     });
     let summary = format!(
         "memory {} of {} ({}), hit rate {}, {} keys, {} evicted, {} clients",
-        crate::diagnose::redis::format_bytes(used),
+        crate::units::bytes(used),
         if max == 0 {
             "no limit".to_string()
         } else {
-            crate::diagnose::redis::format_bytes(max)
+            crate::units::bytes(max)
         },
         info.get("maxmemory_policy").unwrap_or("?"),
         hit_rate.map_or("n/a (no lookups yet)".into(), |h| format!(

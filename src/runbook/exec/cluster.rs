@@ -775,64 +775,64 @@ pub async fn app_backends(ctx: &Ctx) -> Result<Done, String> {
 }
 
 #[derive(Serialize)]
-struct DiagOut {
-    severity: String,
+struct DiagOut<'a> {
+    severity: &'static str,
     critical: usize,
     warning: usize,
-    checks: Vec<String>,
-    findings: Vec<Json>,
+    checks: Vec<&'a str>,
+    findings: Vec<DiagFinding<'a>>,
+}
+
+/// A finding as the action's output lists it.
+#[derive(Serialize)]
+struct DiagFinding<'a> {
+    check: &'a str,
+    severity: &'static str,
+    subject: Option<&'a str>,
+    summary: &'a str,
+    next: Option<&'a str>,
 }
 
 pub async fn diagnose(ctx: &Ctx, a: &c::DiagnoseArgs<Resolved>) -> Result<Done, String> {
-    use crate::commands::diagnose::{ComponentArg, DiagnoseArgs, collect};
-    // Built by clap from diagnose's own flags, so its defaults (and any flag added later) hold.
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        args: DiagnoseArgs,
-    }
-    let mut argv = vec![
-        "diagnose".to_string(),
-        "--timeout".to_string(),
-        format!("{}s", a.timeout.0.max(1)),
-    ];
-    if !a.checks.contains(&c::CheckSel::All) && !a.checks.is_empty() {
-        argv.push("--only".into());
-        argv.push(
-            a.checks
-                .iter()
-                .map(|c| c.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-    }
-    let _ = ComponentArg::Pods;
-    let args = <Wrap as clap::Parser>::try_parse_from(argv)
-        .map_err(|e| format!("internal error building diagnose's arguments: {e}"))?
-        .args;
-    let report = collect(Some(ctx.kube.clone()), ctx.settings.clone(), args)
+    use crate::diagnose::{self, MYSQL_URL_ENV, REDIS_URL_ENV, finding::Severity};
+    // `all` among the groups, or none named: every check.
+    let components = if a.checks.contains(&c::CheckSel::All) {
+        Vec::new()
+    } else {
+        a.checks.iter().filter_map(|sel| sel.component()).collect()
+    };
+    // What `newapi-ops diagnose` would do with these two flags, the URLs from its variables.
+    let opts = diagnose::Options {
+        components,
+        timeout: Duration::from_secs(a.timeout.0.max(1)),
+        mysql_url: diagnose::url_from_env(MYSQL_URL_ENV),
+        redis_url: diagnose::url_from_env(REDIS_URL_ENV),
+        ..diagnose::Options::default()
+    };
+    let report = diagnose::run(Some(&ctx.kube), &ctx.settings, &opts)
         .await
         .map_err(|e| err_line(&e))?;
-    let v = serde_json::to_value(&report).map_err(s)?;
-    let findings: Vec<Json> = v["findings"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|f| json!({"check": f["check"], "severity": f["severity"], "subject": f["subject"], "summary": f["summary"], "next": f["next"]}))
-        .collect();
-    let checks: Vec<String> = findings
-        .iter()
-        .filter(|f| f["severity"] != "ok")
-        .filter_map(|f| f["check"].as_str().map(str::to_string))
-        .collect();
-    let count = |sev: &str| findings.iter().filter(|f| f["severity"] == sev).count();
     let out = DiagOut {
-        severity: v["severity"].as_str().unwrap_or("ok").to_string(),
-        critical: count("critical"),
-        warning: count("warning"),
-        checks,
-        findings,
+        severity: report.severity.as_str(),
+        critical: report.counts.critical,
+        warning: report.counts.warning,
+        checks: report
+            .findings
+            .iter()
+            .filter(|f| f.severity != Severity::Ok)
+            .map(|f| f.check.as_str())
+            .collect(),
+        findings: report
+            .findings
+            .iter()
+            .map(|f| DiagFinding {
+                check: &f.check,
+                severity: f.severity.as_str(),
+                subject: f.subject.as_deref(),
+                summary: &f.summary,
+                next: f.next_step.as_deref(),
+            })
+            .collect(),
     };
     let summary = format!(
         "{}: {} critical, {} warning{}",
@@ -847,7 +847,7 @@ pub async fn diagnose(ctx: &Ctx, a: &c::DiagnoseArgs<Resolved>) -> Result<Done, 
                 out.checks
                     .iter()
                     .take(6)
-                    .cloned()
+                    .copied()
                     .collect::<Vec<_>>()
                     .join(", ")
             )
