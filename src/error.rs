@@ -311,3 +311,25 @@ fn backup_code(e: &BackupError) -> u8 {
         BackupError::Declined { .. } => exit::DECLINED,
     }
 }
+
+/// The exit code of a runbook run that ended (not an error): 0 completed, 1 completed with failed
+/// steps that said continue, 2 otherwise (aborted, stopped).
+pub fn run_exit_code(status: crate::runbook::engine::RunStatus) -> u8 {
+    use crate::runbook::engine::RunStatus;
+    match status {
+        RunStatus::Completed => exit::OK,
+        RunStatus::CompletedWithFailures => exit::RUN_FAILED_STEPS,
+        RunStatus::Aborted | RunStatus::Stopped => exit::RUN_ABORTED,
+        RunStatus::Interrupted => exit::INTERRUPTED,
+    }
+}
+
+/// The exit code of a diagnose report: its worst finding.
+pub fn report_exit_code(worst: crate::diagnose::finding::Severity) -> u8 {
+    use crate::diagnose::finding::Severity;
+    match worst {
+        Severity::Ok | Severity::Info => exit::OK,
+        Severity::Warning => exit::WARNINGS,
+        Severity::Critical => exit::CRITICAL,
+    }
+}

@@ -20,7 +20,7 @@ use crate::exit;
 use crate::printer::{Printer, Style, render_table};
 use crate::runbook::catalogue::{self, CATALOGUE};
 use crate::runbook::diag::Diagnostic;
-use crate::runbook::engine::{self, Interrupt, RunOptions};
+use crate::runbook::engine::{self, Interrupt, RunOptions, RunStatus};
 use crate::runbook::library::{self, Library};
 use crate::runbook::model::Runbook;
 use crate::runbook::transcript;
@@ -633,8 +633,8 @@ async fn run_here(
     if printer.is_machine() {
         printer.data(&report, |_| String::new())?;
     }
-    if report.status == "interrupted" {
+    if report.status == RunStatus::Interrupted {
         return Err(Error::Interrupted);
     }
-    Ok(report.exit_code())
+    Ok(crate::error::run_exit_code(report.status))
 }

@@ -92,13 +92,10 @@ impl Report {
         }
     }
 
-    /// 0 when nothing is above info, 1 for warnings, 2 for anything critical.
+    /// 0 when nothing is above info, 1 for warnings, 2 for anything critical (the mapping is
+    /// [`crate::error::report_exit_code`]).
     pub fn exit_code(&self) -> u8 {
-        match self.severity {
-            Severity::Ok | Severity::Info => 0,
-            Severity::Warning => 1,
-            Severity::Critical => 2,
-        }
+        crate::error::report_exit_code(self.severity)
     }
 
     pub fn render(&self, style: Style) -> String {

@@ -172,28 +172,52 @@ impl Drop for JoinOnDrop {
     }
 }
 
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Every step ran (or was skipped by its `when:`) and none failed.
+    Completed,
+    /// It ran to the end, but steps that say `on_failure: continue` failed.
+    CompletedWithFailures,
+    /// A step failed, was declined or refused; the rest did not run.
+    Aborted,
+    /// The operator stopped it (incident: "stop here").
+    Stopped,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// As in the transcript and the summary line: `completed-with-failures`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Completed => "completed",
+            RunStatus::CompletedWithFailures => "completed-with-failures",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
     pub run_id: String,
     pub runbook: String,
-    pub status: String,
+    pub status: RunStatus,
     pub dry_run: bool,
     pub inputs: Json,
     pub steps: Vec<StepRecord>,
     pub transcript_markdown: String,
     pub transcript_jsonl: String,
-}
-
-impl RunReport {
-    /// 0 completed, 1 completed with failed steps that said continue, 2 aborted.
-    pub fn exit_code(&self) -> u8 {
-        match self.status.as_str() {
-            "completed" => 0,
-            "completed-with-failures" => 1,
-            _ => 2,
-        }
-    }
 }
 
 /// Checks `--input` values against the declared inputs; fills defaults.
@@ -501,15 +525,15 @@ pub async fn run(
         .iter()
         .any(|r| matches!(r.status.as_str(), "failed" | "declined" | "cancelled"));
     let status = match stop {
-        Some("interrupted") => "interrupted",
-        Some("stopped") => "stopped",
-        Some(_) => "aborted",
-        None if any_bad => "completed-with-failures",
-        None => "completed",
+        Some("interrupted") => RunStatus::Interrupted,
+        Some("stopped") => RunStatus::Stopped,
+        Some(_) => RunStatus::Aborted,
+        None if any_bad => RunStatus::CompletedWithFailures,
+        None => RunStatus::Completed,
     };
     transcript.end(EndRecord {
         run_id: id.clone(),
-        status: status.into(),
+        status: status.as_str().into(),
         ended_at: now(),
         duration_ms: u64::try_from(t_run.elapsed().as_millis()).unwrap_or(u64::MAX),
         counts: counts.clone(),
@@ -517,7 +541,7 @@ pub async fn run(
     let report = RunReport {
         run_id: id,
         runbook: rb.name.clone(),
-        status: status.into(),
+        status,
         dry_run: opts.dry_run,
         inputs: transcript.redactor().json(&Json::Object(inputs)),
         steps: records,
@@ -527,9 +551,9 @@ pub async fn run(
     if human {
         let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
         let painted = match status {
-            "completed" => style.green(status),
-            "completed-with-failures" => style.yellow(status),
-            _ => style.red(status),
+            RunStatus::Completed => style.green(status.as_str()),
+            RunStatus::CompletedWithFailures => style.yellow(status.as_str()),
+            _ => style.red(status.as_str()),
         };
         printer.text(&format!(
             "\n{painted}: {}\ntranscript: {}\n            {}\n",

@@ -56,6 +56,8 @@ pub const DEFAULT_QPS_PER_POD: u32 = 1000;
 /// The largest replica count `scale` accepts unless told otherwise.
 pub const DEFAULT_MAX_REPLICAS: i32 = 20;
 /// How long `scale` and `restart` follow a rollout unless told otherwise.
+/// Up to this many new slaves, the plan shows one line each; past it, one line per node.
+const PLACEMENT_LINES: i64 = 12;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the capacity arithmetic needs of the cluster.
@@ -532,22 +534,53 @@ pub fn render_scale_plan(plan: &ScalePlan, style: Style, printer: &Printer) -> S
         format_bytes(plan.per_pod.memory_bytes),
         c.placed_now
     ));
-    let mut i = 0;
-    for p in &c.placement.placed {
-        i += 1;
-        out.push_str(&format!(
-            "  new slave {i} → {} (left there: cpu {}, memory {})\n",
-            p.node,
-            format_cpu(p.free_after.cpu_millis),
-            format_bytes(p.free_after.memory_bytes)
-        ));
-    }
-    for _ in 0..c.placement.pending {
-        i += 1;
-        out.push_str(&style.red(&format!(
-            "  new slave {i} → Pending: {}\n",
-            c.placement.reason.as_deref().unwrap_or("no node fits")
-        )));
+    // One line per new slave while that stays readable; past that, one line per node (and one
+    // for the Pending ones), so `scale 1000 --dry-run` is a screen, not a thousand lines.
+    let placed = &c.placement.placed;
+    if i64::try_from(placed.len()).unwrap_or(i64::MAX) + c.placement.pending <= PLACEMENT_LINES {
+        let mut i = 0;
+        for p in placed {
+            i += 1;
+            out.push_str(&format!(
+                "  new slave {i} → {} (left there: cpu {}, memory {})\n",
+                p.node,
+                format_cpu(p.free_after.cpu_millis),
+                format_bytes(p.free_after.memory_bytes)
+            ));
+        }
+        for _ in 0..c.placement.pending {
+            i += 1;
+            out.push_str(&style.red(&format!(
+                "  new slave {i} → Pending: {}\n",
+                c.placement.reason.as_deref().unwrap_or("no node fits")
+            )));
+        }
+    } else {
+        let mut nodes: Vec<(&str, usize, &Amount)> = Vec::new();
+        for p in placed {
+            match nodes.iter_mut().find(|(n, _, _)| *n == p.node) {
+                Some(entry) => {
+                    entry.1 += 1;
+                    entry.2 = &p.free_after;
+                }
+                None => nodes.push((&p.node, 1, &p.free_after)),
+            }
+        }
+        for (node, n, left) in nodes {
+            out.push_str(&format!(
+                "  {} → {node} (left there: cpu {}, memory {})\n",
+                plural(n, "new slave", "new slaves"),
+                format_cpu(left.cpu_millis),
+                format_bytes(left.memory_bytes)
+            ));
+        }
+        if c.placement.pending > 0 {
+            out.push_str(&style.red(&format!(
+                "  {} → Pending: {}\n",
+                plural(c.placement.pending, "new slave", "new slaves"),
+                c.placement.reason.as_deref().unwrap_or("no node fits")
+            )));
+        }
     }
     let fits = c.new_pods - c.placement.pending;
     let verdict = if c.placement.pending == 0 {
@@ -679,6 +712,17 @@ pub(crate) mod tests {
             capacity_unknown: None,
         };
         (view, settings)
+    }
+
+    #[test]
+    fn a_big_scale_plan_is_one_line_per_node_not_per_pod() {
+        let (view, settings) = seed_view();
+        let plan = plan_scale(&view, &settings, "new-api-slave", 100_000, 1000).unwrap();
+        let printer = Printer::new(crate::printer::Format::Human, true, false);
+        let text = render_scale_plan(&plan, printer.style, &printer);
+        assert!(text.lines().count() < 30, "{text}");
+        assert!(text.contains("1 new slave → node-a"), "{text}");
+        assert!(text.contains("99996 new slaves → Pending"), "{text}");
     }
 
     #[test]

@@ -120,7 +120,10 @@ async fn pending_pods_carry_the_schedulers_reason() {
                 .iter()
                 .map(|f| text_of(f))
                 .collect();
-            t.iter().any(|f| f.contains("Insufficient cpu"))
+            // The pod's PodScheduled condition can be seen before the scheduler's event is
+            // listed: wait for the event on every finding, since it is the evidence asserted.
+            t.iter().all(|f| f.contains("FailedScheduling"))
+                && t.iter().any(|f| f.contains("Insufficient cpu"))
                 && t.iter()
                     .any(|f| f.contains("unbound") && f.contains("PersistentVolumeClaim"))
                 && t.iter()

@@ -30,7 +30,7 @@ use crate::diagnose::{
 use crate::error::{Error, Result};
 use crate::printer::{Printer, Style};
 use crate::runbook::catalogue::Effect;
-use crate::runbook::engine::{self, Interrupt, Replay, RunOptions};
+use crate::runbook::engine::{self, Interrupt, Replay, RunOptions, RunStatus};
 use crate::runbook::exec::Ctx;
 use crate::runbook::library::{self, Library};
 use crate::runbook::model::Runbook;
@@ -601,7 +601,7 @@ impl<'p> Flow<'p> {
         {
             let mut s = self.state();
             s.transcripts.push(report.transcript_markdown.clone());
-            s.runbook_status = Some(report.status.clone());
+            s.runbook_status = Some(report.status.to_string());
         }
         let failed = guide
             .failed
@@ -611,7 +611,7 @@ impl<'p> Flow<'p> {
         if let Some(e) = failed {
             return Err(e);
         }
-        if report.status == "interrupted" {
+        if report.status == RunStatus::Interrupted {
             return Err(Error::Interrupted);
         }
         self.state().runbook_done = true;
