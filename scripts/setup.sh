@@ -12,10 +12,22 @@ WITH_KUBECTL=no
 [ "${1:-}" = "--with-kubectl" ] && WITH_KUBECTL=yes
 
 log() { printf 'setup: %s\n' "$*" >&2; }
+CACHE="${NEWAPI_OPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/newapi-ops}"
+mkdir -p "$CACHE"
+# Everything the installers print goes to one log; the terminal gets progress lines only, and the
+# log's last lines when a step fails.
+SETUP_LOG="$CACHE/setup.log"
+quietly() {
+  local what="$1"; shift
+  if ! "$@" >>"$SETUP_LOG" 2>&1; then
+    log "$what failed; the last lines of $SETUP_LOG:"
+    tail -n 25 "$SETUP_LOG" >&2
+    exit 1
+  fi
+}
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-CACHE="${NEWAPI_OPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/newapi-ops}"
 K8S_VERSION=1.20.2
 BIN="$CACHE/k8s-$K8S_VERSION/bin"
 
@@ -57,10 +69,10 @@ else
 fi
 
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
-  log "installing Debian packages: ${need_pkgs[*]}"
+  log "installing Debian packages: ${need_pkgs[*]} (log: $SETUP_LOG)"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq >&2
-  $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
+  quietly "apt-get update" $SUDO apt-get update -qq
+  quietly "apt-get install" $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
   # The packaged services are not used: the sandbox starts its own instances on free ports.
   for svc in mariadb redis-server etcd; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
@@ -70,7 +82,7 @@ fi
 VENV="$CACHE/venv"
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
   log "installing kubernetes-validate into $VENV"
-  python3 -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q kubernetes-validate >&2 \
+  { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q kubernetes-validate; } >>"$SETUP_LOG" 2>&1 \
     || log "could not install kubernetes-validate (is PyPI reachable?); the schedule manifest test will say so"
 fi
 
@@ -83,9 +95,9 @@ if [ "$build" = yes ]; then
     if ! grep -rqs 'deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
       printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         | $SUDO tee "$srclist" >/dev/null
-      $SUDO apt-get update -qq >&2
+      quietly "apt-get update" $SUDO apt-get update -qq
     fi
-    (cd "$src" && apt-get source -qq kubernetes >&2)
+    quietly "apt-get source kubernetes" bash -c "cd '$src' && apt-get source -qq kubernetes"
     dir=$(find "$src" -maxdepth 1 -type d -name 'kubernetes-*' | head -n1)
     [ "$dir" = "$src/kubernetes-$K8S_VERSION" ] || mv "$dir" "$src/kubernetes-$K8S_VERSION"
   fi
@@ -100,9 +112,9 @@ if [ "$build" = yes ]; then
   what="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler"
   bins="kube-apiserver kube-controller-manager kube-scheduler"
   if [ "$WITH_KUBECTL" = yes ]; then what="$what cmd/kubectl"; bins="$bins kubectl"; fi
-  log "building $bins (about 5 minutes on 2 cores)"
+  log "building $bins (about 7 minutes on 2 cores; log: $SETUP_LOG)"
   start=$(date +%s)
-  (cd "$tree" && CGO_ENABLED=0 make WHAT="$what" >&2)
+  quietly "building the control plane" bash -c "cd '$tree' && CGO_ENABLED=0 make WHAT='$what'"
   mkdir -p "$BIN"
   for b in $bins; do
     built="$tree/_output/local/bin/linux/$(dpkg --print-architecture)/$b"
