@@ -27,8 +27,10 @@ pub struct Kube {
     pub context: Option<String>,
 }
 
-/// How long one read of one request may wait for the API server before it is given up.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one read of one request may wait for the API server before it is given up: a frozen
+/// server (connections accepted, nothing answered) costs at most this per call. Calls made under
+/// a shorter limit of their own are bounded by [`Kube::within`].
+pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// One API call, described for error messages: `list pods in namespace new-api`.
 #[derive(Debug, Clone)]
@@ -221,6 +223,26 @@ async fn from_kubeconfig(
 }
 
 impl Kube {
+    /// Runs one API call (or a few) under `limit`: past it, the API server is unreachable for this
+    /// purpose, named as such (`no answer to get deployments.apps in namespace "x" within 5 s`).
+    pub async fn within<T>(
+        &self,
+        limit: Duration,
+        call: &Call,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Unreachable {
+                server: self.server.clone(),
+                detail: format!(
+                    "no answer to {call} within {}",
+                    crate::units::duration(limit)
+                ),
+            }),
+        }
+    }
+
     /// Whether the API server answers `GET /version` within `limit`: the liveness probe of
     /// long-running streams, which cannot tell a quiet stream from a frozen server.
     pub async fn alive(&self, limit: Duration) -> std::result::Result<(), Error> {

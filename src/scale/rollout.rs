@@ -293,7 +293,14 @@ fn transient(e: &Error) -> bool {
     }
 }
 
-async fn poll(kube: &Kube, w: &Watch) -> Result<(Deployment, Vec<Pod>)> {
+/// One look at the Deployment and its pods, bounded by `limit` (a frozen API server must not
+/// hold the wait past its timeout).
+async fn poll(kube: &Kube, w: &Watch, limit: Duration) -> Result<(Deployment, Vec<Pod>)> {
+    let call = Call::new("get", "deployments.apps", Some(&w.namespace));
+    kube.within(limit, &call, poll_once(kube, w)).await
+}
+
+async fn poll_once(kube: &Kube, w: &Watch) -> Result<(Deployment, Vec<Pod>)> {
     let deployments: Api<Deployment> = Api::namespaced(kube.client.clone(), &w.namespace);
     let dep = deployments
         .get(&w.name)
@@ -402,6 +409,9 @@ pub async fn wait(kube: &Kube, w: &Watch) -> Result<RolloutReport> {
     outcome
 }
 
+/// The longest one poll may take before it counts as the API server not answering.
+const POLL_LIMIT: Duration = Duration::from_secs(10);
+
 async fn wait_inner(
     kube: &Kube,
     w: &Watch,
@@ -414,7 +424,8 @@ async fn wait_inner(
     let mut stuck: Option<(Instant, Observed)> = None;
     let mut last: Option<Observed> = None;
     loop {
-        match poll(kube, w).await {
+        let left = w.timeout.saturating_sub(start.elapsed());
+        match poll(kube, w, left.clamp(Duration::from_secs(1), POLL_LIMIT)).await {
             Err(e) if transient(&e) => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 tracing::debug!("poll failed, retrying: {e}");

@@ -425,3 +425,34 @@ async fn api_server_going_away_mid_wait() {
         .stderr_has("newapi-ops scale --undo");
     eprintln!("--- API server killed mid-wait:\n{}", done.stderr);
 }
+
+/// The API server freezes (SIGSTOP: connections accepted, nothing answered) while `scale` follows
+/// the rollout: each poll is bounded, so the wait ends with exit 69 naming the API server and the
+/// call that got no answer — it does not hang on the frozen connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_api_server_ends_the_wait_with_a_clear_error() {
+    use nix::sys::signal::Signal;
+    let sb = private_sandbox("scale-frozen");
+    let client = client_of(&sb.kubeconfig).await;
+    settled(&sb, &client).await;
+    set_min_ready_seconds(&client, 3600).await;
+    let waiting = spawn(&sb, &["scale", "4", "--yes", "--timeout", "1h"]);
+    until("the tool has set and recorded 4 replicas", async || {
+        let d = slave(&client).await;
+        (d.spec.replicas == Some(4) && record(&d).and_then(|r| r["to"].as_i64()) == Some(4))
+            .then_some(())
+    })
+    .await;
+    signal_process(&sb, "kube-apiserver", Signal::SIGSTOP);
+    let done = tokio::task::spawn_blocking(move || finish(waiting))
+        .await
+        .unwrap();
+    signal_process(&sb, "kube-apiserver", Signal::SIGCONT);
+    done.code(69)
+        .stderr_has(&format!(
+            "lost the API server at {}",
+            sb.api_server.trim_end_matches('/')
+        ))
+        .stderr_has("no answer")
+        .stderr_has("spec.replicas = 4 was accepted");
+}
