@@ -266,9 +266,21 @@ impl Error {
                 "runbooks here: {} (`newapi-ops runbook list`; add yours with --runbook-dir DIR)",
                 available.join(", ")
             ),
-            Error::Api { .. } | Error::Io { .. } | Error::Interrupted | Error::Internal(_) => {
-                return None;
-            }
+            Error::Api { code, .. } => match code {
+                404 => "the object is gone or was never there: check the names with `newapi-ops pods` (or `kubectl get`)".into(),
+                409 => "someone else changed it at the same moment: run the command again".into(),
+                c if *c >= 500 || *c == 0 => "the API server had a problem: run again; if it persists, check the API server's health (`kubectl get --raw /readyz?verbose`) and its logs".into(),
+                _ => "the API server refused the request as sent: run again with -vv to see the call; if it persists, this is a bug of newapi-ops".into(),
+            },
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied => "check the permissions of the file or directory named (and who runs newapi-ops)".into(),
+                std::io::ErrorKind::NotFound => "check that the path named exists".into(),
+                std::io::ErrorKind::StorageFull => "free some space on that file system, or point newapi-ops at another directory".into(),
+                std::io::ErrorKind::ReadOnlyFilesystem => "that file system is read-only: point newapi-ops at a writable directory".into(),
+                _ => return None,
+            },
+            Error::Internal(_) => "this is a bug of newapi-ops: run again with -vv and report what it prints".into(),
+            Error::Interrupted => return None,
         })
     }
 }
