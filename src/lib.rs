@@ -19,7 +19,7 @@ pub mod k8s;
 pub mod logs;
 pub mod portforward;
 pub mod printer;
-pub mod quantity;
+pub use newapi_ops_quantity as quantity;
 pub mod runbook;
 pub mod sandbox;
 pub mod scale;
