@@ -78,6 +78,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[cfg(feature = "sandbox")]
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
 
@@ -190,7 +191,8 @@ impl Error {
             Error::Unauthorized { .. } | Error::Forbidden { .. } => exit::PERMISSION,
             Error::Api { .. } | Error::Internal(_) => exit::INTERNAL,
             Error::Io { .. } => exit::IO,
-            Error::Sandbox(e) => e.exit_code(),
+            #[cfg(feature = "sandbox")]
+            Error::Sandbox(e) => sandbox_code(e),
             Error::Backend(e) => resolve_code(e),
             Error::Backup(e) => backup_code(e),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
@@ -255,6 +257,7 @@ impl Error {
             Error::ReplicasChanged { .. } => "find out who else sets the replicas (an autoscaler, another operator, a CI job); newapi-ops changed nothing more — run `newapi-ops scale N` again once that is settled".into(),
             Error::RolloutIncomplete { state, next, .. } => format!("{state}; {next}"),
             Error::LostDuringRollout { next, .. } => next.clone(),
+            #[cfg(feature = "sandbox")]
             Error::Sandbox(e) => return e.hint(),
             Error::Backend(e) => return e.hint(),
             Error::Backup(e) => return e.hint(),
@@ -282,6 +285,31 @@ impl Error {
             Error::Internal(_) => "this is a bug of newapi-ops: run again with -vv and report what it prints".into(),
             Error::Interrupted => return None,
         })
+    }
+}
+
+/// The exit code of a sandbox failure (crates/sandbox has its own error type; the codes are
+/// chosen here).
+#[cfg(feature = "sandbox")]
+fn sandbox_code(e: &crate::sandbox::SandboxError) -> u8 {
+    use crate::sandbox::SandboxError as S;
+    match e {
+        S::MissingBinaries { .. } | S::State { .. } => exit::CONFIG,
+        S::NotFound { .. } => exit::NOT_FOUND,
+        S::NotASandbox { .. } => exit::USAGE,
+        S::Io { .. } => exit::IO,
+        S::Pki { .. } | S::Manifest { .. } | S::Other(_) => exit::INTERNAL,
+        S::Unhealthy { .. }
+        | S::StartFailed { .. }
+        | S::NotReady { .. }
+        | S::Api { .. }
+        | S::Apply { .. }
+        | S::Rollout { .. }
+        | S::Mysql { .. }
+        | S::Kubelet(_)
+        | S::Netns { .. }
+        | S::Metrics(_)
+        | S::MetricsNotServed { .. } => exit::UNAVAILABLE,
     }
 }
 

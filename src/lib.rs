@@ -19,9 +19,10 @@ pub mod k8s;
 pub mod logs;
 pub mod portforward;
 pub mod printer;
-pub mod quantity;
+pub use newapi_ops_quantity as quantity;
 pub mod runbook;
-pub mod sandbox;
+#[cfg(feature = "sandbox")]
+pub use newapi_ops_sandbox as sandbox;
 pub mod scale;
 pub mod units;
 
@@ -96,6 +97,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
         Command::Restore(args) => commands::restore::run(&cli.global, args, printer).await,
         Command::Runbook(args) => commands::runbook::run(&cli.global, args, printer).await,
         Command::Incident(args) => commands::incident::run(&cli.global, args, printer).await,
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => commands::sandbox::run(&cli.global, args, printer).await,
         Command::Completions(args) => commands::completions::completions(&args),
         Command::Man(args) => commands::completions::man(&args, printer),

@@ -15,6 +15,7 @@ pub mod pods;
 pub mod restart;
 pub mod restore;
 pub mod runbook;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod scale;
 
@@ -130,6 +131,7 @@ pub enum Command {
     /// Guided incident response: what is wrong, findings, a runbook step by step, a report.
     Incident(incident::IncidentArgs),
     /// A local Kubernetes control plane with the seed deployment, MariaDB and Redis, to rehearse on.
+    #[cfg(feature = "sandbox")]
     Sandbox(sandbox::SandboxArgs),
     /// A shell completion script (bash, zsh, fish, powershell) on stdout.
     Completions(completions::CompletionsArgs),

@@ -40,7 +40,7 @@ pub enum SandboxCommand {
     Fault {
         /// What to break.
         #[arg(value_enum)]
-        fault: Fault,
+        fault: FaultArg,
     },
     /// Undo every fault: restore the slave Deployment and restart MariaDB / Redis if they are down.
     Heal,
@@ -83,7 +83,7 @@ pub async fn run(_global: &GlobalArgs, args: SandboxArgs, printer: &Printer) -> 
         SandboxCommand::Up(up) => run_up(&dir, args.dir.is_some(), &up, printer).await,
         SandboxCommand::Status => run_status(&dir, printer).await,
         SandboxCommand::Down { keep_data } => run_down(&dir, keep_data, printer).await,
-        SandboxCommand::Fault { fault } => run_fault(&dir, fault, printer).await,
+        SandboxCommand::Fault { fault } => run_fault(&dir, fault.into(), printer).await,
         SandboxCommand::Heal => run_heal(&dir, printer).await,
         SandboxCommand::Kubelet { config } => {
             let config = sandbox::kubelet::load_config(&config).map_err(SandboxError::from)?;
@@ -330,4 +330,49 @@ async fn run_heal(dir: &Path, printer: &Printer) -> Result<u8> {
         }
     })?;
     Ok(exit::OK)
+}
+
+/// `sandbox fault NAME` ([`Fault`] below the commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FaultArg {
+    /// New slave pods crash at start (`Error 1040: Too many connections`) and back off.
+    Crashloop,
+    /// New slave pods are OOMKilled (exit 137) and back off.
+    Oom,
+    /// New slave pods use an image tag that does not exist (ImagePullBackOff).
+    Imagepull,
+    /// New slave pods run but fail their readiness probe.
+    Unready,
+    /// MariaDB (behind the mysql pod) is killed.
+    MysqlDown,
+    /// Redis (behind the redis pod) is killed.
+    RedisDown,
+}
+
+impl From<FaultArg> for Fault {
+    fn from(f: FaultArg) -> Fault {
+        match f {
+            FaultArg::Crashloop => Fault::Crashloop,
+            FaultArg::Oom => Fault::Oom,
+            FaultArg::Imagepull => Fault::Imagepull,
+            FaultArg::Unready => Fault::Unready,
+            FaultArg::MysqlDown => Fault::MysqlDown,
+            FaultArg::RedisDown => Fault::RedisDown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_names_match_the_cli() {
+        use clap::ValueEnum;
+        for f in FaultArg::value_variants() {
+            let name = f.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(Fault::from(*f).name()));
+        }
+        assert_eq!(FaultArg::value_variants().len(), Fault::ALL.len());
+    }
 }

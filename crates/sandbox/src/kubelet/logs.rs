@@ -148,7 +148,7 @@ pub fn profile_for(
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(crate::sandbox::kubelet::behavior::SYNC_STALLED))
+                .and_then(|a| a.get(crate::kubelet::behavior::SYNC_STALLED))
                 .is_some_and(|v| v.trim() == "true"),
             probes,
         })

@@ -18,7 +18,7 @@ use super::binaries::Binaries;
 use super::process::{self, Started};
 
 /// The New-API schema and its fake rows.
-pub const NEWAPI_SCHEMA: &str = include_str!("../../fixtures/sandbox/newapi-schema.sql");
+pub const NEWAPI_SCHEMA: &str = include_str!("../../../fixtures/sandbox/newapi-schema.sql");
 
 pub const MARIADB_TIMEOUT: Duration = Duration::from_secs(60);
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(20);

@@ -36,7 +36,7 @@ pub const CONTAINER: &str = "new-api";
 pub const BROKEN_IMAGE: &str = "calciumion/new-api:does-not-exist";
 
 /// A way to break the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
     /// New slave pods crash at start (`Error 1040: Too many connections`) and back off.
@@ -54,6 +54,16 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every fault, in the order `sandbox fault --help` lists them.
+    pub const ALL: [Fault; 6] = [
+        Fault::Crashloop,
+        Fault::Oom,
+        Fault::Imagepull,
+        Fault::Unready,
+        Fault::MysqlDown,
+        Fault::RedisDown,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::Crashloop => "crashloop",
@@ -366,13 +376,5 @@ mod tests {
         let oom = oom_log();
         assert!(oom.starts_with("fatal error: runtime: out of memory\n\nruntime stack:\n"));
         assert!(oom.contains("runtime.throw({0x1d3c2f1?"));
-    }
-
-    #[test]
-    fn fault_names_match_the_cli() {
-        use clap::ValueEnum;
-        for f in Fault::value_variants() {
-            assert_eq!(f.to_possible_value().unwrap().get_name(), f.name());
-        }
     }
 }

@@ -7,8 +7,8 @@
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
 
-use crate::quantity::{parse_cpu_nanos, parse_value};
-use crate::sandbox::fault::USAGE_ANNOTATION;
+use crate::fault::USAGE_ANNOTATION;
+use newapi_ops_quantity::{parse_cpu_nanos, parse_value};
 
 /// The group/version served.
 pub const GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";

@@ -2,6 +2,10 @@
 //! kube-controller-manager, kube-scheduler) on loopback, a kubelet simulator, MariaDB and Redis,
 //! with the seed deployment applied. Shared by `newapi-ops sandbox` and the integration tests.
 //!
+//! A crate of its own (`newapi-ops-sandbox`), which the tool builds in behind its default feature
+//! `sandbox`; it does not depend on the tool. The kubelet simulator and the metrics server run as
+//! `newapi-ops sandbox kubelet|metrics-server` (the running executable, started again by `up`).
+//!
 //! The pieces, in the order `up` uses them:
 //! - [`binaries`] finds the programs (`KUBEBUILDER_ASSETS`, the cache `scripts/setup.sh` fills, PATH);
 //! - [`pki`] writes the CA, serving certificates, service-account key, token file and kubeconfigs;
@@ -31,8 +35,6 @@ pub mod state;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::exit;
-
 pub use fault::Fault;
 pub use lifecycle::{
     DownReport, StatusReport, UpOptions, UpOutcome, default_dir, down, status, up,
@@ -40,7 +42,8 @@ pub use lifecycle::{
 pub use state::SandboxState;
 
 /// Errors of the sandbox. Each says what went wrong and where; [`SandboxError::hint`] says what
-/// to do about it.
+/// to do about it. Which exit code each one ends in is the tool's decision (newapi-ops's
+/// `error::Error::exit_code` matches on these variants).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("{0}")]
@@ -158,30 +161,6 @@ impl SandboxError {
         SandboxError::Io {
             context: context.into(),
             source,
-        }
-    }
-
-    /// The exit code for this error (see [`crate::exit`]).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SandboxError::MissingBinaries { .. } | SandboxError::State { .. } => exit::CONFIG,
-            SandboxError::NotFound { .. } => exit::NOT_FOUND,
-            SandboxError::NotASandbox { .. } => exit::USAGE,
-            SandboxError::Io { .. } => exit::IO,
-            SandboxError::Pki { .. } | SandboxError::Manifest { .. } | SandboxError::Other(_) => {
-                exit::INTERNAL
-            }
-            SandboxError::Unhealthy { .. }
-            | SandboxError::StartFailed { .. }
-            | SandboxError::NotReady { .. }
-            | SandboxError::Api { .. }
-            | SandboxError::Apply { .. }
-            | SandboxError::Rollout { .. }
-            | SandboxError::Mysql { .. }
-            | SandboxError::Kubelet(_)
-            | SandboxError::Netns { .. }
-            | SandboxError::Metrics(_)
-            | SandboxError::MetricsNotServed { .. } => exit::UNAVAILABLE,
         }
     }
 

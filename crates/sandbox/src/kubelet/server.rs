@@ -405,9 +405,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::kubelet::behavior::Termination;
-    use crate::sandbox::kubelet::lifecycle::ContainerView;
-    use crate::sandbox::kubelet::logs::Run;
+    use crate::kubelet::behavior::Termination;
+    use crate::kubelet::lifecycle::ContainerView;
+    use crate::kubelet::logs::Run;
 
     fn head(path: &str) -> Head {
         Head {

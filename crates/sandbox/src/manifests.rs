@@ -32,27 +32,27 @@ pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MANIFESTS: &[(&str, &str)] = &[
     (
         "fixtures/sandbox/00-namespace.yaml",
-        include_str!("../../fixtures/sandbox/00-namespace.yaml"),
+        include_str!("../../../fixtures/sandbox/00-namespace.yaml"),
     ),
     (
         "fixtures/sandbox/10-config.yaml",
-        include_str!("../../fixtures/sandbox/10-config.yaml"),
+        include_str!("../../../fixtures/sandbox/10-config.yaml"),
     ),
     (
         "fixtures/sandbox/20-mysql.yaml",
-        include_str!("../../fixtures/sandbox/20-mysql.yaml"),
+        include_str!("../../../fixtures/sandbox/20-mysql.yaml"),
     ),
     (
         "fixtures/sandbox/30-redis.yaml",
-        include_str!("../../fixtures/sandbox/30-redis.yaml"),
+        include_str!("../../../fixtures/sandbox/30-redis.yaml"),
     ),
     (
         "fixtures/sandbox/40-new-api.yaml",
-        include_str!("../../fixtures/sandbox/40-new-api.yaml"),
+        include_str!("../../../fixtures/sandbox/40-new-api.yaml"),
     ),
     (
         "fixtures/sandbox/50-rbac.yaml",
-        include_str!("../../fixtures/sandbox/50-rbac.yaml"),
+        include_str!("../../../fixtures/sandbox/50-rbac.yaml"),
     ),
 ];
 

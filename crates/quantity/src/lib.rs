@@ -1,6 +1,9 @@
 //! Kubernetes resource quantities ("1000m", "1Gi", "12295Mi", "1.5", "1e3") as exact integers:
 //! CPU in millicores, memory (and everything else) in base units, both rounded up as
 //! Kubernetes' `MilliValue()`/`Value()` do.
+//!
+//! A crate of its own so that newapi-ops and its sandbox share one parser without the sandbox
+//! depending on the tool.
 
 use std::fmt;
 

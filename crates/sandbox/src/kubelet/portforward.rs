@@ -335,7 +335,7 @@ async fn connect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::kubelet::Backends;
+    use crate::kubelet::Backends;
 
     #[test]
     fn framing() {
