@@ -23,6 +23,7 @@ pub mod quantity;
 pub mod runbook;
 pub mod sandbox;
 pub mod scale;
+pub mod signals;
 pub mod units;
 
 use std::process::ExitCode;
@@ -64,10 +65,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
+    // SIGINT and SIGTERM alike: the command is dropped (its guards clean up what it leaves),
+    // unless it handles the signal itself (a `signals::Handler`: restore says what it left).
     let outcome = runtime.block_on(async {
         tokio::select! {
+            biased;
             r = run(cli, &printer) => r,
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            s = signals::unhandled() => Err(Error::from(s)),
         }
     });
     // Background tasks (port-forwards, watchers) must not keep the process alive.
