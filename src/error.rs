@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::backends::ResolveError;
 use crate::backup::BackupError;
 use crate::exit;
+use crate::signals::Signal;
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -112,6 +113,10 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// Stopped by SIGTERM (`kill`, Kubernetes stopping the pod), handled as Ctrl-C is.
+    #[error("terminated (SIGTERM)")]
+    Terminated,
+
     #[error("confirmation needed, but there is no terminal to ask on: {prompt}")]
     ConfirmationRequired { prompt: String },
 
@@ -197,6 +202,7 @@ impl Error {
             Error::Backup(e) => backup_code(e),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
+            Error::Terminated => exit::TERMINATED,
             Error::RunbookInvalid { .. } => exit::DATA,
             Error::RunbookNotFound { .. } | Error::NoPreviousLog { .. } => exit::NOT_FOUND,
             Error::ConfirmationRequired { .. } => exit::USAGE,
@@ -283,7 +289,7 @@ impl Error {
                 _ => return None,
             },
             Error::Internal(_) => "this is a bug of newapi-ops: run again with -vv and report what it prints".into(),
-            Error::Interrupted => return None,
+            Error::Interrupted | Error::Terminated => return None,
         })
     }
 }
@@ -310,6 +316,24 @@ fn sandbox_code(e: &crate::sandbox::SandboxError) -> u8 {
         | S::Netns { .. }
         | S::Metrics(_)
         | S::MetricsNotServed { .. } => exit::UNAVAILABLE,
+    }
+}
+
+impl From<Signal> for Error {
+    /// What `main` reports when a signal stopped a command that did not handle it itself.
+    fn from(s: Signal) -> Error {
+        match s {
+            Signal::Interrupt => Error::Interrupted,
+            Signal::Terminate => Error::Terminated,
+        }
+    }
+}
+
+/// The exit code of a stop signal: 128 + its number.
+fn signal_code(s: Signal) -> u8 {
+    match s {
+        Signal::Interrupt => exit::INTERRUPTED,
+        Signal::Terminate => exit::TERMINATED,
     }
 }
 
@@ -349,6 +373,8 @@ fn backup_code(e: &BackupError) -> u8 {
         | BackupError::Mismatch { .. } => exit::DATA,
         BackupError::TargetNotEmpty { .. } => exit::CANT_CREATE,
         BackupError::Declined { .. } => exit::DECLINED,
+        BackupError::Interrupted { signal, .. } => signal_code(*signal),
+        BackupError::RestoreIncomplete { cause, .. } => backup_code(cause),
     }
 }
 
@@ -371,5 +397,47 @@ pub fn report_exit_code(worst: crate::diagnose::finding::Severity) -> u8 {
         Severity::Ok | Severity::Info => exit::OK,
         Severity::Warning => exit::WARNINGS,
         Severity::Critical => exit::CRITICAL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_end_in_128_plus_their_number() {
+        assert_eq!(Error::from(Signal::Interrupt).exit_code(), 130);
+        assert_eq!(Error::from(Signal::Terminate).exit_code(), 143);
+        let interrupted = |signal| {
+            Error::from(BackupError::Interrupted {
+                what: "backup".into(),
+                signal,
+            })
+        };
+        assert_eq!(interrupted(Signal::Terminate).exit_code(), 143);
+        assert_eq!(interrupted(Signal::Interrupt).exit_code(), 130);
+        // An incomplete restore ends as its cause does.
+        let incomplete = |cause| {
+            Error::from(BackupError::RestoreIncomplete {
+                id: "x".into(),
+                database: "copy".into(),
+                endpoint: "e".into(),
+                existed: false,
+                other_tables: Vec::new(),
+                encrypted: false,
+                cause: Box::new(cause),
+            })
+        };
+        let by_signal = BackupError::Interrupted {
+            what: "restore".into(),
+            signal: Signal::Terminate,
+        };
+        assert_eq!(incomplete(by_signal).exit_code(), exit::TERMINATED);
+        let lost = BackupError::Lost {
+            endpoint: "e".into(),
+            during: "loading".into(),
+            detail: "gone".into(),
+        };
+        assert_eq!(incomplete(lost).exit_code(), exit::UNAVAILABLE);
     }
 }

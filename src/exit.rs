@@ -45,6 +45,9 @@ pub const RUN_FAILED_STEPS: u8 = 1;
 pub const RUN_ABORTED: u8 = 2;
 /// Interrupted by Ctrl-C (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM (128 + 15), as `kill` or Kubernetes stopping a pod sends it; handled as
+/// Ctrl-C is.
+pub const TERMINATED: u8 = 143;
 
 /// Every code above with its name, for the documentation test.
 pub const ALL: &[(&str, u8)] = &[
@@ -67,6 +70,7 @@ pub const ALL: &[(&str, u8)] = &[
     ("RUN_FAILED_STEPS", RUN_FAILED_STEPS),
     ("RUN_ABORTED", RUN_ABORTED),
     ("INTERRUPTED", INTERRUPTED),
+    ("TERMINATED", TERMINATED),
 ];
 
 #[cfg(test)]
@@ -138,6 +142,7 @@ mod tests {
             (RUN_FAILED_STEPS, 1),
             (RUN_ABORTED, 2),
             (INTERRUPTED, 130),
+            (TERMINATED, 143),
         ];
         for (code, want) in pinned {
             assert_eq!(code, want);

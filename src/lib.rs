@@ -24,6 +24,7 @@ pub mod runbook;
 #[cfg(feature = "sandbox")]
 pub use newapi_ops_sandbox as sandbox;
 pub mod scale;
+pub mod signals;
 pub mod units;
 
 use std::process::ExitCode;
@@ -65,10 +66,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
+    // SIGINT and SIGTERM alike: the command is dropped (its guards clean up what it leaves),
+    // unless it handles the signal itself (a `signals::Handler`: restore says what it left).
     let outcome = runtime.block_on(async {
         tokio::select! {
+            biased;
             r = run(cli, &printer) => r,
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            s = signals::unhandled() => Err(Error::from(s)),
         }
     });
     // Background tasks (port-forwards, watchers) must not keep the process alive.

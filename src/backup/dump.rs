@@ -7,9 +7,11 @@
 //! lock is released — all workers then read the same committed state, whatever is written
 //! meanwhile. `--single-connection` needs no lock: one connection's own snapshot.
 //!
-//! Everything is written into `DIR/.tmp-ID-PID/` and renamed to `DIR/ID/` only once the
-//! manifest is written; on any error the temporary directory is removed, so an interrupted
-//! backup never looks complete.
+//! Everything is written into `DIR/.tmp-ID/` ([`super::staging`]: the id claimed there, unique
+//! across processes) and renamed to `DIR/ID/` only once the manifest is written; on any error,
+//! and when the backup is dropped (Ctrl-C, SIGTERM), the temporary directory is removed, so an
+//! interrupted backup never looks complete. Each backup first sweeps the temporary directories
+//! that dead processes left.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use super::error::{BackupError, Result};
 use super::files::{self, ChunkSink, FileWriter, Sealer};
 use super::manifest::{self, Chunk, Database, FileEntry, Manifest, Server, Snapshot, Table};
 use super::sql::{self, Kind, ident, quote};
+use super::staging::{self, Staging};
 use super::{BackupOptions, Progress};
 
 /// What a finished backup reports (also the one-line JSON of `backup -o json`).
@@ -44,6 +47,8 @@ pub struct BackupSummary {
     pub consistency: String,
     pub encrypted: bool,
     pub snapshot: Snapshot,
+    /// Temporary directories of dead backups removed before this one started.
+    pub swept: Vec<staging::Stale>,
 }
 
 impl BackupSummary {
@@ -96,20 +101,6 @@ struct Results {
     checksums: Vec<(String, Option<u64>)>,
 }
 
-/// Removes the temporary directory unless the backup completed.
-struct TempDir {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// Takes a backup as `opts` says; `progress` hears about each table.
 pub async fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupSummary> {
     let started = Instant::now();
@@ -140,14 +131,11 @@ pub async fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result
     let db_info = database_info(&mut c0, &database).await?;
     let tables = plan_tables(&mut c0, &database, &opts.tables).await?;
 
-    // The directory: DIR/.tmp-ID-PID, renamed to DIR/ID at the end.
+    // The directory: DIR/.tmp-ID, renamed to DIR/ID at the end; first, what dead backups left.
     files::create_dir_private(&opts.dir)?;
-    let id = unique_id(&opts.dir, &started_at);
-    let tmp = TempDir {
-        path: opts.dir.join(format!(".tmp-{id}-{}", std::process::id())),
-        armed: true,
-    };
-    files::create_dir_private(&tmp.path)?;
+    let swept = staging::sweep(&opts.dir, false);
+    let tmp = Staging::claim(&opts.dir, &started_at)?;
+    let id = tmp.id.clone();
 
     // The snapshot.
     progress.phase("taking the snapshot");
@@ -302,14 +290,7 @@ pub async fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result
     let json = serde_json::to_vec_pretty(&m)
         .map_err(|e| BackupError::Usage(format!("serializing the manifest: {e}")))?;
     files::write_private(&tmp.path, manifest::MANIFEST, &json)?;
-    let final_path = opts.dir.join(&id);
-    std::fs::rename(&tmp.path, &final_path)
-        .map_err(|e| BackupError::file("renaming the backup into place", &final_path, e))?;
-    let mut tmp = tmp;
-    tmp.armed = false;
-    if let Ok(d) = std::fs::File::open(&opts.dir) {
-        let _ = d.sync_all();
-    }
+    let final_path = tmp.into_place(&opts.dir)?;
     Ok(BackupSummary {
         id,
         path: final_path,
@@ -323,19 +304,8 @@ pub async fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result
         consistency,
         encrypted: m.encryption.is_some(),
         snapshot,
+        swept,
     })
-}
-
-/// `20261125T030000Z`, with `-2`, `-3` ... if a backup of that second exists.
-fn unique_id(dir: &Path, at: &jiff::Timestamp) -> String {
-    let base = at.strftime("%Y%m%dT%H%M%SZ").to_string();
-    if !dir.join(&base).exists() {
-        return base;
-    }
-    (2..)
-        .map(|n| format!("{base}-{n}"))
-        .find(|id| !dir.join(id).exists())
-        .unwrap_or(base)
 }
 
 async fn database_info(c0: &mut Db, database: &str) -> Result<Database> {
@@ -761,14 +731,5 @@ mod tests {
         assert!(mariadb_at_least("10.11.6-MariaDB-0+deb12u1", 10, 4));
         assert!(!mariadb_at_least("10.3.39-MariaDB", 10, 4));
         assert!(mariadb_at_least("11.4.2-MariaDB", 10, 4));
-    }
-
-    #[test]
-    fn ids_are_unique_per_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let at: jiff::Timestamp = "2026-11-25T03:00:00Z".parse().unwrap();
-        assert_eq!(unique_id(dir.path(), &at), "20261125T030000Z");
-        std::fs::create_dir(dir.path().join("20261125T030000Z")).unwrap();
-        assert_eq!(unique_id(dir.path(), &at), "20261125T030000Z-2");
     }
 }

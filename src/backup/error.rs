@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::signals::Signal;
+
 /// The backup engine's result type.
 pub type Result<T, E = BackupError> = std::result::Result<T, E>;
 
@@ -111,6 +113,81 @@ pub enum BackupError {
         "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: scheduled backups need Kubernetes 1.21 or newer"
     )]
     CronJobUnsupported { version: String },
+
+    /// Ctrl-C or SIGTERM stopped a backup (its temporary directory is removed), a restore
+    /// before it changed anything, or a restore test (its scratch database is dropped).
+    #[error("{what} interrupted by {signal}")]
+    Interrupted { what: String, signal: Signal },
+
+    /// A restore stopped after it had begun changing the target: by a signal or an error.
+    #[error(
+        "restore of backup {id} into `{database}` on {endpoint} {}: `{database}` is left half-loaded",
+        stopped_how(.cause)
+    )]
+    RestoreIncomplete {
+        id: String,
+        database: String,
+        endpoint: String,
+        /// The target existed before the restore.
+        existed: bool,
+        /// Tables the target had before that are not the backup's (left alone by the restore).
+        other_tables: Vec<String>,
+        /// The backup is encrypted: loading it again needs `--identity`.
+        encrypted: bool,
+        cause: Box<BackupError>,
+    },
+}
+
+/// "interrupted by SIGTERM", or "failed part-way: lost the connection ...".
+fn stopped_how(cause: &BackupError) -> String {
+    match cause {
+        BackupError::Interrupted { signal, .. } => format!("interrupted by {signal}"),
+        other => format!("failed part-way: {other}"),
+    }
+}
+
+/// `word` as one shell word: as it is when that is safe, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.,:/@%+=".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// How to clean up after [`BackupError::RestoreIncomplete`].
+fn restore_cleanup(
+    id: &str,
+    database: &str,
+    existed: bool,
+    other_tables: &[String],
+    encrypted: bool,
+) -> String {
+    let again = format!(
+        "`newapi-ops restore {id} --database {} --force --yes{}`",
+        shell_word(database),
+        if encrypted { " --identity FILE" } else { "" }
+    );
+    let quoted = super::sql::ident(database);
+    if other_tables.is_empty() {
+        let before = if existed {
+            "had no tables before this restore"
+        } else {
+            "did not exist before this restore"
+        };
+        format!(
+            "`{database}` {before}: drop it (SQL: DROP DATABASE {quoted};) or load it again with {again}"
+        )
+    } else {
+        format!(
+            "`{database}` also holds tables that are not the backup's ({}): do not drop the database; load the backup's tables again with {again} (it drops and replaces them)",
+            other_tables.join(", ")
+        )
+    }
 }
 
 impl BackupError {
@@ -165,6 +242,15 @@ impl BackupError {
             BackupError::Mismatch { .. } => "the server changed the data while loading, or the backup is inconsistent: check the server's log, and do not use the restored copy".into(),
             BackupError::Declined { .. } => return None,
             BackupError::CronJobUnsupported { .. } => "upgrade the cluster, or run backups from a host outside it with cron: see `newapi-ops backup schedule --crontab`".into(),
+            BackupError::Interrupted { .. } => "nothing incomplete was kept: run it again".into(),
+            BackupError::RestoreIncomplete {
+                id,
+                database,
+                existed,
+                other_tables,
+                encrypted,
+                ..
+            } => restore_cleanup(id, database, *existed, other_tables, *encrypted),
         })
     }
 
@@ -220,5 +306,67 @@ impl BackupError {
                 detail: other.to_string(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incomplete(existed: bool, other: &[&str], cause: BackupError) -> BackupError {
+        BackupError::RestoreIncomplete {
+            id: "20261125T030000Z".into(),
+            database: "copy".into(),
+            endpoint: "ops@127.0.0.1:3306/new-api".into(),
+            existed,
+            other_tables: other.iter().map(|t| t.to_string()).collect(),
+            encrypted: false,
+            cause: Box::new(cause),
+        }
+    }
+
+    #[test]
+    fn an_incomplete_restore_says_what_it_left_and_how_to_clean_it() {
+        let e = incomplete(
+            false,
+            &[],
+            BackupError::Interrupted {
+                what: "restore".into(),
+                signal: Signal::Terminate,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "restore of backup 20261125T030000Z into `copy` on ops@127.0.0.1:3306/new-api interrupted by SIGTERM: `copy` is left half-loaded"
+        );
+        let hint = e.hint().unwrap();
+        assert!(hint.contains("did not exist before"), "{hint}");
+        assert!(hint.contains("DROP DATABASE `copy`;"), "{hint}");
+        assert!(
+            hint.contains("newapi-ops restore 20261125T030000Z --database copy --force --yes"),
+            "{hint}"
+        );
+        // A database that has other tables must not be dropped.
+        let lost = BackupError::Lost {
+            endpoint: "ops@127.0.0.1:3306/new-api".into(),
+            during: "loading logs.00002.sql.zst".into(),
+            detail: "the server closed the connection".into(),
+        };
+        let e = incomplete(true, &["mine"], lost);
+        assert!(
+            e.to_string()
+                .contains("failed part-way: lost the connection")
+        );
+        let hint = e.hint().unwrap();
+        assert!(hint.contains("do not drop the database") && hint.contains("mine"));
+        assert!(!hint.contains("DROP DATABASE"), "{hint}");
+    }
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(shell_word("copy"), "copy");
+        assert_eq!(shell_word("new-api"), "new-api");
+        assert_eq!(shell_word("it's mine"), r"'it'\''s mine'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -12,6 +12,9 @@
 //!
 //! In two steps, so that the caller can ask for confirmation knowing what will change:
 //! [`prepare_restore`] checks everything and changes nothing; [`PreparedRestore::run`] loads.
+//! A load stopped part-way — by an error, or by the `stop` future of
+//! [`PreparedRestore::run_until`] (Ctrl-C, SIGTERM) — is a
+//! [`BackupError::RestoreIncomplete`], which names the half-loaded database and how to clean it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead as _;
@@ -30,6 +33,7 @@ use super::manifest::Manifest;
 use super::sql::{self, SplitDdl, ident, quote};
 use super::{Progress, infile, verify};
 use crate::backends::Endpoint;
+use crate::signals::Signal;
 
 /// Where and how to restore.
 #[derive(Debug, Clone)]
@@ -117,6 +121,8 @@ pub struct PreparedRestore {
     pub method: LoadMethod,
     /// Why INSERT is used although LOAD DATA was wanted (for a note before the load).
     pub method_note: Option<String>,
+    /// The target's tables before the restore.
+    existing: Vec<String>,
     control: Db,
 }
 
@@ -159,8 +165,9 @@ pub async fn prepare_restore(dir: &Path, opts: RestoreOptions) -> Result<Prepare
         });
     }
     let replaced = existing
-        .into_iter()
+        .iter()
         .filter(|t| manifest.table(t).is_some())
+        .cloned()
         .collect();
     let (method, method_note) = choose_method(&mut control, opts.method).await?;
     Ok(PreparedRestore {
@@ -172,6 +179,7 @@ pub async fn prepare_restore(dir: &Path, opts: RestoreOptions) -> Result<Prepare
         database_exists: !exists.is_empty(),
         method,
         method_note,
+        existing,
         control,
     })
 }
@@ -289,6 +297,52 @@ impl PreparedRestore {
 
     /// Loads the backup.
     pub async fn run(self, progress: &dyn Progress) -> Result<RestoreSummary> {
+        self.run_until(progress, std::future::pending()).await
+    }
+
+    /// Loads the backup unless `stop` resolves first (with the signal that stopped it): then the
+    /// load is dropped where it is. Once the target has begun to change, any failure is a
+    /// [`BackupError::RestoreIncomplete`] naming what is left and how to clean it.
+    pub async fn run_until(
+        self,
+        progress: &dyn Progress,
+        stop: impl std::future::Future<Output = Signal>,
+    ) -> Result<RestoreSummary> {
+        let id = self.manifest.id.clone();
+        let database = self.opts.database.clone();
+        let endpoint = self.control.endpoint.clone();
+        let existed = self.database_exists;
+        let encrypted = self.manifest.encryption.is_some();
+        let other_tables: Vec<String> = self
+            .existing
+            .iter()
+            .filter(|t| self.manifest.table(t).is_none())
+            .cloned()
+            .collect();
+        let touched = AtomicBool::new(false);
+        let outcome = tokio::select! {
+            biased;
+            signal = stop => Err(BackupError::Interrupted { what: "restore".into(), signal }),
+            r = self.load(progress, &touched) => r,
+        };
+        match outcome {
+            // Loaded, but not what the manifest says: its own error says not to use the copy.
+            Err(e @ BackupError::Mismatch { .. }) => Err(e),
+            Err(cause) if touched.load(Ordering::SeqCst) => Err(BackupError::RestoreIncomplete {
+                id,
+                database,
+                endpoint,
+                existed,
+                other_tables,
+                encrypted,
+                cause: Box::new(cause),
+            }),
+            other => other,
+        }
+    }
+
+    /// The load itself; sets `touched` just before its first change to the target.
+    async fn load(self, progress: &dyn Progress, touched: &AtomicBool) -> Result<RestoreSummary> {
         let PreparedRestore {
             dir,
             manifest,
@@ -306,6 +360,7 @@ impl PreparedRestore {
         let target = ident(&opts.database);
         let db = &manifest.database;
         progress.phase("creating tables");
+        touched.store(true, Ordering::SeqCst);
         control
             .exec(
                 &format!(

@@ -14,6 +14,10 @@
 //! age (`.zst.age`); the manifest stays readable, so `verify` checks every file without the key.
 //! Table names map to file names with `%XX` escapes for anything but letters, digits, `_`, `-`.
 //! An unencrypted chunk is plain SQL: `zstd -dc logs.00001.sql.zst | mysql db` loads it.
+//!
+//! A backup in progress is `DIR/.tmp-ID/` ([`staging`]), never listed, removed when the backup
+//! fails or is stopped (Ctrl-C, SIGTERM); `backup` and `backup prune` remove those of dead
+//! processes.
 
 mod conn;
 pub mod dump;
@@ -24,6 +28,7 @@ pub mod load;
 pub mod manifest;
 pub mod schedule;
 pub mod sql;
+pub mod staging;
 pub mod store;
 pub mod verify;
 

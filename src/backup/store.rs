@@ -1,5 +1,6 @@
-//! The directory of backups: listing the complete ones (those with a manifest; an interrupted
-//! backup is a `.tmp-*` directory and never listed), finding one by id, and retention.
+//! The directory of backups: listing the complete ones (those with a manifest; a backup in
+//! progress or interrupted is a `.tmp-*` directory and never listed), finding one by id, and
+//! retention (which also sweeps the `.tmp-*` directories of dead processes, [`staging::sweep`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use serde::Serialize;
 
 use super::error::{BackupError, Result};
 use super::manifest::{MANIFEST, Manifest, Verified};
+use super::staging::{self, Stale};
 
 /// The directory backups go to when none is given: `$NEWAPI_OPS_BACKUP_DIR` when set, else
 /// [`default_dir`] (`backup --dir` and the runbooks' `mysql.backup` and `backup.verify` agree).
@@ -103,8 +105,9 @@ pub fn find(dir: &Path, id: &str) -> Result<PathBuf> {
 pub struct PruneOutcome {
     pub kept: Vec<Kept>,
     pub deleted: Vec<String>,
-    /// Leftovers of interrupted backups (`.tmp-*`) older than a day, removed.
-    pub removed_incomplete: Vec<String>,
+    /// Leftovers of interrupted backups (`.tmp-*`) whose process is dead, removed (see
+    /// [`staging::sweep`]).
+    pub removed_incomplete: Vec<Stale>,
     pub dry_run: bool,
 }
 
@@ -167,24 +170,7 @@ pub fn prune(
             kept.push(Kept { id, reasons });
         }
     }
-    let mut removed_incomplete = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for ent in rd.flatten() {
-            let name = ent.file_name().to_string_lossy().into_owned();
-            let old = ent
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 86_400);
-            if name.starts_with(".tmp-") && old {
-                if !dry_run {
-                    let _ = std::fs::remove_dir_all(ent.path());
-                }
-                removed_incomplete.push(name);
-            }
-        }
-    }
+    let removed_incomplete = staging::sweep(dir, dry_run);
     Ok(PruneOutcome {
         kept,
         deleted,

@@ -15,6 +15,7 @@ use super::manifest::{self, Manifest, Verified};
 use super::sql::ident;
 use super::{NoProgress, Progress};
 use crate::backends::Endpoint;
+use crate::signals::Signal;
 
 /// The problems of the files of a backup, each naming its file; empty when all is well.
 pub fn check_files(dir: &Path, m: &Manifest) -> Vec<String> {
@@ -84,6 +85,17 @@ pub async fn verify(
     restore_test: Option<(&Endpoint, usize, Option<&Path>)>,
     progress: &dyn Progress,
 ) -> Result<VerifyReport> {
+    verify_until(dir, restore_test, progress, std::future::pending()).await
+}
+
+/// [`verify`], unless `stop` resolves first (Ctrl-C, SIGTERM): then the restore test stops,
+/// its scratch database is dropped all the same, and the error says it was interrupted.
+pub async fn verify_until(
+    dir: &Path,
+    restore_test: Option<(&Endpoint, usize, Option<&Path>)>,
+    progress: &dyn Progress,
+    stop: impl std::future::Future<Output = Signal>,
+) -> Result<VerifyReport> {
     let m = Manifest::load(dir)?;
     let mut report = VerifyReport {
         id: m.id.clone(),
@@ -104,8 +116,14 @@ pub async fn verify(
     {
         let scratch = scratch_name(&m.id);
         report.scratch_database = Some(scratch.clone());
-        let outcome =
-            restore_and_compare(dir, &m, mysql, threads, identity, &scratch, progress).await;
+        let outcome = tokio::select! {
+            biased;
+            signal = stop => Err(BackupError::Interrupted {
+                what: "restore test".into(),
+                signal,
+            }),
+            r = restore_and_compare(dir, &m, mysql, threads, identity, &scratch, progress) => r,
+        };
         // Drop the scratch database whatever happened.
         let dropped = drop_database(mysql, &scratch).await;
         match outcome {
@@ -184,7 +202,12 @@ async fn restore_and_compare(
         },
     )
     .await?;
-    prepared.run(progress).await?;
+    // The scratch database is dropped whatever happens: what a half-loaded one would need is
+    // not the caller's concern, the cause is.
+    prepared.run(progress).await.map_err(|e| match e {
+        BackupError::RestoreIncomplete { cause, .. } => *cause,
+        e => e,
+    })?;
     let mut db = Db::connect(mysql).await?;
     let mut out = Vec::new();
     for t in &m.tables {

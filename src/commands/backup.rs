@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::exit;
 use crate::k8s::{self, Kube};
 use crate::printer::{Printer, render_table};
+use crate::signals;
 use crate::units;
 use crate::units::age as human_age;
 
@@ -236,7 +237,7 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
     let dir = args.dir.resolve();
     printer.note(&format!("backing up into {}", dir.display()));
     let progress = Bars::new(printer);
-    let summary = backup::backup_deployment(
+    let backup = backup::backup_deployment(
         kube.as_ref(),
         &settings,
         url,
@@ -251,10 +252,26 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
             opts.compression_level = args.level;
         },
         &progress,
-    )
-    .await;
+    );
+    // Ctrl-C or SIGTERM drops the backup, whose temporary directory goes with it.
+    let mut signals = signals::Handler::new();
+    let summary = tokio::select! {
+        biased;
+        signal = signals.recv() => Err(backup::BackupError::Interrupted {
+            what: "backup".into(),
+            signal,
+        }
+        .into()),
+        r = backup => r,
+    };
     progress.clear();
     let summary = summary?;
+    for s in &summary.swept {
+        printer.note(&format!(
+            "removed {}, left by an interrupted backup ({})",
+            s.name, s.why
+        ));
+    }
     if printer.is_machine() {
         let line = serde_json::to_string(&summary)
             .map_err(|e| Error::Internal(format!("serializing the summary: {e}")))?;
@@ -334,7 +351,9 @@ async fn run_verify(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) ->
         let kube = cluster_for(&settings, url).await?;
         let reached = crate::backends::resolve_mysql(kube.as_ref(), &settings, url).await?;
         printer.note(&format!("restore test on {}", reached.via));
-        let r = verify::verify(
+        // Ctrl-C or SIGTERM stops the restore test; its scratch database is dropped first.
+        let mut signals = signals::Handler::new();
+        let r = verify::verify_until(
             &path,
             Some((
                 &reached.endpoint,
@@ -342,6 +361,7 @@ async fn run_verify(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) ->
                 args.identity.as_deref(),
             )),
             &progress,
+            signals.recv(),
         )
         .await;
         drop(reached);
@@ -404,8 +424,10 @@ fn prune(args: PruneArgs, printer: &Printer) -> Result<u8> {
         }
         for d in &outcome.removed_incomplete {
             s.push_str(&format!(
-                "{} {d} (an interrupted backup)\n",
-                style.yellow(verb)
+                "{} {} (an interrupted backup: {})\n",
+                style.yellow(verb),
+                d.name,
+                d.why
             ));
         }
         if outcome.deleted.is_empty() && outcome.removed_incomplete.is_empty() {

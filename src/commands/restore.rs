@@ -95,7 +95,9 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
     }
     let prepared_note = prepared.method_note.is_some();
     let progress = Bars::new(printer);
-    let summary = prepared.run(&progress).await;
+    // Ctrl-C or SIGTERM stops the load; the error then names the half-loaded database.
+    let mut signals = crate::signals::Handler::new();
+    let summary = prepared.run_until(&progress, signals.recv()).await;
     progress.clear();
     drop(reached);
     let summary = summary?;

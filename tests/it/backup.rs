@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mysql_async::prelude::Queryable;
 use newapi_ops::backup::manifest::Manifest;
+use newapi_ops::backup::staging::Owner;
 
 use crate::diag_support::MariaDb;
 use crate::support::{Done, Run, sandbox};
@@ -96,6 +97,23 @@ impl Fixture {
             .env("NEWAPI_OPS_MYSQL_URL", self.url())
             .env("NEWAPI_OPS_BACKUP_DIR", self.backups())
             .output()
+    }
+
+    /// `newapi-ops ARGS` as [`Fixture::run`] runs it, started in the background (output piped).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(crate::support::bin())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("NEWAPI_OPS_MYSQL_URL", self.url())
+            .env("NEWAPI_OPS_BACKUP_DIR", self.backups())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     async fn conn(&self) -> mysql_async::Conn {
@@ -372,38 +390,8 @@ fn mariadbd_pid(port: u16) -> i32 {
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_killed_mid_backup_leaves_nothing_that_looks_complete() {
     let fx = Fixture::start(300_000, "REPEAT('y', 100)").await;
-    let mut child = Command::new(crate::support::bin())
-        .args(["backup", "--threads", "2", "--chunk-rows", "4000"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", fx.dir.path())
-        .env("NO_COLOR", "1")
-        .env("NEWAPI_OPS_MYSQL_URL", fx.url())
-        .env("NEWAPI_OPS_BACKUP_DIR", fx.backups())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until chunks are being written into the temporary directory.
-    let chunks_written = |dir: &Path| {
-        entries(dir)
-            .iter()
-            .filter(|e| e.starts_with(".tmp-"))
-            .flat_map(|t| entries(&dir.join(t)))
-            .filter(|f| f.starts_with("logs.0"))
-            .count()
-    };
-    loop {
-        if chunks_written(&fx.backups()) >= 2 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the backup ended before the kill"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let mut child = fx.spawn(&["backup", "--threads", "2", "--chunk-rows", "4000"]);
+    wait_for_chunks(&fx.backups(), &mut child).await;
     let pid = mariadbd_pid(fx.db.port);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -411,12 +399,295 @@ async fn mariadb_killed_mid_backup_leaves_nothing_that_looks_complete() {
     done.code(69)
         .stderr_has("lost the connection to MySQL")
         .stderr_has("nothing incomplete was kept");
+    assert_nothing_left(&fx, "the kill");
+}
+
+/// After a stopped backup: nothing in the directory (no `.tmp-*`), nothing listed.
+fn assert_nothing_left(fx: &Fixture, after: &str) {
     assert_eq!(
         entries(&fx.backups()),
         Vec::<String>::new(),
-        "leftovers after the kill"
+        "leftovers after {after}"
     );
     fx.run(&["backup", "list"]).code(0).stdout_has("no backups");
+}
+
+/// The chunk files of `logs` in the temporary directories of `dir`.
+fn chunks_written(dir: &Path) -> usize {
+    entries(dir)
+        .iter()
+        .filter(|e| e.starts_with(".tmp-"))
+        .flat_map(|t| entries(&dir.join(t)))
+        .filter(|f| f.starts_with("logs.0"))
+        .count()
+}
+
+/// Waits until the backup `child` has written two chunks of `logs` into its temporary
+/// directory (it must still be running then).
+async fn wait_for_chunks(dir: &Path, child: &mut std::process::Child) {
+    while chunks_written(dir) < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it was stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM).unwrap();
+}
+
+/// Two `backup --dir SAME` processes started together, four times: every one succeeds, with an
+/// id of its own (`ID`, `ID-2` when they start in the same second); all eight are listed,
+/// verify, and nothing temporary is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_backups_into_one_directory_get_distinct_ids() {
+    let fx = Fixture::start(2_000, "'{}'").await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        // Start just after a second begins, so that both most likely claim the same second
+        // (a help to hit the collision, not a condition of the test).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_nanos(
+            u64::from(1_000_000_000 - now.subsec_nanos()) + 20_000_000,
+        ));
+        let args = ["backup", "--threads", "2", "-o", "json"];
+        let (a, b) = (fx.spawn(&args), fx.spawn(&args));
+        let (a, b) = (
+            Done::from(a.wait_with_output().unwrap()),
+            Done::from(b.wait_with_output().unwrap()),
+        );
+        a.code(0);
+        b.code(0);
+        let (a, b) = (
+            a.json()["id"].as_str().unwrap().to_string(),
+            b.json()["id"].as_str().unwrap().to_string(),
+        );
+        assert_ne!(a, b, "two backups took one id");
+        ids.extend([a, b]);
+    }
+    let mut want = ids.clone();
+    want.sort();
+    want.dedup();
+    assert_eq!(want.len(), 8, "{ids:?}");
+    let listed = fx.run(&["backup", "list", "-o", "json"]);
+    listed.code(0);
+    let mut got: Vec<String> = listed.json()["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    for id in &ids {
+        fx.run(&["backup", "verify", id])
+            .code(0)
+            .stdout_has("files match the manifest");
+    }
+    assert_eq!(entries(&fx.backups()), want, "something temporary was left");
+}
+
+/// SIGTERM (as Kubernetes stops a CronJob's pod) while chunks are being written: exit 143, the
+/// message says so, and no `.tmp-*` directory is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_backup_exits_143_and_leaves_no_temporary_directory() {
+    let fx = Fixture::start(300_000, "REPEAT('y', 100)").await;
+    // One connection and the slowest compression: long enough to be stopped mid-way.
+    let mut child = fx.spawn(&[
+        "backup",
+        "--threads",
+        "1",
+        "--chunk-rows",
+        "4000",
+        "--level",
+        "19",
+    ]);
+    wait_for_chunks(&fx.backups(), &mut child).await;
+    sigterm(&child);
+    let done = Done::from(child.wait_with_output().unwrap());
+    done.code(143)
+        .stderr_has("backup interrupted by SIGTERM")
+        .stderr_has("nothing incomplete was kept");
+    assert_nothing_left(&fx, "SIGTERM");
+}
+
+/// Writes a temporary directory as a backup in progress leaves it: a chunk and the owner record.
+fn leftover(dir: &Path, name: &str, owner: &Owner) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(path.join("logs.00001.sql.zst"), vec![0u8; 4096]).unwrap();
+    std::fs::write(
+        path.join("owner.json"),
+        serde_json::to_vec_pretty(owner).unwrap(),
+    )
+    .unwrap();
+}
+
+/// The pid of a process that has exited (and been reaped).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    child.id()
+}
+
+/// A `.tmp-*` directory whose process is dead is removed by the next `backup` and by `prune`
+/// (which say so); one whose process lives (this test's) is kept by both.
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_temporary_directories_of_dead_processes_are_swept() {
+    let fx = Fixture::start(1_000, "'{}'").await;
+    let dir = fx.backups();
+    let me = Owner::current();
+    let dead = Owner {
+        pid: dead_pid(),
+        ..me.clone()
+    };
+    leftover(&dir, ".tmp-20200101T000000Z", &dead);
+    leftover(&dir, ".tmp-20200101T000001Z", &me);
+    let done = fx.run(&["backup", "-o", "json"]);
+    done.code(0)
+        .stderr_has("removed .tmp-20200101T000000Z, left by an interrupted backup")
+        .stderr_has(&format!("process {} on this host is gone", dead.pid));
+    let summary = done.json();
+    assert_eq!(summary["swept"][0]["name"], ".tmp-20200101T000000Z");
+    let id = summary["id"].as_str().unwrap().to_string();
+    let mut want = vec![".tmp-20200101T000001Z".to_string(), id.clone()];
+    want.sort();
+    assert_eq!(entries(&dir), want);
+
+    leftover(&dir, ".tmp-20200102T000000Z", &dead);
+    let dry = fx.run(&[
+        "backup",
+        "prune",
+        "--keep-last",
+        "5",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    dry.code(0);
+    assert_eq!(
+        dry.json()["removed_incomplete"][0]["name"],
+        ".tmp-20200102T000000Z"
+    );
+    assert!(dir.join(".tmp-20200102T000000Z").exists());
+    fx.run(&["backup", "prune", "--keep-last", "5"])
+        .code(0)
+        .stdout_has(&format!(
+            "deleted .tmp-20200102T000000Z (an interrupted backup: process {} on this host is gone)",
+            dead.pid
+        ));
+    assert_eq!(entries(&dir), want, "the live one must stay");
+    fx.run(&["backup", "list"]).code(0).stdout_has(&id);
+}
+
+/// SIGTERM while a restore is loading (held there by a global read lock, so that it cannot
+/// finish first): exit 143, and the message names the half-loaded database and how to clean it;
+/// doing what it says works. The same for `verify --restore-test`: its scratch database is
+/// dropped before it exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_restore_names_the_half_loaded_database() {
+    let fx = Fixture::start(100_000, "REPEAT('z', 100)").await;
+    let done = fx.run(&["backup", "--chunk-rows", "2000", "-o", "json"]);
+    done.code(0);
+    let id = done.json()["id"].as_str().unwrap().to_string();
+    let mut child = fx.spawn(&[
+        "restore",
+        &id,
+        "--database",
+        "copy",
+        "--yes",
+        "--threads",
+        "1",
+    ]);
+    let mut c = fx.conn().await;
+    hold_mid_load(&mut c, &mut child, "copy").await;
+    sigterm(&child);
+    let done = Done::from(child.wait_with_output().unwrap());
+    c.query_drop("UNLOCK TABLES").await.unwrap();
+    done.code(143)
+        .stderr_has(&format!("restore of backup {id} into `copy`"))
+        .stderr_has("interrupted by SIGTERM")
+        .stderr_has("`copy` is left half-loaded")
+        .stderr_has("DROP DATABASE `copy`;")
+        .stderr_has(&format!(
+            "newapi-ops restore {id} --database copy --force --yes"
+        ));
+    // As the hint says: restoring again over it with --force gives the whole backup.
+    fx.run(&["restore", &id, "--database", "copy", "--force", "--yes"])
+        .code(0)
+        .stdout_has("row counts match the manifest");
+    let m = Manifest::load(&fx.backups().join(&id)).unwrap();
+    for t in &m.tables {
+        let (rows, sum) = checksum(&mut c, "copy", &t.name).await;
+        assert_eq!((rows, Some(sum)), (t.rows, t.checksum), "copy.{}", t.name);
+    }
+
+    // A restore test stopped the same way still drops its scratch database (its DROP waits for
+    // the lock to go: `main` must leave the signal to it meanwhile), then exits 143.
+    let scratch = newapi_ops::backup::verify::scratch_name(&id);
+    let mut child = fx.spawn(&["backup", "verify", &id, "--restore-test", "--threads", "1"]);
+    hold_mid_load(&mut c, &mut child, &scratch).await;
+    sigterm(&child);
+    wait_for_statement(
+        &mut c,
+        &mut child,
+        "INFO LIKE 'DROP DATABASE%'",
+        "the restore test ended without dropping its scratch database",
+    )
+    .await;
+    c.query_drop("UNLOCK TABLES").await.unwrap();
+    let done = Done::from(child.wait_with_output().unwrap());
+    done.code(143)
+        .stderr_has("restore test interrupted by SIGTERM")
+        .stderr_has("nothing incomplete was kept");
+    let left: Option<String> = c
+        .query_first(format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{scratch}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(left, None, "the scratch database was left");
+    let _ = c.disconnect().await;
+}
+
+/// Waits until the restore `child` is loading rows into `db`, then takes the global read lock
+/// on `c`: from then on the restore's writes wait, so it cannot finish (or fail) before it is
+/// stopped. (It watches the process list: a read of a table that an empty-table bulk load is
+/// filling can stall both on MariaDB 10.11.)
+async fn hold_mid_load(c: &mut mysql_async::Conn, child: &mut std::process::Child, db: &str) {
+    let loading = format!("DB = '{db}' AND (INFO LIKE 'LOAD DATA%' OR INFO LIKE 'INSERT INTO%')");
+    let early = "the restore ended before it was stopped";
+    wait_for_statement(c, child, &loading, early).await;
+    c.query_drop("FLUSH TABLES WITH READ LOCK").await.unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "{early}");
+}
+
+/// Waits until the server's process list has a statement `matching` (an SQL condition on
+/// PROCESSLIST); `child` must be running meanwhile, else `ended` is the failure.
+async fn wait_for_statement(
+    c: &mut mysql_async::Conn,
+    child: &mut std::process::Child,
+    matching: &str,
+    ended: &str,
+) {
+    loop {
+        let n: Option<u64> = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE {matching}"
+            ))
+            .await
+            .unwrap();
+        if n.unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "{ended}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// Unmounts the tmpfs when dropped.
