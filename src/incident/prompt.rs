@@ -37,6 +37,9 @@ pub trait Prompter: Send + Sync {
     fn multi_select(&self, prompt: &str, items: &[Choice]) -> Result<Vec<usize>>;
     /// A line of text; `default` when the operator just presses Enter.
     fn input(&self, prompt: &str, default: &str) -> Result<String>;
+    /// The incident stopped while a question was still waiting: undo what asking did to the
+    /// terminal (raw mode, a hidden cursor). Nothing for an answers file.
+    fn abandon(&self) {}
 }
 
 /// The prompter for `answers` (a file of answers), else the terminal; without either nothing
@@ -49,14 +52,21 @@ pub fn open(answers: Option<PathBuf>) -> Result<Box<dyn Prompter>> {
             if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
                 return Err(Error::IncidentNeedsTerminal);
             }
-            Ok(Box::new(Terminal))
+            Ok(Box::new(Terminal {
+                saved: nix::sys::termios::tcgetattr(std::io::stdin())
+                    .ok()
+                    .map(std::sync::Mutex::new),
+            }))
         }
     }
 }
 
 /// Dialoguer prompts on the terminal (stderr).
 #[derive(Debug, Default)]
-pub struct Terminal;
+pub struct Terminal {
+    /// The terminal's settings before any question, put back by [`Prompter::abandon`].
+    saved: Option<std::sync::Mutex<nix::sys::termios::Termios>>,
+}
 
 fn term_err(e: dialoguer::Error) -> Error {
     let dialoguer::Error::IO(e) = e;
@@ -68,6 +78,17 @@ fn term_err(e: dialoguer::Error) -> Error {
 }
 
 impl Prompter for Terminal {
+    fn abandon(&self) {
+        if let Some(saved) = self.saved.as_ref().and_then(|m| m.lock().ok()) {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &saved,
+            );
+        }
+        let _ = dialoguer::console::Term::stderr().show_cursor();
+    }
+
     fn select(&self, prompt: &str, items: &[Choice], default: usize) -> Result<usize> {
         let term = dialoguer::console::Term::stderr();
         let labels: Vec<&str> = items.iter().map(|c| c.label.as_str()).collect();

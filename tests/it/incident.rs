@@ -667,3 +667,74 @@ fn mysql_killed_the_restart_is_rechecked_and_stays_open() {
     assert_private_and_secret_free(&dir);
     assert!(!report.contains("123456"), "the sandbox's MySQL password");
 }
+
+/// SIGTERM (what Kubernetes and `kill` send) while the incident waits for an answer: the wait
+/// is given up, the incident is saved as interrupted with its report so far, and the exit code
+/// is 143. The answers come from a FIFO that the test keeps open, so the question really waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_a_question_waits_saves_the_incident_as_interrupted() {
+    use std::io::Write;
+    let ns = broken_namespace("incident-sigterm").await;
+    let home = tempfile::tempdir().unwrap();
+    let inc = home.path().join("incidents");
+    let fifo = home.path().join("answers");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let child = Command::new(bin())
+        .args([
+            "incident",
+            "-n",
+            &ns,
+            "--dir",
+            inc.to_str().unwrap(),
+            "--answers",
+        ])
+        .arg(&fifo)
+        .env("KUBECONFIG", &sandbox().kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first answer (what is wrong), then nothing: the next question waits on the FIFO.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer.write_all(b"database\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let chosen = std::fs::read_dir(&inc)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some()
+            && state_of(&inc).1["symptoms"].is_array();
+        if chosen {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the incident never recorded its symptoms"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Give the incident time to reach its next question (the checks run first).
+    std::thread::sleep(Duration::from_secs(3));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(writer);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    let (dir, state) = state_of(&inc);
+    assert_eq!(state["status"], "interrupted", "{state:#}");
+    assert!(
+        dir.join("report.md").is_file(),
+        "the report so far is written"
+    );
+    assert!(
+        stderr.contains("newapi-ops incident --resume"),
+        "says how to go on: {stderr}"
+    );
+}

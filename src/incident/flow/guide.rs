@@ -74,7 +74,8 @@ impl StepHooks for Guide<'_, '_> {
         ];
         let prompt = format!("[{}/{}] {}", view.index, view.total, view.step.title);
         loop {
-            let i = match flow.ask(|p| p.select(&prompt, &items, 0)) {
+            let asked = (prompt.clone(), items.clone());
+            let i = match flow.ask(move |p| p.select(&asked.0, &asked.1, 0)) {
                 Ok(i) => i,
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
                 // A question that cannot be answered (a bad answers file, a broken terminal)

@@ -148,7 +148,7 @@ pub fn listen_for_ctrl_c(interrupt: Arc<Interrupt>, printer: Printer) {
 /// Everything the flow works with.
 struct Flow<'p> {
     printer: &'p Printer,
-    prompter: Box<dyn Prompter>,
+    prompter: Arc<dyn Prompter>,
     ctx: Ctx,
     opts: &'p Options,
     redactor: Redactor,
@@ -197,7 +197,7 @@ impl<'p> Flow<'p> {
         };
         let flow = Flow {
             printer,
-            prompter,
+            prompter: prompter.into(),
             ctx,
             opts,
             redactor,
@@ -242,17 +242,49 @@ impl<'p> Flow<'p> {
         Ok(())
     }
 
-    /// Asks something (on a blocking thread); Ctrl-C at the prompt interrupts the incident.
-    fn ask<T>(&self, f: impl FnOnce(&dyn Prompter) -> Result<T>) -> Result<T> {
-        let r = tokio::task::block_in_place(|| f(self.prompter.as_ref()));
+    /// Asks something on a thread of its own, and waits for the answer or a stop: Ctrl-C at the
+    /// prompt, or SIGINT/SIGTERM from outside while the question waits (a blocked terminal or
+    /// answers-file read must not keep the incident from being saved as interrupted).
+    fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Prompter) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let prompter = self.prompter.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("newapi-ops-prompt".into())
+            .spawn(move || {
+                let _ = tx.send(f(prompter.as_ref()));
+            })
+            .map_err(|e| Error::io("starting the prompt thread", e))?;
+        let interrupt = self.interrupt.clone();
+        let r = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let stop = interrupt.now.notified();
+                tokio::pin!(stop);
+                stop.as_mut().enable();
+                if interrupt.requested() {
+                    return Err(Error::Interrupted);
+                }
+                tokio::select! {
+                    answer = rx => answer.unwrap_or_else(|_| {
+                        Err(Error::Internal("the prompt thread ended without an answer".into()))
+                    }),
+                    () = stop => Err(Error::Interrupted),
+                }
+            })
+        });
         if matches!(r, Err(Error::Interrupted)) {
             self.interrupt.requested.store(true, Ordering::SeqCst);
+            // The question may still be waiting on the terminal: put it back as it was.
+            self.prompter.abandon();
         }
         r
     }
 
     fn note(&self, at_what: &str) -> Result<()> {
-        let text = self.ask(|p| p.input(&format!("Note ({at_what})"), ""))?;
+        let prompt = format!("Note ({at_what})");
+        let text = self.ask(move |p| p.input(&prompt, ""))?;
         let text = self.redactor.text(text.trim());
         if !text.is_empty() {
             self.state().notes.push(Note { at: now(), text });
@@ -326,7 +358,8 @@ impl<'p> Flow<'p> {
             .iter()
             .map(|s| Choice::new(s.key, s.label))
             .collect();
-        let picked = self.ask(|p| p.multi_select("What is wrong?", &items))?;
+        let asked = items.clone();
+        let picked = self.ask(move |p| p.multi_select("What is wrong?", &asked))?;
         let keys: Vec<String> = picked.iter().map(|&i| items[i].key.clone()).collect();
         let labels: Vec<&str> = picked.iter().map(|&i| items[i].label.as_str()).collect();
         self.state().symptoms = Some(keys);
@@ -459,7 +492,8 @@ impl<'p> Flow<'p> {
             items.push(Choice::new("other", "Another runbook…"));
             items.push(Choice::new("note", "Add a note"));
             items.push(Choice::new("none", "None — write the report now"));
-            let i = self.ask(|p| p.select("Which runbook?", &items, 0))?;
+            let asked = items.clone();
+            let i = self.ask(move |p| p.select("Which runbook?", &asked, 0))?;
             let rb = match items[i].key.as_str() {
                 "note" => {
                     self.note("before choosing a runbook")?;
@@ -478,7 +512,8 @@ impl<'p> Flow<'p> {
                         .map(|r| Choice::new(&r.name, format!("{} — {}", r.name, r.title)))
                         .collect();
                     all.push(Choice::new("back", "Back"));
-                    let j = self.ask(|p| p.select("Which runbook?", &all, 0))?;
+                    let asked = all.clone();
+                    let j = self.ask(move |p| p.select("Which runbook?", &asked, 0))?;
                     if all[j].key == "back" {
                         continue;
                     }
@@ -534,7 +569,8 @@ impl<'p> Flow<'p> {
                     default = p.clone();
                 }
                 let prompt = format!("{} — {}", input.name, engine::describe_input(input));
-                let value = self.ask(|p| p.input(&prompt, &default))?;
+                let (asked, default) = (prompt.clone(), default.clone());
+                let value = self.ask(move |p| p.input(&asked, &default))?;
                 given.push((input.name.clone(), value.trim().to_string()));
             }
             match engine::bind_inputs(rb, &given) {
