@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::backup::{self, Progress, schedule, store, verify};
 use crate::commands::GlobalArgs;
-use crate::commands::flags::{DirArg, MysqlArgs};
+use crate::commands::flags::{self, DirArg, MysqlArgs};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::exit;
@@ -76,7 +76,7 @@ pub struct RunArgs {
     pub mysql: MysqlArgs,
 
     /// The database to back up [default: the one in SQL_DSN or --mysql-url].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = flags::parse_database)]
     pub database: Option<String>,
 
     /// Only these tables (comma-separated).
@@ -84,7 +84,7 @@ pub struct RunArgs {
     pub tables: Vec<String>,
 
     /// Connections reading in parallel.
-    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS, value_parser = flags::parse_threads)]
     pub threads: usize,
 
     /// Encrypt the data files with age to this recipient (`age1...`); repeat for several.
@@ -98,7 +98,8 @@ pub struct RunArgs {
     pub single_connection: bool,
 
     /// Rows per chunk file (tables with an integer primary key are split by key ranges).
-    #[arg(long, default_value_t = backup::DEFAULT_CHUNK_ROWS, value_name = "N")]
+    #[arg(long, default_value_t = backup::DEFAULT_CHUNK_ROWS, value_name = "N",
+          value_parser = flags::parse_chunk_rows)]
     pub chunk_rows: u64,
 
     /// zstd compression level (1-19).
@@ -133,7 +134,7 @@ pub struct VerifyArgs {
     pub mysql: MysqlArgs,
 
     /// Connections loading in parallel for the restore test.
-    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS, value_parser = flags::parse_threads)]
     pub threads: usize,
 }
 
@@ -186,7 +187,7 @@ pub struct ScheduleArgs {
     pub storage_class: Option<String>,
 
     /// Connections the job's backup uses.
-    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS, value_parser = flags::parse_threads)]
     pub threads: usize,
 
     /// Encrypt the scheduled backups to this age recipient.
@@ -245,10 +246,10 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
         |opts| {
             opts.database = args.database;
             opts.tables = args.tables;
-            opts.threads = args.threads.clamp(1, 64);
+            opts.threads = args.threads;
             opts.encrypt_to = args.encrypt_to;
             opts.single_connection = args.single_connection;
-            opts.chunk_rows = args.chunk_rows.max(1);
+            opts.chunk_rows = args.chunk_rows;
             opts.compression_level = args.level;
         },
         &progress,
@@ -355,11 +356,7 @@ async fn run_verify(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) ->
         let mut signals = signals::Handler::new();
         let r = verify::verify_until(
             &path,
-            Some((
-                &reached.endpoint,
-                args.threads.max(1),
-                args.identity.as_deref(),
-            )),
+            Some((&reached.endpoint, args.threads, args.identity.as_deref())),
             &progress,
             signals.recv(),
         )
@@ -408,6 +405,11 @@ async fn run_verify(global: &GlobalArgs, args: VerifyArgs, printer: &Printer) ->
 
 fn prune(args: PruneArgs, printer: &Printer) -> Result<u8> {
     let dir = args.dir.resolve();
+    if args.keep_last == 0 && args.keep_daily == 0 {
+        return Err(Error::Usage(
+            "--keep-last 0 --keep-daily 0 would delete every backup but the newest verified one: keep at least one (e.g. --keep-last 7), or delete by hand".into(),
+        ));
+    }
     let outcome = store::prune(&dir, args.keep_last, args.keep_daily, args.dry_run)?;
     printer.data(&outcome, |style| {
         let verb = if outcome.dry_run {
@@ -491,7 +493,7 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
         master,
         configmaps: configmaps.into_iter().collect(),
         secrets: secrets.into_iter().collect(),
-        threads: args.threads.max(1),
+        threads: args.threads,
         encrypt_to: args.encrypt_to.clone(),
         extra_args: Vec::new(),
     };

@@ -20,7 +20,7 @@ pub struct RestoreArgs {
     pub id: String,
 
     /// The database to restore into (created if missing).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = crate::commands::flags::parse_database)]
     pub database: String,
 
     #[command(flatten)]
@@ -42,7 +42,8 @@ pub struct RestoreArgs {
     pub confirm: YesArg,
 
     /// Connections loading in parallel.
-    #[arg(long, default_value_t = backup::DEFAULT_THREADS)]
+    #[arg(long, default_value_t = backup::DEFAULT_THREADS,
+          value_parser = crate::commands::flags::parse_threads)]
     pub threads: usize,
 
     /// How rows are sent: `auto` uses LOAD DATA LOCAL INFILE when the server allows it
@@ -63,7 +64,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
         RestoreOptions {
             mysql: reached.endpoint.clone(),
             database: args.database.clone(),
-            threads: args.threads.max(1),
+            threads: args.threads,
             force: args.force,
             identity: args.identity.clone(),
             method: args.load_with.into(),
