@@ -1,9 +1,11 @@
 //! Transcripts: every run writes `<runs dir>/<run id>.jsonl` (one JSON record per line, written
 //! as the run goes: `start`, one `step` per step, `end`) and `<run id>.md` (the same for people,
 //! rewritten after every step). Everything written passes through the [`Redactor`] first, so no
-//! secret of the namespace reaches a transcript, the terminal or an error.
+//! secret of the namespace reaches a transcript, the terminal or an error. Both files are 0600,
+//! in a directory made 0700: they hold the same evidence as an incident.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -255,8 +257,7 @@ pub fn default_runs_dir() -> PathBuf {
 impl Transcript {
     /// Creates the files and writes the start record.
     pub fn create(dir: &Path, start: StartRecord, redactor: Redactor) -> Result<Transcript> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating the runs directory {}", dir.display()), e))?;
+        create_private_dir(dir)?;
         let start = StartRecord {
             inputs: redactor.json(&start.inputs),
             ..start
@@ -286,6 +287,7 @@ impl Transcript {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(FILE_MODE)
             .open(&self.jsonl)
             .map_err(|e| Error::io(format!("writing {}", self.jsonl.display()), e))?;
         writeln!(f, "{line}")
@@ -323,9 +325,45 @@ impl Transcript {
             &self.steps,
             self.end.as_ref(),
         ));
-        std::fs::write(&self.markdown, text)
-            .map_err(|e| Error::io(format!("writing {}", self.markdown.display()), e))
+        write_private(&self.markdown, text.as_bytes())
     }
+}
+
+/// The mode of every transcript file.
+pub const FILE_MODE: u32 = 0o600;
+/// The mode of the runs directory (and of the parents it creates).
+pub const DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (parents too, 0700) and makes it 0700 if it existed.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let context = || format!("creating the runs directory {}", dir.display());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| Error::io(context(), e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+        .map_err(|e| Error::io(context(), e))
+}
+
+/// Replaces `path` with `bytes`, atomically, mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("md.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.flush()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(format!("writing {}", path.display()), e)
+    })
 }
 
 fn md_escape(s: &str) -> String {
@@ -523,6 +561,8 @@ pub fn history(dir: &Path) -> Result<Vec<PastRun>> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]
@@ -545,5 +585,66 @@ mod tests {
             r.text("kubectl logs --previous -p"),
             "kubectl logs --previous -p"
         );
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn start(id: &str) -> StartRecord {
+        StartRecord {
+            run_id: id.into(),
+            runbook: "t".into(),
+            title: "T".into(),
+            source: "test".into(),
+            started_at: now(),
+            context: None,
+            server: "https://127.0.0.1:6443".into(),
+            namespace: "new-api".into(),
+            inputs: json!({"pod": "new-api-slave-x", "dsn": "root:pw@tcp(mysql:3306)/x"}),
+            dry_run: true,
+            confirmations: "--yes".into(),
+            version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn transcripts_are_private_whatever_the_umask_and_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        // An existing, world-readable directory is restricted; new parents are created 0700.
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut t = Transcript::create(&open, start("run-1"), Redactor::new()).unwrap();
+        t.end(EndRecord {
+            run_id: "run-1".into(),
+            status: "completed".into(),
+            ended_at: now(),
+            duration_ms: 1,
+            counts: Default::default(),
+        })
+        .unwrap();
+        assert_eq!(mode(&open), 0o700);
+        assert_eq!(mode(&t.jsonl), 0o600);
+        assert_eq!(mode(&t.markdown), 0o600);
+        let nested = root.path().join("a").join("b");
+        let t = Transcript::create(&nested, start("run-2"), Redactor::new()).unwrap();
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        assert_eq!(mode(&t.markdown), 0o600);
+        // Secrets in the inputs are masked in both files.
+        for p in [&t.jsonl, &t.markdown] {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(
+                text.contains("root:***@tcp(") && !text.contains("pw@"),
+                "{text}"
+            );
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&nested)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
     }
 }
