@@ -20,9 +20,11 @@ pub mod logs;
 pub mod portforward;
 pub mod printer;
 pub mod quantity;
+pub mod redact;
 pub mod runbook;
 pub mod sandbox;
 pub mod scale;
+pub mod secrets;
 pub mod units;
 
 use std::process::ExitCode;

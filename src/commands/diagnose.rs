@@ -203,7 +203,7 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
     if !printer.is_machine() {
         printer.note(&format!("diagnosing namespace {} ...", settings.namespace));
     }
-    let report = collect(kube, settings, args).await?;
+    let report = collect_with(kube, settings, args, Some(printer.redactor())).await?;
     printer.data(&report, |style| report.render(style))?;
     Ok(report.exit_code())
 }
@@ -221,6 +221,16 @@ fn wanted(args: &DiagnoseArgs) -> Vec<Component> {
 /// point of diagnose (the command prints it; the runbook action `diagnose` reads it). `kube` may
 /// be None only when every wanted check has a URL to its backend.
 pub async fn collect(kube: Option<Kube>, settings: Settings, args: DiagnoseArgs) -> Result<Report> {
+    collect_with(kube, settings, args, None).await
+}
+
+/// [`collect`], teaching `learn` (the printer's redactor) the secrets of what it listed.
+pub async fn collect_with(
+    kube: Option<Kube>,
+    settings: Settings,
+    args: DiagnoseArgs,
+    learn: Option<&crate::redact::Shared>,
+) -> Result<Report> {
     let started = Instant::now();
     let started_at = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
@@ -248,6 +258,16 @@ pub async fn collect(kube: Option<Kube>, settings: Settings, args: DiagnoseArgs)
         }
         None => None,
     };
+    if let (Some(shared), Some(Ok(d))) = (learn, &data) {
+        let (secrets, configmaps) = (d.secrets.as_deref(), d.configmaps.as_deref());
+        crate::secrets::Known::from_objects(
+            &settings.namespace,
+            secrets,
+            configmaps,
+            Some(&d.snapshot),
+        )
+        .teach(shared);
+    }
 
     let ctx = Arc::new(Ctx {
         kube,

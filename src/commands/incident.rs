@@ -75,7 +75,7 @@ pub struct IncidentArgs {
 pub async fn run(global: &GlobalArgs, args: IncidentArgs, printer: &Printer) -> Result<u8> {
     // Refuse before touching anything when nothing can be asked.
     let prompter: Box<dyn Prompter> = match &args.answers {
-        Some(path) => Box::new(AnswersFile::new(path.clone())),
+        Some(path) => Box::new(AnswersFile::new(path.clone(), printer.clone())),
         None => {
             use std::io::IsTerminal;
             if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
@@ -190,8 +190,7 @@ impl<'p> Flow<'p> {
         }
         let kube = crate::k8s::connect(&settings).await?;
         kube.ensure_namespace(&settings.namespace).await?;
-        let mut redactor = Redactor::new();
-        redactor.learn(&kube, &settings).await;
+        let redactor = crate::secrets::learn(printer.redactor(), &kube, &settings).await;
         let library = library::load(&library::dirs_for(&args.runbook_dirs, &settings));
         let incident = match resumed {
             Some(mut i) => {

@@ -318,8 +318,8 @@ pub async fn run(
     hooks: &dyn StepHooks,
 ) -> Result<RunReport> {
     let inputs = bind_inputs(rb, &opts.inputs)?;
-    let mut redactor = Redactor::new();
-    redactor.learn(&ctx.kube, &ctx.settings).await;
+    // The printer masks what it shows with the same secrets as the transcript.
+    let redactor = crate::secrets::learn(printer.redactor(), &ctx.kube, &ctx.settings).await;
     let id = run_id(&rb.name);
     let t_run = Instant::now();
     let mut transcript = Transcript::create(
