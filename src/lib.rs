@@ -20,10 +20,12 @@ pub mod logs;
 pub mod portforward;
 pub mod printer;
 pub use newapi_ops_quantity as quantity;
+pub mod redact;
 pub mod runbook;
 #[cfg(feature = "sandbox")]
 pub use newapi_ops_sandbox as sandbox;
 pub mod scale;
+pub mod secrets;
 pub mod signals;
 pub mod units;
 

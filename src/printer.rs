@@ -1,5 +1,11 @@
 //! The one printer: data goes to stdout as tables (human) or one JSON document (json); notes,
 //! warnings and errors go to stderr. Nothing else in the crate prints.
+//!
+//! Everything it writes passes through its [`redact::Shared`] redactor first: text as text, and
+//! JSON and YAML documents value by value (every string and map key masked before it is
+//! serialized, so the document stays valid). A command teaches the redactor the deployment's
+//! secrets once it has read them (`crate::secrets::learn`); the password-bearing patterns apply
+//! from the start.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write;
@@ -8,6 +14,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::redact::{self, Redacted};
 
 /// What the printer writes: tables and text for people, or one document for tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +58,13 @@ impl Style {
     }
 }
 
-/// Chosen once from the global flags and handed to every command.
+/// Chosen once from the global flags and handed to every command. Clones share the redactor.
 #[derive(Debug, Clone)]
 pub struct Printer {
     pub format: Format,
     pub style: Style,
     pub quiet: bool,
+    redactor: redact::Shared,
 }
 
 impl Printer {
@@ -71,7 +79,17 @@ impl Printer {
             format,
             style: Style { color },
             quiet,
+            redactor: redact::Shared::new(),
         }
+    }
+
+    /// The redactor everything printed passes through; teach it the deployment's secrets.
+    pub fn redactor(&self) -> &redact::Shared {
+        &self.redactor
+    }
+
+    fn masked(&self, text: &str) -> String {
+        self.redactor.text(text)
     }
 
     /// Output for tools (JSON or YAML) rather than for people: progress, notes and tables stay
@@ -84,13 +102,14 @@ impl Printer {
     pub fn data<T: Serialize>(&self, value: &T, human: impl FnOnce(Style) -> String) -> Result<()> {
         let text = match self.format {
             Format::Json => {
-                let mut s = serde_json::to_string_pretty(value)
+                let r = self.redactor.read();
+                let mut s = serde_json::to_string_pretty(&Redacted::new(value, &r))
                     .map_err(|e| Error::Internal(format!("serializing output: {e}")))?;
                 s.push('\n');
                 s
             }
-            Format::Yaml => to_yaml(value)?,
-            Format::Human => human(self.style),
+            Format::Yaml => to_yaml(&Redacted::new(value, &self.redactor.read()))?,
+            Format::Human => self.masked(&human(self.style)),
         };
         write_stdout(&text)
     }
@@ -103,32 +122,41 @@ impl Printer {
     ) -> Result<()> {
         let text = match self.format {
             Format::Json => {
-                let mut s = serde_json::to_string(value)
+                let r = self.redactor.read();
+                let mut s = serde_json::to_string(&Redacted::new(value, &r))
                     .map_err(|e| Error::Internal(format!("serializing output: {e}")))?;
                 s.push('\n');
                 s
             }
-            Format::Yaml => format!("---\n{}", to_yaml(value)?),
-            Format::Human => human(self.style),
+            Format::Yaml => format!(
+                "---\n{}",
+                to_yaml(&Redacted::new(value, &self.redactor.read()))?
+            ),
+            Format::Human => self.masked(&human(self.style)),
         };
         write_stdout(&text)
     }
 
     /// Prints plain text to stdout (human mode only).
     pub fn text(&self, text: &str) -> Result<()> {
-        write_stdout(text)
+        write_stdout(&self.masked(text))
     }
 
     /// A progress note on stderr, silenced by `-q`.
     pub fn note(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{msg}");
+            eprintln!("{}", self.masked(msg));
         }
+    }
+
+    /// A line on stderr that `-q` does not silence (the echo of a scripted answer).
+    pub fn echo(&self, msg: &str) {
+        eprintln!("{}", self.masked(msg));
     }
 
     /// A warning on stderr; shown even with `-q`.
     pub fn warn(&self, msg: &str) {
-        eprintln!("{} {msg}", self.style.yellow("warning:"));
+        eprintln!("{} {}", self.style.yellow("warning:"), self.masked(msg));
     }
 
     /// Prints an error with its hint, the one way errors reach the user.
@@ -145,7 +173,7 @@ impl Printer {
         if let Some(hint) = err.hint() {
             msg.push_str(&format!("\n  {} {hint}", self.style.bold("hint:")));
         }
-        eprintln!("{msg}");
+        eprintln!("{}", self.masked(&msg));
     }
 
     /// A table in the house style.

@@ -235,6 +235,9 @@ async fn run_backup(global: &GlobalArgs, args: RunArgs, printer: &Printer) -> Re
     let settings = global.settings()?;
     let url = args.mysql.mysql_url.as_deref();
     let kube = cluster_for(&settings, url).await?;
+    if let Some(kube) = &kube {
+        crate::secrets::learn(printer.redactor(), kube, &settings).await;
+    }
     let dir = args.dir.resolve();
     printer.note(&format!("backing up into {}", dir.display()));
     let progress = Bars::new(printer);

@@ -106,7 +106,8 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
     if !printer.is_machine() {
         printer.note(&format!("diagnosing namespace {} ...", settings.namespace));
     }
-    let report = diagnose::run(kube.as_ref(), &settings, &opts).await?;
+    let report =
+        diagnose::run_learning(kube.as_ref(), &settings, &opts, Some(printer.redactor())).await?;
     printer.data(&report, |style| report.render(style))?;
     Ok(report.exit_code())
 }

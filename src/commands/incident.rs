@@ -80,7 +80,7 @@ impl IncidentArgs {
 
 pub async fn run(global: &GlobalArgs, args: IncidentArgs, printer: &Printer) -> Result<u8> {
     // Refuse before touching anything when nothing can be asked.
-    let prompter = prompt::open(args.answers.clone())?;
+    let prompter = prompt::open(args.answers.clone(), printer)?;
     let opts = args.options();
     let global = global.clone();
     let printer = printer.clone();

@@ -56,6 +56,7 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         .map_err(|e| Error::Usage(format!("--grep: {e}")))?;
     let kube = k8s::connect(&settings).await?;
     let snap = Snapshot::load(&kube, &settings).await?;
+    crate::secrets::learn_with(printer.redactor(), &kube, &settings, &snap).await;
     let mut pods = logs::pods_of(&snap, &settings, &args.target)?;
     pods.sort();
     if pods.is_empty() {

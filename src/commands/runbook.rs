@@ -598,7 +598,10 @@ async fn run_here(
     kube.ensure_namespace(&settings.namespace).await?;
     let (confirm, how): (Box<dyn crate::confirm::Confirm>, &str) = match &r.answers {
         Some(path) => (
-            Box::new(crate::runbook::answers::AnswersFile::new(path.clone())),
+            Box::new(crate::runbook::answers::AnswersFile::new(
+                path.clone(),
+                printer.clone(),
+            )),
             "scripted",
         ),
         None => {

@@ -14,4 +14,6 @@ pub mod redis;
 pub mod report;
 pub mod signatures;
 
-pub use gather::{MYSQL_URL_ENV, Options, REDIS_URL_ENV, could_not_run, run, url_from_env};
+pub use gather::{
+    MYSQL_URL_ENV, Options, REDIS_URL_ENV, could_not_run, run, run_learning, url_from_env,
+};

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::printer::Printer;
 use crate::runbook::answers::AnswerLines;
 
 /// One item of a choice: a stable key (for answers files and the saved state) and its label.
@@ -44,9 +45,9 @@ pub trait Prompter: Send + Sync {
 
 /// The prompter for `answers` (a file of answers), else the terminal; without either nothing
 /// can be asked: [`Error::IncidentNeedsTerminal`].
-pub fn open(answers: Option<PathBuf>) -> Result<Box<dyn Prompter>> {
+pub fn open(answers: Option<PathBuf>, printer: &Printer) -> Result<Box<dyn Prompter>> {
     match answers {
-        Some(path) => Ok(Box::new(AnswersFile::new(path))),
+        Some(path) => Ok(Box::new(AnswersFile::new(path, printer.clone()))),
         None => {
             use std::io::IsTerminal;
             if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
@@ -130,16 +131,24 @@ impl Prompter for Terminal {
     }
 }
 
-/// Answers from a file, one line per question.
+/// Answers from a file, one line per question, each echoed through `printer` (masked: an
+/// answer may be a note that quotes a secret).
 pub struct AnswersFile {
     lines: AnswerLines,
+    printer: Printer,
 }
 
 impl AnswersFile {
-    pub fn new(path: PathBuf) -> AnswersFile {
+    pub fn new(path: PathBuf, printer: Printer) -> AnswersFile {
         AnswersFile {
             lines: AnswerLines::new(path),
+            printer,
         }
+    }
+
+    fn echo(&self, prompt: &str, answer: &str) {
+        self.printer
+            .echo(&format!("? {prompt} {answer} (scripted)"));
     }
 
     fn answer(&self, prompt: &str) -> Result<(String, usize)> {
@@ -179,16 +188,11 @@ pub fn pick(answer: &str, items: &[Choice]) -> Option<usize> {
     (starts.len() == 1).then(|| starts[0])
 }
 
-#[allow(clippy::print_stderr)]
-fn echo(prompt: &str, answer: &str) {
-    eprintln!("? {prompt} {answer} (scripted)");
-}
-
 impl Prompter for AnswersFile {
     fn select(&self, prompt: &str, items: &[Choice], _default: usize) -> Result<usize> {
         let (answer, line) = self.answer(prompt)?;
         let i = pick(&answer, items).ok_or_else(|| self.bad(line, &answer, prompt, items))?;
-        echo(prompt, &items[i].label);
+        self.echo(prompt, &items[i].label);
         Ok(i)
     }
 
@@ -205,7 +209,7 @@ impl Prompter for AnswersFile {
         }
         out.sort_unstable();
         let labels: Vec<&str> = out.iter().map(|&i| items[i].label.as_str()).collect();
-        echo(prompt, &labels.join(", "));
+        self.echo(prompt, &labels.join(", "));
         Ok(out)
     }
 
@@ -216,7 +220,7 @@ impl Prompter for AnswersFile {
         } else {
             answer
         };
-        echo(prompt, &value);
+        self.echo(prompt, &value);
         Ok(value)
     }
 }
@@ -256,7 +260,10 @@ mod tests {
             "# symptoms\nrestarting, database\n\nnote\nthe pager went off\n-\nbogus\n",
         )
         .unwrap();
-        let a = AnswersFile::new(path);
+        let a = AnswersFile::new(
+            path,
+            Printer::new(crate::printer::Format::Human, true, false),
+        );
         let symptoms = vec![
             Choice::new("restarting", "Pods restarting"),
             Choice::new("5xx", "5xx errors"),

@@ -2,8 +2,8 @@
 //! confirmation with the next line of FILE (`yes`/`y` or `no`/`n`; `#` comments and blank lines
 //! skipped), read one line at a time when the question comes — FILE may be a FIFO that a test
 //! writes to. Running out of lines refuses, as a missing terminal does. Each question and its
-//! scripted answer are echoed on stderr. [`AnswerLines`] is the reader, shared with `incident
-//! --answers`.
+//! scripted answer are echoed on stderr, through the printer (so masked like everything else).
+//! [`AnswerLines`] is the reader, shared with `incident --answers`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use crate::confirm::Confirm;
 use crate::error::{Error, Result};
+use crate::printer::Printer;
 
 /// The meaningful lines of an answers file, read one at a time as questions come.
 pub struct AnswerLines {
@@ -71,21 +72,22 @@ impl AnswerLines {
     }
 }
 
-/// Confirmations answered from a file.
+/// Confirmations answered from a file, echoed through `printer`.
 pub struct AnswersFile {
     lines: AnswerLines,
+    printer: Printer,
 }
 
 impl AnswersFile {
-    pub fn new(path: PathBuf) -> AnswersFile {
+    pub fn new(path: PathBuf, printer: Printer) -> AnswersFile {
         AnswersFile {
             lines: AnswerLines::new(path),
+            printer,
         }
     }
 }
 
 impl Confirm for AnswersFile {
-    #[allow(clippy::print_stderr)]
     fn confirm(&self, prompt: &str) -> Result<bool> {
         let Some((line, _)) = self.lines.next_line()? else {
             return Err(Error::ConfirmationRequired {
@@ -102,7 +104,10 @@ impl Confirm for AnswersFile {
                 )));
             }
         };
-        eprintln!("? {prompt} {} (scripted)", if yes { "yes" } else { "no" });
+        self.printer.echo(&format!(
+            "? {prompt} {} (scripted)",
+            if yes { "yes" } else { "no" }
+        ));
         Ok(yes)
     }
 }

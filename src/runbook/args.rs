@@ -434,10 +434,12 @@ impl<'a> ArgReader<'a> {
                     _ => None,
                 })
                 .unwrap_or_else(|| src.clone());
-            return self
-                .compile(&src, pos, &what)
-                .and_then(T::from_expr)
-                .map(Arg::Lit);
+            let e = self.compile(&src, pos, &what)?;
+            if let Some((msg, help)) = e.check_bool(self.scope) {
+                self.diags.push(pos, format!("{what}: {msg}"), help);
+                return None;
+            }
+            return T::from_expr(e).map(Arg::Lit);
         }
         if let Json::String(s) = &v.value {
             match split_template(s) {

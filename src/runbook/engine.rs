@@ -16,7 +16,7 @@ use serde_json::{Value as Json, json};
 use super::args::Resolver;
 use super::catalogue::Effect;
 use super::exec::{self, Call, Ctx, Done};
-use super::expr::Bindings;
+use super::expr::{Bindings, Cancel};
 use super::model::{Input, OnFailure, Runbook, Step};
 use super::transcript::{EndRecord, Redactor, StartRecord, StepRecord, Transcript, now};
 use crate::confirm::Confirm;
@@ -342,8 +342,8 @@ pub async fn run(
     hooks: &dyn StepHooks,
 ) -> Result<RunReport> {
     let inputs = bind_inputs(rb, &opts.inputs)?;
-    let mut redactor = Redactor::new();
-    redactor.learn(&ctx.kube, &ctx.settings).await;
+    // The printer masks what it shows with the same secrets as the transcript.
+    let redactor = crate::secrets::learn(printer.redactor(), &ctx.kube, &ctx.settings).await;
     let id = run_id(&rb.name);
     let t_run = Instant::now();
     let mut transcript = Transcript::create(
@@ -375,9 +375,21 @@ pub async fn run(
             if opts.dry_run { " (dry run)" } else { "" }
         ))?;
     }
+    // A second Ctrl-C also stops an expression being evaluated (it runs on a thread of its own,
+    // within its own bounds, see `expr::guard`).
+    let cancel = Cancel::new();
+    let _watcher = AbortOnDrop(tokio::spawn({
+        let interrupt = interrupt.clone();
+        let cancel = cancel.clone();
+        async move {
+            wait_second_interrupt(&interrupt).await;
+            cancel.cancel();
+        }
+    }));
     let mut bindings = Bindings {
         inputs: inputs.clone(),
         steps: serde_json::Map::new(),
+        cancel: Some(cancel.clone()),
     };
     let n = rb.steps.len();
     let mut records: Vec<StepRecord> = Vec::new();
@@ -443,7 +455,7 @@ pub async fn run(
             transcript.redactor(),
             &view,
         );
-        let outcome = tokio::select! {
+        let mut outcome = tokio::select! {
             o = work => o,
             () = wait_second_interrupt(&interrupt) => Outcome {
                 status: "cancelled",
@@ -454,6 +466,10 @@ pub async fn run(
                 arguments: Json::Null,
             },
         };
+        // An expression stopped by the second Ctrl-C failed because of it.
+        if outcome.status == "failed" && cancel.is_cancelled() {
+            outcome.status = "cancelled";
+        }
         let duration_ms = u64::try_from(clock.t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (output, summary) = match &outcome.done {
             Some(d) => (d.output.clone(), d.summary.clone()),
@@ -567,10 +583,23 @@ pub async fn run(
 
 async fn wait_second_interrupt(i: &Interrupt) {
     loop {
+        // Registered before the count is read, so that a notification in between is not lost.
+        let notified = i.now.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         if i.count.load(Ordering::SeqCst) >= 2 {
             return;
         }
-        i.now.notified().await;
+        notified.await;
+    }
+}
+
+/// Stops a background task when the run is over, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

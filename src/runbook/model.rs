@@ -468,7 +468,7 @@ fn analyze(file: &str, w: RunbookWire, source: &str) -> Result<Runbook, Vec<Diag
             let pos = Pos::at(wh);
             match Expr::compile(&wh.value, pos) {
                 Ok(e) => {
-                    let problems = e.check(&self_scope);
+                    let problems = e.check_condition(&self_scope);
                     let ok = problems.is_empty();
                     for (m, h) in problems {
                         d.push(pos, format!("`when` of step `{id}`: {m}"), h);

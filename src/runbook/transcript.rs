@@ -1,173 +1,18 @@
 //! Transcripts: every run writes `<runs dir>/<run id>.jsonl` (one JSON record per line, written
 //! as the run goes: `start`, one `step` per step, `end`) and `<run id>.md` (the same for people,
 //! rewritten after every step). Everything written passes through the [`Redactor`] first, so no
-//! secret of the namespace reaches a transcript, the terminal or an error.
+//! secret of the namespace reaches a transcript, the terminal or an error. Both files are 0600,
+//! in a directory made 0700: they hold the same evidence as an incident.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::ListParams;
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use crate::config::Settings;
 use crate::error::{Error, Result};
-use crate::k8s::Kube;
-
-/// Values shorter than this are not treated as secrets (they would mask ordinary words).
-const MIN_SECRET_CHARS: usize = 4;
-
-/// Masks secrets: values known to be secret (every value of the namespace's Secrets, the
-/// passwords in New-API's SQL_DSN and REDIS_CONN_STRING, secret-looking variables of the
-/// New-API containers) and secret-looking patterns (`user:pass@`, `password=...`).
-#[derive(Debug, Clone)]
-pub struct Redactor {
-    values: Vec<String>,
-    patterns: Vec<(Regex, &'static str)>,
-}
-
-pub const MASK: &str = "***";
-
-impl Default for Redactor {
-    fn default() -> Self {
-        Redactor::new()
-    }
-}
-
-impl Redactor {
-    pub fn new() -> Redactor {
-        let p = |re: &str, with: &'static str| {
-            (
-                Regex::new(re).unwrap_or_else(|e| unreachable!("static regex {re}: {e}")),
-                with,
-            )
-        };
-        Redactor {
-            values: Vec::new(),
-            patterns: vec![
-                p(r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", "${1}***@"),
-                p(r"([\w.-]*:)[^@\s:/()]+@(tcp|unix)\(", "${1}***@${2}("),
-                p(
-                    r#"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;&"']+)"#,
-                    "${1}${2}***",
-                ),
-                p(r"(?i)(identified\s+by\s+)('[^']*'|\S+)", "${1}'***'"),
-                p(r"(\s-p)[^\s-][^\s]*", "${1}***"),
-            ],
-        }
-    }
-
-    /// Treats `value` as a secret.
-    pub fn add(&mut self, value: &str) {
-        let v = value.trim();
-        if v.chars().count() >= MIN_SECRET_CHARS && !self.values.iter().any(|x| x == v) {
-            self.values.push(v.to_string());
-            // Longest first, so a secret containing another is masked whole.
-            self.values.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        }
-    }
-
-    /// Masks every secret in `s`.
-    pub fn text(&self, s: &str) -> String {
-        let mut out = s.to_string();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), MASK);
-            }
-        }
-        for (re, with) in &self.patterns {
-            out = re.replace_all(&out, *with).into_owned();
-        }
-        out
-    }
-
-    /// Masks every string (and map key) of a JSON value.
-    pub fn json(&self, v: &Json) -> Json {
-        match v {
-            Json::String(s) => Json::String(self.text(s)),
-            Json::Array(a) => Json::Array(a.iter().map(|x| self.json(x)).collect()),
-            Json::Object(o) => Json::Object(
-                o.iter()
-                    .map(|(k, x)| (self.text(k), self.json(x)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-
-    /// Learns the namespace's secrets: every value of its Secrets (when we may list them) and,
-    /// from the New-API containers' environment, the passwords of SQL_DSN and REDIS_CONN_STRING
-    /// and every variable whose name says secret.
-    pub async fn learn(&mut self, kube: &Kube, settings: &Settings) {
-        let ns = settings.namespace.as_str();
-        let lp = ListParams::default();
-        let (secrets, configmaps, snapshot) = tokio::join!(
-            kube.list::<Secret>(Some(ns), &lp),
-            kube.list::<ConfigMap>(Some(ns), &lp),
-            crate::inventory::Snapshot::load(kube, settings),
-        );
-        let secrets = secrets.ok().map(|l| l.items);
-        let configmaps = configmaps.ok().map(|l| l.items);
-        for s in secrets.iter().flatten() {
-            // A service account's token Secret also holds the namespace's name and the
-            // cluster's CA certificate, which are not secrets.
-            let sa_token = s.type_.as_deref() == Some("kubernetes.io/service-account-token");
-            for (k, v) in s.data.iter().flatten() {
-                if sa_token && k != "token" {
-                    continue;
-                }
-                let v = String::from_utf8_lossy(&v.0);
-                if v.trim() != ns {
-                    self.add(&v);
-                }
-            }
-            for v in s.string_data.iter().flat_map(|d| d.values()) {
-                self.add(v);
-            }
-        }
-        let Ok(snapshot) = snapshot else { return };
-        let src = crate::envvars::Sources {
-            secrets: secrets.as_deref(),
-            configmaps: configmaps.as_deref(),
-        };
-        let secretish = Regex::new(r"(?i)(pass|secret|token|key|dsn|conn|credential)")
-            .unwrap_or_else(|e| unreachable!("static regex: {e}"));
-        let containers = snapshot
-            .deployments
-            .iter()
-            .filter_map(|d| d.spec.template.spec.as_ref())
-            .chain(
-                snapshot
-                    .statefulsets
-                    .iter()
-                    .filter_map(|s| s.spec.template.spec.as_ref()),
-            )
-            .flat_map(|spec| spec.containers.iter());
-        for c in containers {
-            for (name, value) in crate::envvars::resolve(c, &src) {
-                let Some(v) = value.value() else { continue };
-                let v = v.expose();
-                if let Ok(ep) = crate::backends::parse_go_dsn(v)
-                    && let Some(p) = &ep.password
-                {
-                    self.add(p.expose());
-                }
-                for scheme in ["redis", "mysql"] {
-                    if let Ok(ep) = crate::backends::parse_url(v, scheme, 0)
-                        && let Some(p) = &ep.password
-                    {
-                        self.add(p.expose());
-                    }
-                }
-                if secretish.is_match(&name) && !v.contains("://") && !v.contains("@tcp(") {
-                    self.add(v);
-                }
-            }
-        }
-    }
-}
+pub use crate::redact::{MASK, Redactor};
 
 /// A step as recorded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,8 +100,7 @@ pub fn default_runs_dir() -> PathBuf {
 impl Transcript {
     /// Creates the files and writes the start record.
     pub fn create(dir: &Path, start: StartRecord, redactor: Redactor) -> Result<Transcript> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating the runs directory {}", dir.display()), e))?;
+        create_private_dir(dir)?;
         let start = StartRecord {
             inputs: redactor.json(&start.inputs),
             ..start
@@ -286,6 +130,7 @@ impl Transcript {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(FILE_MODE)
             .open(&self.jsonl)
             .map_err(|e| Error::io(format!("writing {}", self.jsonl.display()), e))?;
         writeln!(f, "{line}")
@@ -323,9 +168,45 @@ impl Transcript {
             &self.steps,
             self.end.as_ref(),
         ));
-        std::fs::write(&self.markdown, text)
-            .map_err(|e| Error::io(format!("writing {}", self.markdown.display()), e))
+        write_private(&self.markdown, text.as_bytes())
     }
+}
+
+/// The mode of every transcript file.
+pub const FILE_MODE: u32 = 0o600;
+/// The mode of the runs directory (and of the parents it creates).
+pub const DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (parents too, 0700) and makes it 0700 if it existed.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let context = || format!("creating the runs directory {}", dir.display());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| Error::io(context(), e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+        .map_err(|e| Error::io(context(), e))
+}
+
+/// Replaces `path` with `bytes`, atomically, mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("md.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.flush()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(format!("writing {}", path.display()), e)
+    })
 }
 
 fn md_escape(s: &str) -> String {
@@ -523,27 +404,68 @@ pub fn history(dir: &Path) -> Result<Vec<PastRun>> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    fn start(id: &str) -> StartRecord {
+        StartRecord {
+            run_id: id.into(),
+            runbook: "t".into(),
+            title: "T".into(),
+            source: "test".into(),
+            started_at: now(),
+            context: None,
+            server: "https://127.0.0.1:6443".into(),
+            namespace: "new-api".into(),
+            inputs: json!({"pod": "new-api-slave-x", "dsn": "root:pw@tcp(mysql:3306)/x"}),
+            dry_run: true,
+            confirmations: "--yes".into(),
+            version: "0".into(),
+        }
+    }
+
     #[test]
-    fn secrets_are_masked() {
-        let mut r = Redactor::new();
-        r.add("123456");
-        r.add("abc"); // too short to be treated as a secret
-        let t = r.text("dsn root:123456@tcp(mysql:3306)/new-api and redis://:s3cr3t@redis:6379 password=hunter2 -p123456 abc");
-        assert!(
-            !t.contains("123456") && !t.contains("s3cr3t") && !t.contains("hunter2"),
-            "{t}"
-        );
-        assert!(
-            t.contains("abc") && t.contains("root:***@tcp(mysql:3306)"),
-            "{t}"
-        );
-        let j = r.json(&json!({"a": ["x 123456"], "123456": 1}));
-        assert!(!j.to_string().contains("123456"), "{j}");
-        assert_eq!(
-            r.text("kubectl logs --previous -p"),
-            "kubectl logs --previous -p"
-        );
+    fn transcripts_are_private_whatever_the_umask_and_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        // An existing, world-readable directory is restricted; new parents are created 0700.
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut t = Transcript::create(&open, start("run-1"), Redactor::new()).unwrap();
+        t.end(EndRecord {
+            run_id: "run-1".into(),
+            status: "completed".into(),
+            ended_at: now(),
+            duration_ms: 1,
+            counts: Default::default(),
+        })
+        .unwrap();
+        assert_eq!(mode(&open), 0o700);
+        assert_eq!(mode(&t.jsonl), 0o600);
+        assert_eq!(mode(&t.markdown), 0o600);
+        let nested = root.path().join("a").join("b");
+        let t = Transcript::create(&nested, start("run-2"), Redactor::new()).unwrap();
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(&root.path().join("a")), 0o700);
+        assert_eq!(mode(&t.markdown), 0o600);
+        // Secrets in the inputs are masked in both files.
+        for p in [&t.jsonl, &t.markdown] {
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(
+                text.contains("root:***@tcp(") && !text.contains("pw@"),
+                "{text}"
+            );
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&nested)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
     }
 }

@@ -570,6 +570,14 @@ async fn a_scripted_incident_with_answers_and_its_bad_answers() {
         "{}",
         out.stderr
     );
+    // The echo of the scripted note is masked like everything printed.
+    assert!(
+        out.stderr.contains("secret is *** (scripted)")
+            && !out.stderr.contains(SECRET)
+            && !out.stdout.contains(SECRET),
+        "{}",
+        out.stderr
+    );
     assert_private_and_secret_free(&dir);
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("secret is ***"), "{report}");

@@ -17,6 +17,7 @@ mod logs;
 mod metrics;
 mod nodes;
 mod pods;
+mod redaction;
 mod runbook;
 mod sandbox;
 mod scale;

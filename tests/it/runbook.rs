@@ -816,6 +816,17 @@ fn the_backup_runbook_takes_a_real_backup_and_a_dry_run_or_a_no_writes_nothing()
     );
 }
 
+/// The one `.jsonl` transcript of `runs` and its records.
+fn transcript_in(runs: &Path) -> (PathBuf, Vec<Value>) {
+    let file = std::fs::read_dir(runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap_or_else(|| panic!("no transcript in {}", runs.display()));
+    let recs = jsonl(file.to_str().unwrap());
+    (file, recs)
+}
+
 fn modes_of(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -837,59 +848,31 @@ fn ctrl_c_stops_after_the_current_step_and_writes_the_transcript() {
     assert!(made.success());
     let runs = dir.path().join("runs");
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(bin())
-        .args(["runbook", "run"])
-        .arg(&rb)
-        .arg("--answers")
-        .arg(&fifo)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .env("NO_COLOR", "1")
-        .env("KUBECONFIG", &sandbox().kubeconfig)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
+    let (mut child, out, err) = spawn_run(
+        &[
+            rb.as_os_str(),
+            "--answers".as_ref(),
+            fifo.as_os_str(),
+            "--runs-dir".as_ref(),
+            runs.as_os_str(),
+        ],
+        home.path(),
+    );
     // Opening the FIFO returns once the run opened it: at the manual step's question.
     let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    loop {
-        let line = rx.recv().expect("the run reports the interrupt");
-        if line.contains("stopping after the current step") {
-            break;
-        }
-    }
+    let mut seen_err = Vec::new();
+    wait_line(&err, "stopping after the current step", &mut seen_err);
     // Now the current step may finish: it is acknowledged.
     w.write_all(b"yes\n").unwrap();
     drop(w);
-    let out = child.wait_with_output().unwrap();
-    let stderr = reader.join().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let status = child.wait().unwrap();
+    seen_err.extend(err.iter());
+    assert_eq!(status.code(), Some(130), "{}", seen_err.join("\n"));
+    let stdout = out.iter().collect::<Vec<_>>().join("\n");
     assert!(stdout.contains("interrupted"), "{stdout}");
-    let file = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .unwrap();
-    let recs = jsonl(file.to_str().unwrap());
+    let (file, recs) = transcript_in(&runs);
     let status: Vec<(&str, &str)> = recs
         .iter()
         .filter(|r| r["type"] == "step")
@@ -905,4 +888,230 @@ fn ctrl_c_stops_after_the_current_step_and_writes_the_transcript() {
         md.contains("**interrupted**") && md.contains("not run: the run was interrupted"),
         "{md}"
     );
+}
+
+/// A list literal of `n` integers.
+fn int_list(n: usize) -> String {
+    format!(
+        "[{}]",
+        (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    )
+}
+
+/// `all()` nested `depth` deep over a list of `n` elements, true everywhere.
+fn nested_all(depth: usize, n: usize) -> String {
+    let vars = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let mut s = String::new();
+    for v in &vars[..depth] {
+        s.push_str(&format!("{}.all({v}, ", int_list(n)));
+    }
+    s.push_str(&format!("{} >= 0", vars[..depth].join(" + ")));
+    s.push_str(&")".repeat(depth));
+    s
+}
+
+/// A runbook of `steps` read-only steps, each `when` given.
+fn runbook_with_whens(name: &str, whens: &[String]) -> Vec<u8> {
+    let mut s = format!("name: {name}\ntitle: T\nsymptoms: [test]\nsteps:\n");
+    for (i, w) in whens.iter().enumerate() {
+        s.push_str(&format!(
+            "  - id: s{i}\n    title: Step {i}\n    action: nodes.conditions\n    when: \"{w}\"\n"
+        ));
+    }
+    s.into_bytes()
+}
+
+#[test]
+fn expressions_are_bounded_at_validation_and_at_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Issue 12: seven all() nested over 30 elements, 636 characters (under the length limit),
+    // about 2·10^10 iterations. Validation refuses it where it is written; so does run, before
+    // connecting to anything.
+    let hostile = nested_all(7, 30);
+    assert!(hostile.len() < 1000, "{}", hostile.len());
+    let path = write(
+        d,
+        "hostile.yaml",
+        &runbook_with_whens("hostile", &[hostile]),
+    );
+    let out = Run::new(["runbook".as_ref(), "validate".as_ref(), path.as_os_str()]).output();
+    out.code(65);
+    out.stdout_has(&format!(
+        "{}:8:11: `when` of step `s0`: macros (all, exists, map, ...) are nested 7 deep",
+        path.display()
+    ));
+    let out = Run::new([
+        "runbook".as_ref(),
+        "run".as_ref(),
+        path.as_os_str(),
+        "--dry-run".as_ref(),
+    ])
+    .output();
+    out.code(65);
+    out.stderr_has("nested 7 deep");
+    // Four deep over 30 is within the nesting limit, not within the work limit.
+    let path = write(
+        d,
+        "costly.yaml",
+        &runbook_with_whens("costly", &[nested_all(4, 30)]),
+    );
+    let out = Run::new(["runbook".as_ref(), "validate".as_ref(), path.as_os_str()]).output();
+    out.code(65);
+    out.stdout_has(":8:11: `when` of step `s0`: evaluating it may take about");
+    out.stdout_has("the limit is 10^6 steps");
+    // Unknown functions and conditions that cannot be true or false.
+    let path = write(
+        d,
+        "functions.yaml",
+        b"name: functions\ntitle: T\nsteps:\n  - id: a\n    title: A\n    action: nodes.conditions\n    when: exec('id')\n  - id: b\n    title: B\n    action: nodes.conditions\n    when: steps.a.output.nodes\n  - id: c\n    title: C\n    action: assert\n    with: {fail_if: \"steps.a.output.nodes + 1\", message: m}\n  - id: d\n    title: D\n    action: nodes.conditions\n    when: \"'x'.sise() > 0\"\n",
+    );
+    let out = Run::new(["runbook".as_ref(), "validate".as_ref(), path.as_os_str()]).output();
+    out.code(65);
+    out.stdout_has(":7:11: `when` of step `a`: unknown function `exec()`");
+    out.stdout_has(
+        ":11:11: `when` of step `b`: `steps.a.output.nodes` gives an int, not true or false",
+    );
+    out.stdout_has(":15:21: argument `fail_if` of assert: `steps.a.output.nodes + 1` gives an int, not true or false");
+    out.stdout_has("unknown function `.sise()`");
+    out.stdout_has("did you mean `size`?");
+    // Bounded but expensive (three deep over 30: 27000 iterations) runs, and ends.
+    let path = write(
+        d,
+        "busy.yaml",
+        &runbook_with_whens(
+            "busy",
+            &[nested_all(3, 30), format!("!({})", nested_all(3, 30))],
+        ),
+    );
+    Run::new(["runbook".as_ref(), "validate".as_ref(), path.as_os_str()])
+        .output()
+        .code(0);
+    let runs = d.join("runs");
+    let out = Run::new([
+        "runbook".as_ref(),
+        "run".as_ref(),
+        path.as_os_str(),
+        "--dry-run".as_ref(),
+        "-o".as_ref(),
+        "json".as_ref(),
+        "--runs-dir".as_ref(),
+        runs.as_os_str(),
+    ])
+    .admin()
+    .output();
+    out.code(0);
+    let r = out.json();
+    assert_eq!(step(&r, "s0")["status"], "ok", "{r:#}");
+    assert_eq!(step(&r, "s1")["status"], "skipped", "{r:#}");
+}
+
+/// Starts `runbook run ARGS` as admin; returns the child and the lines of its stdout and
+/// stderr as they come.
+fn spawn_run(
+    args: &[&std::ffi::OsStr],
+    home: &Path,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut child = Command::new(bin())
+        .args(["runbook", "run"])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env("KUBECONFIG", &sandbox().kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = |r: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let out = lines(Box::new(child.stdout.take().unwrap()));
+    let err = lines(Box::new(child.stderr.take().unwrap()));
+    (child, out, err)
+}
+
+/// Reads lines until one contains `needle`; every line read is kept in `seen`.
+#[track_caller]
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return;
+                }
+            }
+            Err(e) => panic!("no line with {needle:?} ({e}); seen:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_ends_a_run_busy_with_expressions_with_130_and_a_finished_transcript() {
+    use nix::sys::signal::{Signal, kill};
+    let dir = tempfile::tempdir().unwrap();
+    // Eight steps, each deciding with an expression near the work limit.
+    let whens: Vec<String> = (0..8).map(|_| nested_all(3, 30)).collect();
+    let rb = write(dir.path(), "busy.yaml", &runbook_with_whens("busy", &whens));
+    for presses in [1, 2] {
+        let home = tempfile::tempdir().unwrap();
+        // A runs directory that does not exist yet, under a parent that does not either.
+        let runs = dir.path().join(format!("state-{presses}")).join("runs");
+        let (mut child, out, err) = spawn_run(
+            &[rb.as_os_str(), "--runs-dir".as_ref(), runs.as_os_str()],
+            home.path(),
+        );
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        let (mut seen_out, mut seen_err) = (Vec::new(), Vec::new());
+        wait_line(&out, "[1/8]", &mut seen_out);
+        kill(pid, Signal::SIGINT).unwrap();
+        if presses == 2 {
+            wait_line(&err, "stopping after the current step", &mut seen_err);
+            kill(pid, Signal::SIGINT).unwrap();
+        }
+        let status = child.wait().unwrap();
+        seen_out.extend(out.iter());
+        seen_err.extend(err.iter());
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "{presses} Ctrl-C\n--- stdout\n{}\n--- stderr\n{}",
+            seen_out.join("\n"),
+            seen_err.join("\n")
+        );
+        assert!(
+            seen_out.iter().any(|l| l.contains("interrupted")),
+            "{}",
+            seen_out.join("\n")
+        );
+        let (file, recs) = transcript_in(&runs);
+        let end = recs.last().unwrap();
+        assert_eq!(end["type"], "end", "{recs:#?}");
+        assert_eq!(end["status"], "interrupted", "{end:#}");
+        let steps: Vec<&Value> = recs.iter().filter(|r| r["type"] == "step").collect();
+        assert_eq!(steps.len(), 8, "every step is recorded, run or not");
+        assert_eq!(steps.last().unwrap()["status"], "not-run", "{recs:#?}");
+        let md = std::fs::read_to_string(file.with_extension("md")).unwrap();
+        assert!(md.contains("**interrupted**"), "{md}");
+        // Transcripts hold evidence: 0600 files in 0700 directories, whatever the umask.
+        assert_eq!(modes_of(&runs), 0o700);
+        assert_eq!(modes_of(runs.parent().unwrap()), 0o700);
+        assert_eq!(modes_of(&file), 0o600);
+        assert_eq!(modes_of(&file.with_extension("md")), 0o600);
+    }
 }

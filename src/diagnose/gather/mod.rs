@@ -186,6 +186,17 @@ fn optional<T: Clone>(r: Result<kube::api::ObjectList<T>>) -> Result<Option<Vec<
 /// not answer is a finding of each check that needed it. Errors only when diagnose cannot run at
 /// all ([`Error::CouldNotRun`]: the namespace does not exist, a bad signatures file).
 pub async fn run(kube: Option<&Kube>, settings: &Settings, opts: &Options) -> Result<Report> {
+    run_learning(kube, settings, opts, None).await
+}
+
+/// [`run`], teaching `learn` (the printer's redactor) the secrets of what it listed, so that
+/// nothing a pod wrote to its log (a DSN, a session secret) is printed verbatim.
+pub async fn run_learning(
+    kube: Option<&Kube>,
+    settings: &Settings,
+    opts: &Options,
+    learn: Option<&crate::redact::Shared>,
+) -> Result<Report> {
     let started = Instant::now();
     let started_at = jiff::Timestamp::now()
         .round(jiff::Unit::Second)
@@ -213,6 +224,16 @@ pub async fn run(kube: Option<&Kube>, settings: &Settings, opts: &Options) -> Re
         }
         None => None,
     };
+    if let (Some(shared), Some(Ok(d))) = (learn, &data) {
+        let (secrets, configmaps) = (d.secrets.as_deref(), d.configmaps.as_deref());
+        crate::secrets::Known::from_objects(
+            &settings.namespace,
+            secrets,
+            configmaps,
+            Some(&d.snapshot),
+        )
+        .teach(shared);
+    }
 
     let ctx = Arc::new(Ctx {
         kube: kube.cloned(),

@@ -175,8 +175,7 @@ impl<'p> Flow<'p> {
         interrupt: Arc<Interrupt>,
     ) -> Result<Flow<'p>> {
         ctx.kube.ensure_namespace(&ctx.settings.namespace).await?;
-        let mut redactor = Redactor::new();
-        redactor.learn(&ctx.kube, &ctx.settings).await;
+        let redactor = crate::secrets::learn(printer.redactor(), &ctx.kube, &ctx.settings).await;
         let library = library::load(&library::dirs_for(&opts.runbook_dirs, &ctx.settings));
         let incident = match resumed {
             Some(mut i) => {

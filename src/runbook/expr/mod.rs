@@ -10,6 +10,14 @@
 //!
 //! The parser is a generated ANTLR parser that recurses deeply: expressions are limited in length
 //! and nesting, and are compiled on a thread with a large stack, so that no input can overflow it.
+//!
+//! What an expression may do is bounded twice: when the runbook is loaded ([`bound`]: only CEL's
+//! standard functions, a condition that can be true or false, an estimate of the work within
+//! [`bound::MAX_COST`]), and when it runs ([`guard`]: an iteration budget, a deadline, a second
+//! Ctrl-C, on a thread of its own).
+
+pub mod bound;
+pub mod guard;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,6 +26,7 @@ use cel::common::ast::{EntryExpr, Expr as Node, IdedExpr};
 use serde_json::Value as Json;
 
 use super::diag::{Pos, allowed_help, closest};
+pub use guard::{Cancel, EvalError};
 
 /// The longest expression accepted, in characters.
 pub const MAX_CHARS: usize = 1000;
@@ -73,6 +82,8 @@ pub struct Expr {
     pub source: String,
     pub pos: Pos,
     program: Arc<cel::Program>,
+    /// The tree that runs: the program's, instrumented by [`guard::instrument`].
+    guarded: Arc<IdedExpr>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -147,41 +158,40 @@ fn precheck(source: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The direct children of a node of the syntax tree.
+pub fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
+    fn entries(entries: &[cel::common::ast::IdedEntryExpr]) -> Vec<&IdedExpr> {
+        entries
+            .iter()
+            .flat_map(|en| match &en.expr {
+                EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
+                EntryExpr::StructField(sf) => vec![&sf.value],
+            })
+            .collect()
+    }
+    match &e.expr {
+        Node::Call(c) => c.target.iter().map(|t| &**t).chain(c.args.iter()).collect(),
+        Node::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Node::List(l) => l.elements.iter().collect(),
+        Node::Map(m) => entries(&m.entries),
+        Node::Struct(s) => entries(&s.entries),
+        Node::Select(s) => vec![&*s.operand],
+        Node::Ident(_) | Node::Literal(_) | Node::Unspecified => Vec::new(),
+    }
+}
+
 fn depth(e: &IdedExpr) -> usize {
     fn go(e: &IdedExpr, d: usize) -> usize {
         if d > MAX_DEPTH {
             return d;
         }
-        let children: Vec<&IdedExpr> = match &e.expr {
-            Node::Call(c) => c.target.iter().map(|t| &**t).chain(c.args.iter()).collect(),
-            Node::Comprehension(c) => vec![
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ],
-            Node::List(l) => l.elements.iter().collect(),
-            Node::Map(m) => m
-                .entries
-                .iter()
-                .flat_map(|en| match &en.expr {
-                    EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
-                    EntryExpr::StructField(sf) => vec![&sf.value],
-                })
-                .collect(),
-            Node::Struct(s) => s
-                .entries
-                .iter()
-                .flat_map(|en| match &en.expr {
-                    EntryExpr::MapEntry(me) => vec![&me.key, &me.value],
-                    EntryExpr::StructField(sf) => vec![&sf.value],
-                })
-                .collect(),
-            Node::Select(s) => vec![&*s.operand],
-            _ => Vec::new(),
-        };
-        children
+        children(e)
             .into_iter()
             .map(|c| go(c, d + 1))
             .max()
@@ -224,7 +234,8 @@ impl Expr {
                             "the expression is nested {d} levels deep; the limit is {MAX_DEPTH}"
                         ))
                     } else {
-                        Ok(p)
+                        let guarded = guard::instrument(p.expression());
+                        Ok((p, guarded))
                     }
                 }
                 Ok(Err(errors)) => Err(errors
@@ -243,19 +254,57 @@ impl Expr {
                 Err(_) => Err("the expression could not be parsed".into()),
             }
         })?;
+        let (program, guarded) = compiled;
         Ok(Expr {
             source: source.to_string(),
             pos,
-            program: Arc::new(compiled),
+            program: Arc::new(program),
+            guarded: Arc::new(guarded),
         })
     }
 
-    /// Checks every variable reference against what exists at this point of the runbook.
+    /// Checks every variable reference against what exists at this point of the runbook, every
+    /// function called, and what evaluating it may cost.
     pub fn check(&self, scope: &Scope<'_>) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
         let mut locals = Vec::new();
         walk(self.program.expression(), &mut locals, scope, &mut out);
+        bound::unknown_functions(self.program.expression(), &mut out);
+        if out.is_empty() {
+            bound::check_cost(self.program.expression(), scope, &mut out);
+        }
         out
+    }
+
+    /// [`Expr::check`], for an expression that must give true or false (`when`, `fail_if`):
+    /// also refuses one whose type is known and is not bool.
+    pub fn check_condition(&self, scope: &Scope<'_>) -> Vec<(String, Option<String>)> {
+        let mut out = self.check(scope);
+        if out.is_empty() {
+            out.extend(self.check_bool(scope));
+        }
+        out
+    }
+
+    /// The problem of a condition whose type is known and is not bool.
+    pub fn check_bool(&self, scope: &Scope<'_>) -> Option<(String, Option<String>)> {
+        let ty = bound::infer(self.program.expression(), scope);
+        if matches!(ty, Ty::Bool | Ty::Any) {
+            return None;
+        }
+        Some((
+            format!(
+                "`{}` gives {} {}, not true or false",
+                self.source,
+                if ty == Ty::Int { "an" } else { "a" },
+                ty.as_str()
+            ),
+            Some(match ty {
+                Ty::Int | Ty::Double => format!("compare it: {} > 0", self.source),
+                Ty::String => format!("compare it: {} == 'ok'", self.source),
+                _ => format!("test it: size({}) > 0", self.source),
+            }),
+        ))
     }
 
     /// The static type of a plain reference (`inputs.x`, `steps.a.output.count`) or literal;
@@ -291,15 +340,21 @@ impl Expr {
         }
     }
 
-    /// Evaluates to a JSON value.
+    /// Evaluates to a JSON value, within the bounds of [`guard`].
+    pub fn evaluate(&self, b: &Bindings) -> Result<Json, EvalError> {
+        guard::evaluate(
+            self.guarded.clone(),
+            Json::Object(b.inputs.clone()),
+            Json::Object(b.steps.clone()),
+            b.cancel.as_ref(),
+            guard::Limits::default(),
+        )
+    }
+
+    /// Evaluates to a JSON value; the error names the expression.
     pub fn eval(&self, b: &Bindings) -> Result<Json, String> {
-        let mut ctx = cel::Context::default();
-        ctx.add_variable_from_value("inputs", to_cel(&Json::Object(b.inputs.clone())));
-        ctx.add_variable_from_value("steps", to_cel(&Json::Object(b.steps.clone())));
-        match self.program.execute(&ctx) {
-            Ok(v) => from_cel(&v),
-            Err(e) => Err(format!("`{}`: {e}", self.source)),
-        }
+        self.evaluate(b)
+            .map_err(|e| format!("`{}`: {e}", self.source))
     }
 
     /// Evaluates a condition: it must give a bool.
@@ -324,11 +379,13 @@ pub struct Scope<'a> {
     pub later: &'a BTreeMap<String, u32>,
 }
 
-/// The variables an expression sees at run time.
+/// The variables an expression sees at run time (and how to stop one that runs).
 #[derive(Debug, Clone, Default)]
 pub struct Bindings {
     pub inputs: serde_json::Map<String, Json>,
     pub steps: serde_json::Map<String, Json>,
+    /// Set by the run's second Ctrl-C: an evaluation under way gives up.
+    pub cancel: Option<Cancel>,
 }
 
 /// `a.b.c` as its names, when the expression is only that.
@@ -527,7 +584,22 @@ pub fn to_cel(v: &Json) -> cel::Value {
 
 /// CEL to JSON (what arguments and the transcript hold).
 pub fn from_cel(v: &cel::Value) -> Result<Json, String> {
+    from_cel_bounded(v, usize::MAX).map_err(|e| e.to_string())
+}
+
+/// [`from_cel`] refusing a value of more than `max` values (lists and maps count their
+/// elements, however they share them).
+pub fn from_cel_bounded(v: &cel::Value, max: usize) -> Result<Json, EvalError> {
+    let mut left = max;
+    convert(v, &mut left, max)
+}
+
+fn convert(v: &cel::Value, left: &mut usize, max: usize) -> Result<Json, EvalError> {
     use cel::objects::Key;
+    if *left == 0 {
+        return Err(EvalError::TooLarge(max));
+    }
+    *left -= 1;
     Ok(match v {
         cel::Value::Null => Json::Null,
         cel::Value::Bool(b) => Json::Bool(*b),
@@ -535,9 +607,17 @@ pub fn from_cel(v: &cel::Value) -> Result<Json, String> {
         cel::Value::UInt(u) => Json::from(*u),
         cel::Value::Float(f) => serde_json::Number::from_f64(*f)
             .map(Json::Number)
-            .ok_or_else(|| format!("the expression gave {f}, which is not a finite number"))?,
+            .ok_or_else(|| {
+                EvalError::Failed(format!(
+                    "the expression gave {f}, which is not a finite number"
+                ))
+            })?,
         cel::Value::String(s) => Json::String(s.to_string()),
-        cel::Value::List(l) => Json::Array(l.iter().map(from_cel).collect::<Result<_, _>>()?),
+        cel::Value::List(l) => Json::Array(
+            l.iter()
+                .map(|x| convert(x, left, max))
+                .collect::<Result<_, _>>()?,
+        ),
         cel::Value::Map(m) => {
             let mut o = BTreeMap::new();
             for (k, v) in m.map.iter() {
@@ -547,11 +627,16 @@ pub fn from_cel(v: &cel::Value) -> Result<Json, String> {
                     Key::Uint(u) => u.to_string(),
                     Key::Bool(b) => b.to_string(),
                 };
-                o.insert(key, from_cel(v)?);
+                o.insert(key, convert(v, left, max)?);
             }
             Json::Object(o.into_iter().collect())
         }
-        other => return Err(format!("the expression gave a {}", other.type_of())),
+        other => {
+            return Err(EvalError::Failed(format!(
+                "the expression gave a {}",
+                other.type_of()
+            )));
+        }
     })
 }
 
@@ -579,6 +664,24 @@ pub fn roots(e: &Expr) -> BTreeSet<String> {
         .into_iter()
         .map(str::to_string)
         .collect()
+}
+
+/// The hostile expression of issue 12: seven `all()` nested over a list of 30 elements, 636
+/// characters (under [`MAX_CHARS`]), about 2·10^10 iterations.
+#[cfg(test)]
+pub(crate) fn hostile() -> String {
+    let list = format!(
+        "[{}]",
+        (0..30).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    );
+    let vars = ["a", "b", "c", "d", "e", "f", "g"];
+    let mut s = String::new();
+    for v in vars {
+        s.push_str(&format!("{list}.all({v}, "));
+    }
+    s.push_str("g >= 0");
+    s.push_str(&")".repeat(vars.len()));
+    s
 }
 
 #[cfg(test)]
