@@ -98,6 +98,12 @@ pub enum Error {
     #[error("runbook {file} is invalid:\n{}", .errors.join("\n"))]
     RunbookInvalid { file: String, errors: Vec<String> },
 
+    #[error("no runbook file at {path}")]
+    RunbookFileNotFound {
+        path: String,
+        available: Vec<String>,
+    },
+
     #[error("no runbook named \"{name}\"")]
     RunbookNotFound {
         name: String,
@@ -204,7 +210,9 @@ impl Error {
             Error::Interrupted => exit::INTERRUPTED,
             Error::Terminated => exit::TERMINATED,
             Error::RunbookInvalid { .. } => exit::DATA,
-            Error::RunbookNotFound { .. } | Error::NoPreviousLog { .. } => exit::NOT_FOUND,
+            Error::RunbookNotFound { .. }
+            | Error::RunbookFileNotFound { .. }
+            | Error::NoPreviousLog { .. } => exit::NOT_FOUND,
             Error::ConfirmationRequired { .. } => exit::USAGE,
             Error::IncidentNeedsTerminal => exit::USAGE,
             Error::NoIncidentToResume { .. } => exit::NOT_FOUND,
@@ -271,6 +279,11 @@ impl Error {
             Error::RunbookInvalid { file, .. } => {
                 format!("`newapi-ops runbook validate {file}` lists every error")
             }
+            Error::RunbookFileNotFound { available, .. } => format!(
+                "a name or a path with '/' or .yaml: the path is not there; runbooks by name: {} (e.g. `newapi-ops runbook run {}`)",
+                available.join(", "),
+                available.first().map_or("NAME", String::as_str)
+            ),
             Error::RunbookNotFound { available, .. } => format!(
                 "runbooks here: {} (`newapi-ops runbook list`; add yours with --runbook-dir DIR)",
                 available.join(", ")

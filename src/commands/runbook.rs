@@ -138,9 +138,11 @@ fn find(dirs: &[PathBuf], name: &str) -> Result<Runbook> {
     let path = PathBuf::from(name);
     if name.contains('/') || name.ends_with(".yaml") || name.ends_with(".yml") {
         if !path.exists() {
-            return Err(Error::Io {
-                context: format!("reading runbook file {name}"),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            // A path that is not there: say so, and which runbooks there are by name.
+            let lib = library::load(dirs);
+            return Err(Error::RunbookFileNotFound {
+                path: name.to_string(),
+                available: lib.names().iter().map(ToString::to_string).collect(),
             });
         }
         return library::load_file(&path).map_err(|ds| invalid(name, ds));

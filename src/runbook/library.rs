@@ -83,6 +83,18 @@ pub fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn load_file(path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
     let shown = path.display().to_string();
     match read_capped(path) {
+        // Read only up to the limit: say the file's real size, not the bytes read.
+        Ok(bytes) if bytes.len() > MAX_FILE_BYTES => Err(vec![Diagnostic {
+            file: shown.clone(),
+            line: 1,
+            column: 1,
+            message: format!(
+                "the file is {} bytes; a runbook may be at most {} KiB",
+                std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
+                MAX_FILE_BYTES / 1024
+            ),
+            help: Some("split it into smaller runbooks".into()),
+        }]),
         Ok(bytes) => model::load(&shown, &bytes, &shown),
         Err(e) => Err(vec![Diagnostic {
             file: shown,

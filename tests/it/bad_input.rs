@@ -49,6 +49,11 @@ const CASES: &[(&[&str], i32, &str)] = &[
     ),
     (&["logs", "--since", "soon"], 64, "not a duration"),
     (&["completions", "tcsh"], 64, "invalid value"),
+    (
+        &["runbook", "run", "../oomkilled"],
+        66,
+        "no runbook file at ../oomkilled",
+    ),
 ];
 
 #[test]
@@ -126,4 +131,24 @@ fn completions_and_man_pages() {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(text.contains(".SH NAME"), "{page}");
     }
+}
+
+/// A runbook file over the limit is named with its real size, not the bytes read to find out.
+#[test]
+fn an_oversized_runbook_says_its_real_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.yaml");
+    let mut text = String::from("name: big\n");
+    while text.len() < 300_103 {
+        text.push_str("# padding\n");
+    }
+    text.truncate(300_103);
+    std::fs::write(&file, &text).unwrap();
+    let out = Run::new(["runbook", "validate", file.to_str().unwrap()]).output();
+    assert_eq!(out.code, 65, "{}", out.stderr);
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("the file is 300103 bytes"),
+        "{}",
+        out.stderr
+    );
 }
