@@ -70,21 +70,41 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Lists pods, Deployments and StatefulSets of the namespace concurrently (three calls).
+    /// Lists pods, Deployments and StatefulSets of the namespace concurrently (one list each,
+    /// paged). The pods' managed fields are dropped as each page arrives: nothing reads them.
     pub async fn load(kube: &Kube, settings: &Settings) -> Result<Snapshot> {
+        Snapshot::load_with(kube, settings, |mut p| {
+            p.metadata.managed_fields = None;
+            p
+        })
+        .await
+    }
+
+    /// [`Snapshot::load`] with each pod reduced by `reduce` as its page arrives (diagnose keeps
+    /// only what its checks read), so that a namespace of 10,000 pods is never held whole.
+    pub async fn load_with(
+        kube: &Kube,
+        settings: &Settings,
+        mut reduce: impl FnMut(Pod) -> Pod,
+    ) -> Result<Snapshot> {
         let ns = settings.namespace.as_str();
         kube.ensure_namespace(ns).await?;
         let lp = ListParams::default();
+        let mut pods = Vec::new();
         // Concurrent, but errors are reported in this order, whichever failed first.
-        let (pods, deployments, statefulsets) = tokio::join!(
-            kube.list::<Pod>(Some(ns), &lp),
+        let (listed, deployments, statefulsets) = tokio::join!(
+            kube.list_each::<Pod>(Some(ns), &lp, |p| {
+                pods.push(reduce(p));
+                Ok(())
+            }),
             kube.list::<Deployment>(Some(ns), &lp),
             kube.list::<StatefulSet>(Some(ns), &lp),
         );
-        let (pods, deployments, statefulsets) = (pods?, deployments?, statefulsets?);
+        listed?;
+        let (deployments, statefulsets) = (deployments?, statefulsets?);
         Ok(Snapshot {
             namespace: ns.to_string(),
-            pods: pods.items,
+            pods,
             deployments: deployments.items,
             statefulsets: statefulsets.items,
         })
