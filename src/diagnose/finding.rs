@@ -301,7 +301,7 @@ fn merge(mut members: Vec<Finding>) -> Finding {
             subjects.extend(f.subjects.iter().cloned());
         }
     }
-    subjects.sort_by(|a, b| b.severity.cmp(&a.severity));
+    subjects.sort_by_key(|s| std::cmp::Reverse(s.severity));
     let mut worst = members.swap_remove(0);
     if count > 1 {
         let (one, many) = noun(&subjects);

@@ -230,12 +230,7 @@ pub fn check_nodes(
             sev,
             crate::units::plural(total, "more slave fits", "more slaves fit"),
         )
-        .evidence(
-            fits.iter()
-                .map(|(n, c)| format!("{n}: {c}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        .evidence(headroom_line(&fits));
         if total == 0 {
             finding = finding
                 .next("scaling out will leave pods Pending: add a node first; newapi-ops plan");
@@ -276,6 +271,32 @@ pub fn check_nodes(
     out
 }
 
+/// `node-1: 3, node-2: 1`; with many nodes the ten with the most room and how many others
+/// (and how many of those have none).
+fn headroom_line(fits: &[(String, i64)]) -> String {
+    const SHOWN: usize = 10;
+    let mut sorted: Vec<&(String, i64)> = fits.iter().collect();
+    if fits.len() > SHOWN {
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    let mut line = sorted
+        .iter()
+        .take(SHOWN)
+        .map(|(n, c)| format!("{n}: {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if fits.len() > SHOWN {
+        let rest = &sorted[SHOWN..];
+        let full = rest.iter().filter(|(_, c)| *c == 0).count();
+        line.push_str(&format!(
+            " and {} more {} ({full} with room for none)",
+            rest.len(),
+            if rest.len() == 1 { "node" } else { "nodes" }
+        ));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +306,21 @@ mod tests {
             cpu_millis,
             memory_bytes: memory_mi << 20,
         }
+    }
+
+    #[test]
+    fn headroom_of_many_nodes_names_the_roomiest() {
+        let few: Vec<(String, i64)> = vec![("a".into(), 1), ("b".into(), 0)];
+        assert_eq!(headroom_line(&few), "a: 1, b: 0");
+        let many: Vec<(String, i64)> = (0..100)
+            .map(|i| (format!("n{i:03}"), i64::from(i % 3 == 0)))
+            .collect();
+        let line = headroom_line(&many);
+        assert!(line.starts_with("n000: 1, n003: 1"), "{line}");
+        assert!(
+            line.ends_with(" and 90 more nodes (66 with room for none)"),
+            "{line}"
+        );
     }
 
     #[test]

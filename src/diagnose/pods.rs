@@ -530,3 +530,67 @@ pub fn check_deployments(deployments: &[&Deployment]) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedulers_reason_without_its_counts_is_the_cause() {
+        assert_eq!(
+            pending_cause(Some("0/50 nodes are available: 50 Insufficient cpu.")),
+            "Insufficient cpu"
+        );
+        assert_eq!(
+            pending_cause(Some(
+                "0/3 nodes are available: 1 Insufficient memory, 2 Insufficient cpu."
+            )),
+            pending_cause(Some(
+                "0/4 nodes are available: 3 Insufficient cpu, 1 Insufficient memory."
+            )),
+            "the same reasons, other counts: one cause"
+        );
+        assert_ne!(
+            pending_cause(Some("0/3 nodes are available: 3 Insufficient cpu.")),
+            pending_cause(Some(
+                "0/3 nodes are available: 3 pod has unbound immediate PersistentVolumeClaims."
+            )),
+        );
+        assert_eq!(pending_cause(None), "not scheduled yet");
+        assert_eq!(
+            pending_cause(Some("binding rejected: 2 times")),
+            "binding rejected: # times"
+        );
+        assert_eq!(
+            eviction_cause("The node was low on resource: memory. Container x was using 1Gi."),
+            "The node was low on resource: memory"
+        );
+    }
+
+    #[test]
+    fn many_pods_pending_for_one_reason_are_one_finding() {
+        let pod = |name: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "creationTimestamp": "2020-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "c"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                    "message": format!("0/{} nodes are available: {} Insufficient cpu.", name.len(), name.len())}]}
+            }))
+            .unwrap()
+        };
+        let pods: Vec<Pod> = (0..300).map(|i| pod(&format!("slave-{i}"))).collect();
+        let out = crate::diagnose::finding::group(check_pods(
+            &pods,
+            &[],
+            &PodThresholds::default(),
+            |_| Some("slave"),
+        ));
+        let pending: Vec<&Finding> = out.iter().filter(|f| f.check == "pods.pending").collect();
+        assert_eq!(pending.len(), 1, "{out:#?}");
+        assert_eq!(pending[0].count, 300);
+        assert_eq!(
+            pending[0].summary,
+            "300 pods: slave pod Pending: Insufficient cpu"
+        );
+    }
+}

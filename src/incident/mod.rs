@@ -588,7 +588,10 @@ mod tests {
         );
         assert_eq!(verdict(&target, &[]), Verdict::Gone);
         // A change that names one pod of the group re-checks that pod.
-        let t = targets_of("delete pod b in namespace new-api", &[target.clone()]);
+        let t = targets_of(
+            "delete pod b in namespace new-api",
+            std::slice::from_ref(&target),
+        );
         assert_eq!(t.len(), 1);
         assert_eq!(
             (t[0].subject.as_deref(), t[0].subjects.len()),

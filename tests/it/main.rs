@@ -9,6 +9,7 @@ mod backup;
 mod cluster_errors;
 mod diag_mysql;
 mod diag_redis;
+mod diag_scale;
 mod diagnose;
 mod in_cluster;
 mod incident;

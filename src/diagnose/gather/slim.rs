@@ -3,111 +3,19 @@
 //! what stays in memory per pod is a few hundred bytes of what matters, not the whole object
 //! (managed fields, environment, volumes, probes, annotations).
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Event, ObjectReference, Pod, PodSpec, PodStatus,
-};
+use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// A container as the checks see it: name, image, resources.
-fn container(c: Container) -> Container {
-    Container {
-        name: c.name,
-        image: c.image,
-        resources: c.resources,
-        ..Default::default()
-    }
-}
-
-/// A container status without the runtime's identifiers.
-fn container_status(s: ContainerStatus) -> ContainerStatus {
-    ContainerStatus {
-        name: s.name,
-        image: s.image,
-        ready: s.ready,
-        restart_count: s.restart_count,
-        started: s.started,
-        state: s.state,
-        last_state: s.last_state,
-        ..Default::default()
-    }
-}
-
-/// A pod of the namespace, reduced to what the pod, logs, app and backend checks read: its
-/// identity, labels and owners, deletion, node, containers' names/images/resources, and its
-/// status (phase, reason, conditions, container states).
+/// A pod of the namespace, reduced to what the pod, logs, app and backend checks read
+/// ([`crate::inventory::reduced`]).
 pub(super) fn pod(p: Pod) -> Pod {
-    let m = p.metadata;
-    let spec = p.spec.map(|s| PodSpec {
-        containers: s.containers.into_iter().map(container).collect(),
-        init_containers: s
-            .init_containers
-            .map(|cs| cs.into_iter().map(container).collect()),
-        node_name: s.node_name,
-        overhead: s.overhead,
-        ..Default::default()
-    });
-    let status = p.status.map(|s| PodStatus {
-        phase: s.phase,
-        reason: s.reason,
-        message: s.message,
-        start_time: s.start_time,
-        conditions: s.conditions.map(|cs| {
-            cs.into_iter()
-                .map(|mut c| {
-                    c.last_probe_time = None;
-                    c
-                })
-                .collect()
-        }),
-        container_statuses: s
-            .container_statuses
-            .map(|cs| cs.into_iter().map(container_status).collect()),
-        ..Default::default()
-    });
-    Pod {
-        metadata: ObjectMeta {
-            name: m.name,
-            namespace: m.namespace,
-            labels: m.labels,
-            owner_references: m.owner_references,
-            creation_timestamp: m.creation_timestamp,
-            deletion_timestamp: m.deletion_timestamp,
-            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
-            finalizers: m.finalizers,
-            ..Default::default()
-        },
-        spec,
-        status,
-    }
+    crate::inventory::reduced(p)
 }
 
 /// A pod of any namespace as the node checks see it: where it runs, what it requests and its
-/// limits, its phase.
+/// limits, its phase ([`crate::capacity::for_capacity`]).
 pub(super) fn active_pod(p: Pod) -> Pod {
-    let resources = |c: Container| Container {
-        resources: c.resources,
-        ..Default::default()
-    };
-    Pod {
-        metadata: ObjectMeta {
-            name: p.metadata.name,
-            namespace: p.metadata.namespace,
-            ..Default::default()
-        },
-        spec: p.spec.map(|s| PodSpec {
-            containers: s.containers.into_iter().map(resources).collect(),
-            init_containers: s
-                .init_containers
-                .map(|cs| cs.into_iter().map(resources).collect()),
-            node_name: s.node_name,
-            overhead: s.overhead,
-            ..Default::default()
-        }),
-        status: p.status.map(|s| PodStatus {
-            phase: s.phase,
-            ..Default::default()
-        }),
-    }
+    crate::capacity::for_capacity(p)
 }
 
 /// The reasons of the events the pod checks read ([`crate::diagnose::pods`]): the scheduler's,
