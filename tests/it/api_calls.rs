@@ -27,6 +27,11 @@ pub fn calls_in(sb: &Sandbox, ns: &str, offset: usize) -> BTreeMap<String, usize
         {
             continue;
         }
+        // A long-running request (a log, a port-forward) is logged when its answer starts and
+        // when it ends: count each request once, at its end.
+        if e["stage"] != "ResponseComplete" {
+            continue;
+        }
         let obj = &e["objectRef"];
         let about =
             obj["namespace"] == ns || (obj["resource"] == "namespaces" && obj["name"] == ns);

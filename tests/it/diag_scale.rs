@@ -126,7 +126,7 @@ async fn two_hundred_slaves_with_one_problem_are_one_finding_and_the_app_is_samp
     assert!((1..=10).contains(&events), "{calls:?}");
     assert!(!calls.contains_key("get pods"), "a GET per pod: {calls:?}");
     // The app check: the master and 3 of the 30 running slaves, one port-forward each.
-    let forwards = calls.get("create pods/portforward").copied().unwrap_or(0);
+    let forwards = calls.get("get pods/portforward").copied().unwrap_or(0);
     assert_eq!(forwards, 4, "{calls:?}");
     let sampled = findings(&report, "app.sampled");
     assert_eq!(sampled.len(), 1, "{report:#}");
