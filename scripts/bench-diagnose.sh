@@ -1,29 +1,80 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): the Kubernetes part of `newapi-ops diagnose` against the kubectl command
-# sequence an operator would type for the same information (get pods, get events, describe nodes,
-# logs --previous of each failing pod), in the same run, on a sandbox holding 1,000 New-API pods on
-# 50 nodes, 10 of them crash-looping. Prints a Markdown section for BENCHMARKS.md.
-#   scripts/bench-diagnose.sh [RUNS]
+# Benchmark (not a test): the full `newapi-ops diagnose` — every component: pods, nodes (with
+# metrics.k8s.io), logs, MySQL, Redis, the app, config — against the kubectl command sequence an
+# operator types for what kubectl can show of the same (get pods, get events, describe nodes, top
+# nodes and pods, the workloads' YAML, logs --previous of each failing pod), in the same run, at
+# each size: a namespace `bench` with 1 master, SIZE-11 running slaves that all use 95 % of their
+# CPU limit (one shared problem), 10 slaves crash-looping OOMKilled with `Error 1040` in their
+# previous log, and MySQL and Redis pods (the sandbox's real MariaDB and Redis behind them).
+# Also the peak RSS of diagnose, and the number of findings. Prints a Markdown section per size.
+#   scripts/bench-diagnose.sh [RUNS] [SIZES]        defaults: 5 "1000 10000"
+#
+# A simulated node holds 110 pods and `sandbox up` makes at most 64 nodes (7,040 pods): for more,
+# the script starts a second kubelet simulator (`newapi-ops sandbox kubelet`, the same program
+# `up` starts) with a config of its own for the extra nodes, and stops it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs="${1:-10}"
+runs="${1:-5}"
+sizes="${2:-1000 10000}"
 
 KUBEBUILDER_ASSETS="$(scripts/setup.sh --with-kubectl | tail -n 1)"
 export KUBEBUILDER_ASSETS
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >&2; }
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >&2; }
 cargo build --release --locked >&2
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/newapi-ops"
 kubectl="$KUBEBUILDER_ASSETS/kubectl"
+export kubectl
 
-dir="$(mktemp -d /tmp/newapi-ops-bench-XXXX)"
-trap '"$bin" sandbox down --dir "$dir" >/dev/null 2>&1 || true' EXIT
-"$bin" sandbox up --dir "$dir" --nodes 50 --timeout 300 >&2
-export KUBECONFIG="$dir/admin.kubeconfig"
+dir=""
+extra_pid=""
+cleanup() {
+  [ -n "$extra_pid" ] && kill "$extra_pid" 2>/dev/null || true
+  [ -n "$dir" ] && "$bin" sandbox down --dir "$dir" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
-ns=bench
-"$kubectl" create namespace "$ns" >/dev/null
-deploy() { # name role replicas behavior
+# A second simulator for nodes FIRST..LAST, reusing the sandbox's certificate and backends.
+extra_nodes() { # dir first last
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, socket, sys
+d, first, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = json.load(open(f"{d}/kubelet.json"))
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+c["listen_port"] = port
+c["state_dir"] = f"{d}/kubelet-extra"
+c["nodes"] = [{"name": f"sandbox-node-{i}", "cpu": "4", "memory": "6147Mi", "pods": "110"}
+              for i in range(first, last + 1)]
+json.dump(c, open(f"{d}/kubelet-extra.json", "w"))
+PY
+}
+
+namespace_objects() { # slaves
+  local ok=$(( $1 - 11 ))
   cat <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mysql}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: mysql}}
+  template:
+    metadata: {labels: {app: mysql}}
+    spec: {containers: [{name: mysql, image: "mysql:8.2"}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec: {containers: [{name: redis, image: "redis:7"}]}
+---
+YAML
+  deploy() { # name role replicas behavior
+    cat <<YAML
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: $1}
@@ -33,59 +84,129 @@ spec:
   template:
     metadata:
       labels: {app: new-api, role: $2, d: $1}
-      annotations: {sandbox.newapi-ops.io/behavior: $4, sandbox.newapi-ops.io/previous-log: "[ERR] 2025/11/13 - 10:00:01 | Error 1040: Too many connections"}
+      annotations:
+        sandbox.newapi-ops.io/behavior: $4
+        sandbox.newapi-ops.io/previous-log: "[ERR] 2025/11/13 - 10:00:01 | Error 1040: Too many connections"
+        sandbox.newapi-ops.io/usage: "cpu=19m,memory=20Mi"
     spec:
       containers:
       - name: new-api
         image: calciumion/new-api:v0.9.0
-        env: [{name: NODE_TYPE, value: $2}, {name: SYNC_FREQUENCY, value: "60"}]
-        resources: {requests: {cpu: 10m, memory: 16Mi}}
+        env:
+        - {name: NODE_TYPE, value: $2}
+        - {name: SYNC_FREQUENCY, value: "60"}
+        - {name: SQL_DSN, value: "root:123456@tcp(mysql:3306)/new-api"}
+        - {name: REDIS_CONN_STRING, value: "redis://redis:6379"}
+        - {name: SESSION_SECRET, value: "bench-session-secret"}
+        - {name: CRYPTO_SECRET, value: "bench-crypto-secret"}
+        resources: {requests: {cpu: 10m, memory: 16Mi}, limits: {cpu: 20m, memory: 64Mi}}
 ---
 YAML
+  }
+  deploy new-api-master master 1 running
+  deploy new-api-slave slave "$ok" running
+  deploy new-api-slave-bad slave 10 crashloop-oom
 }
-{ deploy new-api-master master 1 running; deploy new-api-slave slave 989 running; deploy new-api-slave-bad slave 10 crashloop-oom; } \
-  | "$kubectl" apply -n "$ns" -f - >/dev/null
-echo "bench: waiting for 1,000 pods ..." >&2
-for _ in $(seq 1 600); do
-  n=$("$kubectl" get pods -n "$ns" --no-headers 2>/dev/null | grep -cE 'Running|CrashLoopBackOff' || true)
-  [ "$n" -ge 1000 ] && break
-  sleep 1
-done
-echo "bench: $n pods up" >&2
 
 kubectl_sequence() {
   "$kubectl" get pods -n "$ns" -o wide >/dev/null
   "$kubectl" get events -n "$ns" >/dev/null
   "$kubectl" describe nodes >/dev/null
+  "$kubectl" top nodes >/dev/null
+  "$kubectl" top pods -n "$ns" >/dev/null
+  "$kubectl" get deployments,statefulsets,configmaps -n "$ns" -o yaml >/dev/null
   for p in $("$kubectl" get pods -n "$ns" --no-headers | awk '$3 != "Running" {print $1}'); do
     "$kubectl" logs -n "$ns" "$p" --previous --tail=200 >/dev/null
   done
 }
 export -f kubectl_sequence
-export kubectl ns
 
-# Both must see the same thing: 10 crash-looping pods.
-"$bin" diagnose -n "$ns" --only pods,nodes,logs -o json > "$dir/report.json" || true
-crashing=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(1 for f in r["findings"] if f["check"]=="pods.crashloop"))' "$dir/report.json")
-echo "bench: diagnose reports $crashing crash-looping pods" >&2
+ns=bench
+export ns
+for size in $sizes; do
+  nodes=$(( (size + 150 + 99) / 100 ))   # ~100 pods a node, room for the seed
+  main_nodes=$(( nodes > 64 ? 64 : nodes ))
+  dir="$(mktemp -d /tmp/newapi-ops-bench-XXXX)"
+  "$bin" sandbox up --dir "$dir" --nodes "$main_nodes" --timeout 600 >&2
+  export KUBECONFIG="$dir/admin.kubeconfig"
+  if [ "$nodes" -gt 64 ]; then
+    extra_nodes "$dir" 65 "$nodes"
+    "$bin" -v sandbox kubelet --config "$dir/kubelet-extra.json" >"$dir/logs/kubelet-extra.log" 2>&1 &
+    extra_pid=$!
+    for _ in $(seq 1 120); do
+      n=$("$kubectl" get nodes --no-headers 2>/dev/null | grep -c ' Ready' || true)
+      [ "$n" -ge "$nodes" ] && break
+      sleep 1
+    done
+  fi
+  "$kubectl" create namespace "$ns" >/dev/null
+  namespace_objects "$size" | "$kubectl" apply -n "$ns" -f - >/dev/null
+  echo "bench: waiting for $size New-API pods on $nodes nodes ..." >&2
+  want=$(( size + 2 ))
+  for _ in $(seq 1 720); do
+    n=$("$kubectl" get pods -n "$ns" --no-headers 2>/dev/null | grep -cE 'Running|CrashLoopBackOff' || true)
+    [ "$n" -ge "$want" ] && break
+    sleep 5
+  done
+  echo "bench: $n pods up" >&2
+  # The metrics server learns the usage of each pod through its watch: wait until diagnose sees
+  # every running slave above its limit (one grouped finding).
+  slaves=$(( size - 11 ))
+  for _ in $(seq 1 120); do
+    "$bin" diagnose -n "$ns" -o json > "$dir/report.json" || true
+    hot=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(f.get("count",1) for f in r["findings"] if f["check"]=="nodes.pod-cpu-usage"))' "$dir/report.json")
+    [ "$hot" -ge "$slaves" ] && break
+    sleep 5
+  done
+  python3 - "$dir/report.json" > "$dir/findings.txt" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+f = r["findings"]
+crash = sum(x.get("count", 1) for x in f if x["check"] == "pods.crashloop")
+hot = sum(x.get("count", 1) for x in f if x["check"] == "nodes.pod-cpu-usage")
+timeouts = [x["check"] for x in f if x["check"].endswith(".timeout") or x["check"].endswith(".incomplete")]
+app = [x["summary"] for x in f if x["check"] in ("app.ok", "app.sampled")]
+print(len(f), crash, hot, r["counts"]["critical"], r["counts"]["warning"], ",".join(timeouts) or "none", " / ".join(app), sep="\t")
+PY
+  IFS=$'\t' read -r nfind crash hot crit warn timeouts app < "$dir/findings.txt"
+  echo "bench: $nfind findings; $crash crash-looping pods, $hot slaves above their CPU limit; timeouts: $timeouts" >&2
 
-hyperfine -i --warmup 1 --runs "$runs" --export-json "$dir/hyperfine.json" -N \
-  "$bin diagnose -n $ns --only pods,nodes,logs -o json" >&2 || true
-hyperfine --warmup 1 --runs "$runs" --export-json "$dir/hyperfine-kubectl.json" --shell bash \
-  "kubectl_sequence" >&2
+  r=$runs
+  [ "$size" -ge 5000 ] && [ "$r" -gt 3 ] && r=3
+  hyperfine -i --warmup 1 --runs "$r" --export-json "$dir/hyperfine.json" -N \
+    "$bin diagnose -n $ns -o json" >&2 || true
+  hyperfine --warmup 1 --runs "$r" --export-json "$dir/hyperfine-kubectl.json" --shell bash \
+    "kubectl_sequence" >&2
+  rss=0
+  for _ in 1 2 3; do
+    k=$( { /usr/bin/time -f '%M' "$bin" diagnose -n "$ns" -o json >/dev/null; } 2>&1 >/dev/null | tail -n 1)
+    [ "$k" -gt "$rss" ] && rss=$k
+  done
+  pods_rss=0
+  for _ in 1 2 3; do
+    k=$( { /usr/bin/time -f '%M' "$bin" pods -n "$ns" -o json >/dev/null; } 2>&1 >/dev/null | tail -n 1)
+    [ "$k" -gt "$pods_rss" ] && pods_rss=$k
+  done
 
-python3 - "$dir/hyperfine.json" "$dir/hyperfine-kubectl.json" "$runs" "$crashing" <<'PY'
+  python3 - "$dir/hyperfine.json" "$dir/hyperfine-kubectl.json" "$r" "$size" "$nodes" "$nfind" "$crash" "$hot" "$timeouts" "$rss" "$pods_rss" "$app" <<'PY'
 import json, sys
 ours = json.load(open(sys.argv[1]))["results"][0]
 peer = json.load(open(sys.argv[2]))["results"][0]
-runs, crashing = sys.argv[3], sys.argv[4]
-r = ours["mean"] / peer["mean"]
-print("## diagnose vs the kubectl sequence (1,000 pods, 50 nodes)\n")
-print("`scripts/bench-diagnose.sh` — one sandbox (kube-apiserver 1.20.2, 50 simulated nodes), namespace `bench`")
-print(f"with 1,000 New-API pods of which {crashing} crash-loop; {runs} runs each after one warm-up, hyperfine.\n")
+runs, size, nodes, nfind, crash, hot, timeouts, rss, pods_rss, app = sys.argv[3:13]
+ratio = ours["mean"] / peer["mean"]
+print(f"## full diagnose vs the kubectl sequence ({int(size):,} pods, {nodes} nodes)\n")
+print(f"`scripts/bench-diagnose.sh` — one sandbox (kube-apiserver 1.20.2, {nodes} simulated nodes, metrics.k8s.io served),")
+print(f"namespace `bench` with {int(size):,} New-API pods ({crash} crash-looping, {hot} above their CPU limit), MySQL and Redis;")
+print(f"{runs} runs each after one warm-up, hyperfine.\n")
 print("| command | mean | min | max |")
 print("|---|---|---|---|")
-print(f"| `newapi-ops diagnose --only pods,nodes,logs` | {ours['mean']:.3f} s | {ours['min']:.3f} s | {ours['max']:.3f} s |")
-print(f"| kubectl: get pods, get events, describe nodes, logs --previous × {crashing} | {peer['mean']:.3f} s | {peer['min']:.3f} s | {peer['max']:.3f} s |")
-print(f"\nRatio: **{r:.3f}×** the kubectl sequence's wall time (target ≤ 0.25×); diagnose mean {ours['mean']:.3f} s (target ≤ 1.5 s).")
+print(f"| `newapi-ops diagnose` (every component) | {ours['mean']:.3f} s | {ours['min']:.3f} s | {ours['max']:.3f} s |")
+print(f"| kubectl: get pods, get events, describe nodes, top nodes, top pods, get workloads -o yaml, logs --previous × {crash} | {peer['mean']:.3f} s | {peer['min']:.3f} s | {peer['max']:.3f} s |")
+print(f"\nRatio: **{ratio:.3f}×** the kubectl sequence (target ≤ 0.25×). Findings: **{nfind}** (target ≤ 60);")
+print(f"timeout/incomplete findings: {timeouts}. App: {app}.")
+print(f"Peak RSS: diagnose **{int(rss)/1024:.1f} MiB**, pods -o json {int(pods_rss)/1024:.1f} MiB (max of 3 runs).\n")
 PY
+  [ -n "$extra_pid" ] && { kill "$extra_pid" 2>/dev/null || true; extra_pid=""; }
+  "$bin" sandbox down --dir "$dir" >/dev/null 2>&1 || true
+  dir=""
+done

@@ -3,7 +3,8 @@
 //! an operator wants to see it ([`PodView`]: status, readiness, restarts, last termination).
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 use serde::Serialize;
 
@@ -70,21 +71,41 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Lists pods, Deployments and StatefulSets of the namespace concurrently (three calls).
+    /// Lists pods, Deployments and StatefulSets of the namespace concurrently (one list each,
+    /// paged). The pods' managed fields are dropped as each page arrives: nothing reads them.
     pub async fn load(kube: &Kube, settings: &Settings) -> Result<Snapshot> {
+        Snapshot::load_with(kube, settings, |mut p| {
+            p.metadata.managed_fields = None;
+            p
+        })
+        .await
+    }
+
+    /// [`Snapshot::load`] with each pod reduced by `reduce` as its page arrives (diagnose keeps
+    /// only what its checks read), so that a namespace of 10,000 pods is never held whole.
+    pub async fn load_with(
+        kube: &Kube,
+        settings: &Settings,
+        mut reduce: impl FnMut(Pod) -> Pod,
+    ) -> Result<Snapshot> {
         let ns = settings.namespace.as_str();
         kube.ensure_namespace(ns).await?;
         let lp = ListParams::default();
+        let mut pods = Vec::new();
         // Concurrent, but errors are reported in this order, whichever failed first.
-        let (pods, deployments, statefulsets) = tokio::join!(
-            kube.list::<Pod>(Some(ns), &lp),
+        let (listed, deployments, statefulsets) = tokio::join!(
+            kube.list_each::<Pod>(Some(ns), &lp, |p| {
+                pods.push(reduce(p));
+                Ok(())
+            }),
             kube.list::<Deployment>(Some(ns), &lp),
             kube.list::<StatefulSet>(Some(ns), &lp),
         );
-        let (pods, deployments, statefulsets) = (pods?, deployments?, statefulsets?);
+        listed?;
+        let (deployments, statefulsets) = (deployments?, statefulsets?);
         Ok(Snapshot {
             namespace: ns.to_string(),
-            pods: pods.items,
+            pods,
             deployments: deployments.items,
             statefulsets: statefulsets.items,
         })
@@ -163,6 +184,81 @@ impl Snapshot {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// A container as the checks see it: name, image, resources.
+fn container(c: Container) -> Container {
+    Container {
+        name: c.name,
+        image: c.image,
+        resources: c.resources,
+        ..Default::default()
+    }
+}
+
+/// A container status without the runtime's identifiers.
+fn container_status(s: ContainerStatus) -> ContainerStatus {
+    ContainerStatus {
+        name: s.name,
+        image: s.image,
+        ready: s.ready,
+        restart_count: s.restart_count,
+        started: s.started,
+        state: s.state,
+        last_state: s.last_state,
+        ..Default::default()
+    }
+}
+
+/// A pod reduced to what [`PodView`], [`Snapshot::role_of`] and diagnose's checks read — its
+/// identity, labels and owners, deletion, node, containers' names, images and resources, and
+/// its status (phase, reason, conditions, container states) — for lists that are reduced page by
+/// page (`pods`, `diagnose`) instead of held whole: a few hundred bytes a pod instead of several
+/// kilobytes (managed fields, environment, volumes, probes, annotations).
+pub fn reduced(p: Pod) -> Pod {
+    let m = p.metadata;
+    let spec = p.spec.map(|s| PodSpec {
+        containers: s.containers.into_iter().map(container).collect(),
+        init_containers: s
+            .init_containers
+            .map(|cs| cs.into_iter().map(container).collect()),
+        node_name: s.node_name,
+        overhead: s.overhead,
+        ..Default::default()
+    });
+    let status = p.status.map(|s| PodStatus {
+        phase: s.phase,
+        reason: s.reason,
+        message: s.message,
+        start_time: s.start_time,
+        conditions: s.conditions.map(|cs| {
+            cs.into_iter()
+                .map(|mut c| {
+                    c.last_probe_time = None;
+                    c
+                })
+                .collect()
+        }),
+        container_statuses: s
+            .container_statuses
+            .map(|cs| cs.into_iter().map(container_status).collect()),
+        ..Default::default()
+    });
+    Pod {
+        metadata: ObjectMeta {
+            name: m.name,
+            namespace: m.namespace,
+            labels: m.labels,
+            owner_references: m.owner_references,
+            creation_timestamp: m.creation_timestamp,
+            deletion_timestamp: m.deletion_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            finalizers: m.finalizers,
+            ..Default::default()
+        },
+        spec,
+        status,
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use kube::api::{ListParams, ObjectList};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource};
@@ -25,6 +26,24 @@ pub struct Kube {
     pub server: String,
     /// The kubeconfig context in use (None in-cluster).
     pub context: Option<String>,
+    /// Objects per page of a list call ([`PAGE_SIZE`]; `NEWAPI_OPS_LIST_PAGE_SIZE` changes it,
+    /// for tests).
+    pub page_size: u32,
+}
+
+/// How many objects one list call asks for: a list of more is paged (`limit` and `continue`),
+/// so that no answer is one giant response and each page can be reduced before the next comes.
+pub const PAGE_SIZE: u32 = 500;
+
+/// The variable that changes [`PAGE_SIZE`] (tests split small lists over pages with it).
+pub const PAGE_SIZE_ENV: &str = "NEWAPI_OPS_LIST_PAGE_SIZE";
+
+fn page_size_from_env() -> u32 {
+    std::env::var(PAGE_SIZE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(PAGE_SIZE)
 }
 
 /// How long one read of one request may wait for the API server before it is given up: a frozen
@@ -167,6 +186,7 @@ pub async fn connect(settings: &Settings) -> Result<Kube> {
         streaming,
         server,
         context,
+        page_size: page_size_from_env(),
     })
 }
 
@@ -265,7 +285,7 @@ impl Kube {
         classify(&self.server, call, err)
     }
 
-    /// One list call.
+    /// A list of a namespaced kind (all namespaces when `namespace` is None), every page of it.
     pub async fn list<K>(
         &self,
         namespace: Option<&str>,
@@ -275,15 +295,23 @@ impl Kube {
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
+        let (api, call) = self.list_api::<K>(namespace);
+        self.all_pages(&api, &call, params).await
+    }
+
+    /// The API of a namespaced kind in `namespace` (every namespace when None) and its list call.
+    fn list_api<K>(&self, namespace: Option<&str>) -> (Api<K>, Call)
+    where
+        K: Resource<DynamicType = ()> + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
         let api: Api<K> = match namespace {
             Some(ns) => Api::namespaced(self.client.clone(), ns),
             None => Api::all(self.client.clone()),
         };
-        let call = Call::new("list", resource_name::<K>(), namespace);
-        api.list(params).await.map_err(|e| self.error(&call, e))
+        (api, Call::new("list", resource_name::<K>(), namespace))
     }
 
-    /// One list call of a cluster-scoped kind.
+    /// A list of a cluster-scoped kind, every page of it.
     pub async fn list_cluster<K>(&self, params: &ListParams) -> Result<ObjectList<K>>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
@@ -291,7 +319,104 @@ impl Kube {
     {
         let api: Api<K> = Api::all(self.client.clone());
         let call = Call::new("list", resource_name::<K>(), None);
-        api.list(params).await.map_err(|e| self.error(&call, e))
+        self.all_pages(&api, &call, params).await
+    }
+
+    /// Every page of a list, as one list.
+    async fn all_pages<K>(
+        &self,
+        api: &Api<K>,
+        call: &Call,
+        params: &ListParams,
+    ) -> Result<ObjectList<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let mut items = Vec::new();
+        let metadata = self
+            .pages(api, call, params, |k| {
+                items.push(k);
+                Ok(())
+            })
+            .await?;
+        Ok(ObjectList {
+            types: Default::default(),
+            metadata,
+            items,
+        })
+    }
+
+    /// Lists a namespaced kind page by page, handing `each` every object as its page arrives: a
+    /// page is dropped before the next one is asked for, so what is kept is only what `each`
+    /// keeps (the streaming form of [`Kube::list`]). An error of `each` stops the list.
+    pub async fn list_each<K>(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+        each: impl FnMut(K) -> Result<()>,
+    ) -> Result<ListMeta>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let (api, call) = self.list_api::<K>(namespace);
+        self.pages(&api, &call, params, each).await
+    }
+
+    /// The paging loop: `limit` [`Kube::page_size`], then `continue` with the token of each page
+    /// until the server gives none. One list of N objects costs ⌈N / page size⌉ calls. A token
+    /// that expired meanwhile (410 Gone, the list took longer than the server keeps a snapshot)
+    /// starts the list again without paging, once.
+    async fn pages<K>(
+        &self,
+        api: &Api<K>,
+        call: &Call,
+        params: &ListParams,
+        mut each: impl FnMut(K) -> Result<()>,
+    ) -> Result<ListMeta>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let mut page = params.clone();
+        if page.limit.is_none() {
+            page.limit = Some(self.page_size);
+        }
+        let mut last: Option<(String, String)> = None;
+        loop {
+            let list = match api.list(&page).await {
+                Ok(l) => l,
+                Err(kube::Error::Api(s)) if s.code == 410 && page.continue_token.is_some() => {
+                    // What was handed out stays handed out: the restart lists everything again
+                    // in one call and goes on after the last object seen (lists come in the
+                    // order of their keys, namespace then name).
+                    let mut whole = params.clone();
+                    whole.limit = None;
+                    whole.continue_token = None;
+                    let list = api.list(&whole).await.map_err(|e| self.error(call, e))?;
+                    for k in list.items {
+                        if last.as_ref().is_none_or(|l| key_of(&k) > *l) {
+                            each(k)?;
+                        }
+                    }
+                    return Ok(list.metadata);
+                }
+                Err(e) => return Err(self.error(call, e)),
+            };
+            let token = list.metadata.continue_.clone().filter(|t| !t.is_empty());
+            last = list.items.last().map(key_of).or(last);
+            for k in list.items {
+                each(k)?;
+            }
+            match token {
+                Some(t) if params.limit.is_none() => page.continue_token = Some(t),
+                _ => {
+                    let mut meta = list.metadata;
+                    meta.continue_ = None;
+                    meta.remaining_item_count = None;
+                    return Ok(meta);
+                }
+            }
+        }
     }
 
     /// Fails with [`Error::NamespaceNotFound`] (listing the namespaces there are, when allowed)
@@ -321,6 +446,15 @@ impl Kube {
             },
         }
     }
+}
+
+/// Where an object sorts in a list: namespace, then name.
+fn key_of<K: Resource>(k: &K) -> (String, String) {
+    let m = k.meta();
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
 }
 
 /// The plural resource name of a kind with its group: `pods`, `deployments.apps`.

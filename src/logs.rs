@@ -39,12 +39,15 @@ pub fn split_timestamp(raw: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// Merges per-pod logs into time order; lines without a timestamp keep their pod's order.
-pub fn merge(mut per_pod: Vec<Vec<LogLine>>) -> Vec<LogLine> {
-    let mut all: Vec<(Option<jiff::Timestamp>, usize, usize, LogLine)> = Vec::new();
-    for (p, lines) in per_pod.iter_mut().enumerate() {
+/// Merges per-pod logs into time order; lines without a timestamp keep their pod's order (they
+/// take the time of the line before them). Each pod's lines are consumed as they are moved, so
+/// the lines are held once, not twice.
+pub fn merge(per_pod: Vec<Vec<LogLine>>) -> Vec<LogLine> {
+    let total: usize = per_pod.iter().map(Vec::len).sum();
+    let mut all: Vec<(Option<jiff::Timestamp>, usize, usize, LogLine)> = Vec::with_capacity(total);
+    for (p, lines) in per_pod.into_iter().enumerate() {
         let mut last = None;
-        for (i, l) in lines.drain(..).enumerate() {
+        for (i, l) in lines.into_iter().enumerate() {
             let t = l
                 .time
                 .as_deref()
@@ -54,7 +57,7 @@ pub fn merge(mut per_pod: Vec<Vec<LogLine>>) -> Vec<LogLine> {
             all.push((t, p, i, l));
         }
     }
-    all.sort_by_key(|a| (a.0, a.1, a.2));
+    all.sort_unstable_by_key(|a| (a.0, a.1, a.2));
     all.into_iter().map(|x| x.3).collect()
 }
 
@@ -128,36 +131,37 @@ pub async fn read(
     keep: &dyn Fn(&str) -> bool,
 ) -> (Vec<Vec<LogLine>>, Vec<(String, Error)>) {
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), namespace);
-    let fetched: Vec<(String, std::result::Result<String, kube::Error>)> =
-        futures::stream::iter(pods.to_vec())
-            .map(|pod| {
-                let api = api.clone();
-                let params = params.clone();
-                async move {
-                    let r = api.logs(&pod, &params).await;
-                    (pod, r)
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-    let mut per_pod = Vec::new();
+    // Each log is cut into lines (those `keep` accepts) as it arrives and its text dropped: at
+    // most `concurrency` whole logs are held at once, whatever the number of pods.
+    let mut fetched = futures::stream::iter(pods.iter().enumerate())
+        .map(|(i, pod)| {
+            let api = api.clone();
+            let params = params.clone();
+            async move {
+                let r = api.logs(pod, &params).await.map(|text| {
+                    text.lines()
+                        .map(|l| LogLine::parse(pod, l))
+                        .filter(|l| keep(&l.line))
+                        .collect::<Vec<_>>()
+                });
+                (i, r)
+            }
+        })
+        .buffer_unordered(concurrency.max(1));
+    let mut read: Vec<(usize, Vec<LogLine>)> = Vec::new();
     let mut failures = Vec::new();
-    for (pod, r) in fetched {
+    while let Some((i, r)) = fetched.next().await {
         match r {
-            Ok(text) => per_pod.push(
-                text.lines()
-                    .map(|l| LogLine::parse(&pod, l))
-                    .filter(|l| keep(&l.line))
-                    .collect::<Vec<_>>(),
-            ),
+            Ok(lines) => read.push((i, lines)),
             Err(e) => {
                 let e = kube.error(&Call::new("get", "pods/log", Some(namespace)), e);
-                failures.push((pod, e));
+                failures.push((pods[i].clone(), e));
             }
         }
     }
-    (per_pod, failures)
+    // In the order of `pods`, so that lines of one time keep the pods' order.
+    read.sort_by_key(|(i, _)| *i);
+    (read.into_iter().map(|(_, l)| l).collect(), failures)
 }
 
 /// The error when no pod's log could be read: that no pod has a previous container (for

@@ -103,6 +103,38 @@ pub fn pod_resources(spec: &PodSpec) -> PodResources {
     }
 }
 
+/// A pod reduced to what capacity reads — where it runs, its containers' requests and limits,
+/// its phase, name, namespace and labels (for the roles' share) —, for lists of every pod in the
+/// cluster that are reduced page by page instead of held whole.
+pub fn for_capacity(p: Pod) -> Pod {
+    use k8s_openapi::api::core::v1::{Container, PodStatus};
+    let resources = |c: Container| Container {
+        resources: c.resources,
+        ..Default::default()
+    };
+    Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: p.metadata.name,
+            namespace: p.metadata.namespace,
+            labels: p.metadata.labels,
+            ..Default::default()
+        },
+        spec: p.spec.map(|s| PodSpec {
+            containers: s.containers.into_iter().map(resources).collect(),
+            init_containers: s
+                .init_containers
+                .map(|cs| cs.into_iter().map(resources).collect()),
+            node_name: s.node_name,
+            overhead: s.overhead,
+            ..Default::default()
+        }),
+        status: p.status.map(|s| PodStatus {
+            phase: s.phase,
+            ..Default::default()
+        }),
+    }
+}
+
 /// Whether a pod still holds its node's resources (not finished).
 pub fn pod_is_active(pod: &Pod) -> bool {
     !matches!(

@@ -64,13 +64,18 @@ impl NodesReport {
         kube.ensure_namespace(&ns).await?;
         let all = ListParams::default();
         let active = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-        // Concurrent, but errors are reported in this order, whichever failed first.
-        let (nodes, pods, deployments) = tokio::join!(
+        // Concurrent, but errors are reported in this order, whichever failed first. The pods
+        // of every namespace are reduced to what capacity reads as their pages arrive.
+        let mut pods = Vec::new();
+        let (nodes, listed, deployments) = tokio::join!(
             kube.list_cluster::<Node>(&all),
-            kube.list::<Pod>(None, &active),
+            kube.list_each::<Pod>(None, &active, |p| {
+                pods.push(crate::capacity::for_capacity(p));
+                Ok(())
+            }),
             kube.list::<Deployment>(Some(&ns), &all),
         );
-        let (nodes, pods, deployments) = (nodes?, pods?, deployments?);
+        let (nodes, _, deployments) = (nodes?, listed?, deployments?);
         let slave_name = &settings.workloads.slave.name;
         let slave_template = deployments
             .items
@@ -90,7 +95,7 @@ impl NodesReport {
                 none_if_empty(&snap.controller_names())
             ));
         }
-        let active_pods: Vec<&Pod> = pods.items.iter().filter(|p| pod_is_active(p)).collect();
+        let active_pods: Vec<&Pod> = pods.iter().filter(|p| pod_is_active(p)).collect();
         let report = build(
             &nodes.items,
             &active_pods,

@@ -51,6 +51,10 @@ pub struct DiagnoseArgs {
     /// How many log fetches and port-forwards run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+
+    /// List every subject of a grouped finding (the report shows the worst and a few more).
+    #[arg(long)]
+    pub expand: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,7 +83,8 @@ impl From<ComponentArg> for Component {
 }
 
 impl DiagnoseArgs {
-    /// The flags as diagnose's own options (`--only` left out: every check).
+    /// The flags as diagnose's own options (`--expand` is the printing's; `--only` left out: every
+    /// check).
     pub fn options(&self) -> diagnose::Options {
         diagnose::Options {
             components: self.only.iter().map(|c| (*c).into()).collect(),
@@ -108,7 +113,7 @@ pub async fn run(global: &GlobalArgs, args: DiagnoseArgs, printer: &Printer) -> 
     }
     let report =
         diagnose::run_learning(kube.as_ref(), &settings, &opts, Some(printer.redactor())).await?;
-    printer.data(&report, |style| report.render(style))?;
+    printer.data(&report, |style| report.render(style, args.expand))?;
     Ok(report.exit_code())
 }
 

@@ -55,7 +55,7 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         .transpose()
         .map_err(|e| Error::Usage(format!("--grep: {e}")))?;
     let kube = k8s::connect(&settings).await?;
-    let snap = Snapshot::load(&kube, &settings).await?;
+    let snap = Snapshot::load_with(&kube, &settings, crate::inventory::reduced).await?;
     crate::secrets::learn_with(printer.redactor(), &kube, &settings, &snap).await;
     let mut pods = logs::pods_of(&snap, &settings, &args.target)?;
     pods.sort();
@@ -78,8 +78,12 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
     };
     let width = pods.iter().map(String::len).max().unwrap_or(0);
     let style = printer.style;
-    let colour_of =
-        |pod: &str| COLOURS[pods.iter().position(|p| p == pod).unwrap_or(0) % COLOURS.len()];
+    let index: std::collections::HashMap<&str, usize> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_str(), i))
+        .collect();
+    let colour_of = |pod: &str| COLOURS[index.get(pod).copied().unwrap_or(0) % COLOURS.len()];
     let render = |l: &LogLine| -> String {
         let prefix = format!("{:<width$}", l.pod);
         let prefix = if style.color {
@@ -127,6 +131,19 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         return Err(logs::nothing_read(failures, args.previous));
     }
     let lines = logs::merge(per_pod);
-    printer.data(&lines, |_| lines.iter().map(&render).collect())?;
+    if printer.is_machine() {
+        printer.data(&lines, |_| String::new())?;
+    } else {
+        // Written a chunk at a time: 1,000 pods' logs are not also held as one string.
+        let mut chunk = String::new();
+        for l in &lines {
+            chunk.push_str(&render(l));
+            if chunk.len() >= 64 * 1024 {
+                printer.text(&chunk)?;
+                chunk.clear();
+            }
+        }
+        printer.text(&chunk)?;
+    }
     Ok(exit::OK)
 }

@@ -40,7 +40,8 @@ impl From<RoleArg> for Role {
 pub async fn run(global: &GlobalArgs, args: PodsArgs, printer: &Printer) -> Result<u8> {
     let settings = global.settings()?;
     let kube = k8s::connect(&settings).await?;
-    let snap = Snapshot::load(&kube, &settings).await?;
+    // Each page of pods is reduced to what the table shows as it arrives.
+    let snap = Snapshot::load_with(&kube, &settings, crate::inventory::reduced).await?;
     // New-API itself must be there; MySQL and Redis may be managed services outside the cluster.
     snap.require(Role::Master, &settings)?;
     snap.require(Role::Slave, &settings)?;

@@ -50,25 +50,25 @@ pub async fn http_get(
     timeout: Duration,
 ) -> Result<HttpAnswer, String> {
     let start = Instant::now();
-    let work = async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: newapi-ops\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-        );
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        parse_response(&raw)
-    };
-    let (status, body) = tokio::time::timeout(timeout, work)
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("no answer within {} s", timeout.as_secs_f32()))?
+        .map_err(|e| format!("connect: {e}"))?;
+    http_get_on(stream, path, timeout.saturating_sub(start.elapsed()), start).await
+}
+
+/// GET `path` over a connection already open (a port-forward's stream), bounded by `timeout`;
+/// the latency counts from `start` (when the connection was asked for).
+pub async fn http_get_on<S>(
+    stream: S,
+    path: &str,
+    timeout: Duration,
+    start: Instant,
+) -> Result<HttpAnswer, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (status, body) = tokio::time::timeout(timeout, exchange(stream, path))
         .await
         .map_err(|_| format!("no answer within {} s", timeout.as_secs_f32()))??;
     Ok(HttpAnswer {
@@ -76,6 +76,59 @@ pub async fn http_get(
         body,
         latency: start.elapsed(),
     })
+}
+
+/// Sends one `GET path` with `Connection: close` and reads the answer to its end.
+async fn exchange<S>(mut stream: S, path: &str) -> Result<(u16, Vec<u8>), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: newapi-ops\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    // Read until the answer is whole (by its Content-Length or last chunk) or the other side
+    // closes: a port-forward's stream may stay open after the pod has answered.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if is_whole(&raw) {
+            break;
+        }
+    }
+    parse_response(&raw)
+}
+
+/// Whether `raw` holds a whole HTTP answer that says how long it is.
+fn is_whole(raw: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head)) = resp.parse(raw) else {
+        return false;
+    };
+    let header = |name: &str| {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+    };
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        return raw.ends_with(b"0\r\n\r\n");
+    }
+    header("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| raw.len() - head >= len)
 }
 
 /// Parses a whole HTTP/1.1 response (Content-Length, chunked, or close-delimited).
@@ -131,6 +184,16 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Turns the probes into findings.
 pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<Finding> {
+    check_app_of(probes, probes.len(), now_unix, slow)
+}
+
+/// [`check_app`] when `probes` are a sample of `total` pods: the ok finding says so.
+pub fn check_app_of(
+    probes: &[StatusProbe],
+    total: usize,
+    now_unix: i64,
+    slow: Duration,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut versions: Vec<(String, String)> = Vec::new();
     let mut good = 0;
@@ -147,6 +210,7 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
                         Severity::Critical,
                         format!("GET /api/status on {} failed: {e}", p.pod),
                     )
+                    .cause(format!("GET /api/status failed: {}", mask(e, &p.pod)))
                     .evidence(format!("port-forward to {}:3000: {e}", p.pod))
                     .next(format!(
                         "newapi-ops logs {} ; is the container listening on 3000?",
@@ -169,6 +233,8 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
                         if (0..600).contains(&up) {
                             out.push(
                                 f("app.restarted", Severity::Info, format!("{} started {} s ago", p.pod, up))
+                                    .cause("New-API started less than 10 minutes ago")
+                                    .weight(600 - up)
                                     .evidence(format!("/api/status data.start_time: {start}")),
                             );
                         }
@@ -176,6 +242,8 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
                     if answer.latency > slow {
                         out.push(
                             f("app.slow", Severity::Warning, format!("{} answered /api/status in {ms} ms", p.pod))
+                                .cause(format!("/api/status slower than {} ms", slow.as_millis()))
+                                .weight(i64::try_from(ms).unwrap_or(i64::MAX))
                                 .evidence(format!("latency {ms} ms (threshold {} ms)", slow.as_millis()))
                                 .next("newapi-ops runbook run slow-response"),
                         );
@@ -183,25 +251,30 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
                 }
                 Ok(body) => out.push(
                     f("app.status", Severity::Critical, format!("{} reports success=false: {}", p.pod, body.message))
+                        .cause(format!("/api/status reports success=false: {}", body.message))
                         .evidence(format!("HTTP 200, body: {}", snippet(&answer.body))),
                 ),
                 Err(e) => out.push(
                     f("app.status", Severity::Critical, format!("{} answered 200 but not New-API's status JSON", p.pod))
+                        .cause("/api/status answers 200 but not New-API's status JSON")
                         .evidence(format!("{e}; body: {}", snippet(&answer.body))),
                 ),
             },
             429 => out.push(
                 f("app.rate-limited", Severity::Warning, format!("{} answers 429 Too Many Requests", p.pod))
+                    .cause("/api/status answers 429 Too Many Requests")
                     .evidence("HTTP 429 on /api/status: the global rate limit (GLOBAL_API_RATE_LIMIT) is reached".to_string())
                     .next("raise GLOBAL_API_RATE_LIMIT or scale out: newapi-ops runbook run scale-out"),
             ),
             500 if answer.body.iter().all(u8::is_ascii_whitespace) => out.push(
                 f("app.redis-down", Severity::Critical, format!("{} answers an empty 500: New-API does this when Redis is unreachable", p.pod))
+                    .cause("/api/status answers an empty 500 (Redis unreachable)")
                     .evidence("HTTP 500 with an empty body on /api/status".to_string())
                     .next("newapi-ops diagnose --only redis; newapi-ops runbook run db-connection"),
             ),
             code => out.push(
                 f("app.status", Severity::Critical, format!("{} answers HTTP {code} on /api/status", p.pod))
+                    .cause(format!("/api/status answers HTTP {code}"))
                     .evidence(format!("HTTP {code}, body: {}", snippet(&answer.body)))
                     .next(format!("newapi-ops logs {}", p.pod)),
             ),
@@ -221,28 +294,49 @@ pub fn check_app(probes: &[StatusProbe], now_unix: i64, slow: Duration) -> Vec<F
                 distinct.join(", ")
             ),
         );
-        for (pod, v) in &versions {
-            f = f.evidence(format!("{pod}: {v}"));
+        for v in &distinct {
+            let pods: Vec<String> = versions
+                .iter()
+                .filter(|(_, x)| x.as_str() == *v)
+                .map(|(p, _)| p.clone())
+                .collect();
+            f = f.evidence(format!(
+                "{v}: {}",
+                crate::units::list_and_verb(&pods, "", "").trim_end()
+            ));
         }
         out.push(f.next(
             "finish or redo the rollout so that all pods run one release (pin the image tag)",
         ));
     }
     if !probes.is_empty() && good == probes.len() {
+        let version = distinct
+            .first()
+            .map(|v| format!(" (version {v})"))
+            .unwrap_or_default();
         out.push(Finding::new(
             Component::App,
             "app.ok",
             Severity::Ok,
-            format!(
-                "all {good} New-API pods answer /api/status{}",
-                distinct
-                    .first()
-                    .map(|v| format!(" (version {v})"))
-                    .unwrap_or_default()
-            ),
+            if total > good {
+                format!(
+                    "all {good} New-API pods probed of {total} answer /api/status{version}; the other {} are ready",
+                    total - good
+                )
+            } else {
+                format!("all {good} New-API pods answer /api/status{version}")
+            },
         ));
     }
     out
+}
+
+/// An error about `pod` without its name and numbers (ports, addresses), the same for every
+/// pod that fails the same way.
+fn mask(error: &str, pod: &str) -> String {
+    let probe = Finding::new(Component::App, "", Severity::Ok, error.to_string())
+        .subject(format!("pod/{pod}"));
+    super::finding::derived_cause(&probe)
 }
 
 fn snippet(body: &[u8]) -> String {

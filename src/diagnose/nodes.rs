@@ -60,22 +60,30 @@ pub fn check_pod_usage(pods: &[PodUsage], th: &NodeThresholds) -> Vec<Finding> {
         if let Some(cpu) = percent(p.usage.cpu_millis, p.limits.cpu_millis)
             && cpu > th.cpu_usage_percent
         {
-            out.push(f(
-                "nodes.pod-cpu-usage",
-                format!("pod {} uses {cpu}% of its CPU limit", p.name),
-                format!(
-                    "usage {} of limit {} (tuning rule: CPU > {}%)",
-                    format_cpu(p.usage.cpu_millis),
-                    format_cpu(p.limits.cpu_millis),
+            out.push(
+                f(
+                    "nodes.pod-cpu-usage",
+                    format!("pod {} uses {cpu}% of its CPU limit", p.name),
+                    format!(
+                        "usage {} of limit {} (tuning rule: CPU > {}%)",
+                        format_cpu(p.usage.cpu_millis),
+                        format_cpu(p.limits.cpu_millis),
+                        th.cpu_usage_percent
+                    ),
+                    "newapi-ops runbook run high-cpu (scale out the slaves or raise CPU limits)",
+                )
+                .cause(format!(
+                    "CPU usage above {}% of the limit",
                     th.cpu_usage_percent
-                ),
-                "newapi-ops runbook run high-cpu (scale out the slaves or raise CPU limits)",
-            ));
+                ))
+                .weight(cpu),
+            );
         }
         if let Some(mem) = percent(p.usage.memory_bytes, p.limits.memory_bytes)
             && mem > th.memory_usage_percent
         {
-            out.push(f(
+            out.push(
+                f(
                 "nodes.pod-memory-usage",
                 format!("pod {} uses {mem}% of its memory limit", p.name),
                 format!(
@@ -85,7 +93,10 @@ pub fn check_pod_usage(pods: &[PodUsage], th: &NodeThresholds) -> Vec<Finding> {
                     th.memory_usage_percent
                 ),
                 "newapi-ops runbook run high-memory (raise memory limits, look for a leak; OOMKilled is next)",
-            ));
+            )
+                .cause(format!("memory usage above {}% of the limit", th.memory_usage_percent))
+                .weight(mem),
+            );
         }
     }
     out
@@ -120,6 +131,7 @@ pub fn check_nodes(
                     &n.name,
                     format!("node {} is NotReady: its pods are not served", n.name),
                 )
+                .cause("node NotReady")
                 .evidence("condition Ready is not True".to_string())
                 .next("check the kubelet on that node; pods there will be evicted"),
             );
@@ -127,6 +139,7 @@ pub fn check_nodes(
         for p in &n.pressure {
             out.push(
                 f("nodes.pressure", Severity::Critical, &n.name, format!("node {} reports {p}", n.name))
+                    .cause(format!("node reports {p}"))
                     .evidence(format!("condition {p}=True"))
                     .next("free resources on the node or move pods away; newapi-ops runbook run resource-shortage"),
             );
@@ -139,6 +152,7 @@ pub fn check_nodes(
                     &n.name,
                     format!("node {} is cordoned: no new pods go there", n.name),
                 )
+                .cause("node cordoned")
                 .evidence("spec.unschedulable: true".to_string())
                 .next(format!(
                     "kubectl uncordon {} when maintenance is over",
@@ -156,6 +170,11 @@ pub fn check_nodes(
                     &n.name,
                     format!("node {} is {cpu}% CPU / {mem}% memory requested", n.name),
                 )
+                .cause(format!(
+                    "requests above {}% CPU or {}% memory of allocatable",
+                    th.cpu_requests_percent, th.memory_requests_percent
+                ))
+                .weight(cpu.max(mem))
                 .evidence(format!(
                     "requests cpu {} of {}, memory {} of {}",
                     format_cpu(n.requested.cpu_millis),
@@ -211,12 +230,7 @@ pub fn check_nodes(
             sev,
             crate::units::plural(total, "more slave fits", "more slaves fit"),
         )
-        .evidence(
-            fits.iter()
-                .map(|(n, c)| format!("{n}: {c}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        .evidence(headroom_line(&fits));
         if total == 0 {
             finding = finding
                 .next("scaling out will leave pods Pending: add a node first; newapi-ops plan");
@@ -236,6 +250,8 @@ pub fn check_nodes(
                 if cpu > th.cpu_usage_percent {
                     out.push(
                         f("nodes.cpu-usage", Severity::Warning, &n.name, format!("node {} uses {cpu}% CPU", n.name))
+                            .cause(format!("CPU usage above {}% of allocatable", th.cpu_usage_percent))
+                            .weight(cpu)
                             .evidence(format!("usage {} of {}", format_cpu(u.usage.cpu_millis), format_cpu(n.allocatable.cpu_millis)))
                             .next("newapi-ops runbook run high-cpu (scale out the slaves or raise CPU limits)"),
                     );
@@ -243,6 +259,8 @@ pub fn check_nodes(
                 if mem > th.memory_usage_percent {
                     out.push(
                         f("nodes.memory-usage", Severity::Warning, &n.name, format!("node {} uses {mem}% memory", n.name))
+                            .cause(format!("memory usage above {}% of allocatable", th.memory_usage_percent))
+                            .weight(mem)
                             .evidence(format!("usage {} of {}", format_bytes(u.usage.memory_bytes), format_bytes(n.allocatable.memory_bytes)))
                             .next("newapi-ops runbook run high-memory (raise memory limits, look for a leak)"),
                     );
@@ -251,6 +269,32 @@ pub fn check_nodes(
         }
     }
     out
+}
+
+/// `node-1: 3, node-2: 1`; with many nodes the ten with the most room and how many others
+/// (and how many of those have none).
+fn headroom_line(fits: &[(String, i64)]) -> String {
+    const SHOWN: usize = 10;
+    let mut sorted: Vec<&(String, i64)> = fits.iter().collect();
+    if fits.len() > SHOWN {
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    let mut line = sorted
+        .iter()
+        .take(SHOWN)
+        .map(|(n, c)| format!("{n}: {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if fits.len() > SHOWN {
+        let rest = &sorted[SHOWN..];
+        let full = rest.iter().filter(|(_, c)| *c == 0).count();
+        line.push_str(&format!(
+            " and {} more {} ({full} with room for none)",
+            rest.len(),
+            if rest.len() == 1 { "node" } else { "nodes" }
+        ));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -262,6 +306,21 @@ mod tests {
             cpu_millis,
             memory_bytes: memory_mi << 20,
         }
+    }
+
+    #[test]
+    fn headroom_of_many_nodes_names_the_roomiest() {
+        let few: Vec<(String, i64)> = vec![("a".into(), 1), ("b".into(), 0)];
+        assert_eq!(headroom_line(&few), "a: 1, b: 0");
+        let many: Vec<(String, i64)> = (0..100)
+            .map(|i| (format!("n{i:03}"), i64::from(i % 3 == 0)))
+            .collect();
+        let line = headroom_line(&many);
+        assert!(line.starts_with("n000: 1, n003: 1"), "{line}");
+        assert!(
+            line.ends_with(" and 90 more nodes (66 with room for none)"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -160,6 +160,8 @@ fn check_pod(
                     human_age(overdue)
                 ),
             )
+            .cause(format!("{role} pod stuck Terminating"))
+            .weight(overdue)
             .evidence(format!(
                 "metadata.deletionTimestamp: {} (grace period {grace}s)",
                 deleted.0
@@ -177,6 +179,7 @@ fn check_pod(
     if phase == "Failed" && status.reason.as_deref() == Some("Evicted") {
         out.push(
             f("pods.evicted", Severity::Warning, format!("{role} pod was evicted"))
+                .cause(format!("{role} pod evicted: {}", eviction_cause(status.message.as_deref().unwrap_or(""))))
                 .evidence(format!("status.message: {}", status.message.clone().unwrap_or_default()))
                 .next("newapi-ops nodes (the node ran short of memory or disk); delete the evicted pod; runbook resource-shortage"),
         );
@@ -217,7 +220,12 @@ fn check_pod(
             "pods.pending",
             sev,
             format!("{role} pod Pending for {}: {cause}", human_age(age)),
-        );
+        )
+        .cause(format!(
+            "{role} pod Pending: {}",
+            pending_cause(reason.as_deref())
+        ))
+        .weight(age);
         if let Some(e) = sched {
             finding = finding.evidence(describe_event(e));
         } else if let Some(r) = &reason {
@@ -273,6 +281,8 @@ fn check_pod(
                         cs.restart_count
                     ),
                 )
+                .cause(format!("{role} pod in CrashLoopBackOff{how}"))
+                .weight(i64::from(cs.restart_count))
                 .evidence(format!(
                     "container {} waiting: CrashLoopBackOff{}",
                     cs.name,
@@ -300,6 +310,7 @@ fn check_pod(
                     Severity::Critical,
                     format!("{role} pod cannot pull its image: {r}"),
                 )
+                .cause(format!("{role} pod cannot pull {}: {r}", cs.image))
                 .evidence(format!("container {} image {}", cs.name, cs.image));
                 if let Some(m) = waiting.and_then(|w| w.message.clone()) {
                     finding = finding.evidence(format!("state.waiting.message: {m}"));
@@ -318,6 +329,7 @@ fn check_pod(
                 let msg = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
                 out.push(
                     f("pods.config-error", Severity::Critical, format!("{role} pod cannot start its container: {r}"))
+                        .cause(format!("{role} pod cannot start its container: {r}: {}", msg.trim()))
                         .evidence(format!("container {}: {msg}", cs.name))
                         .next("create the missing Secret/ConfigMap or key the pod refers to; newapi-ops runbook run pod-startup-failure"),
                 );
@@ -340,6 +352,8 @@ fn check_pod(
                         cs.restart_count
                     ),
                 )
+                .cause(format!("{role} pod OOMKilled and restarted"))
+                .weight(i64::from(cs.restart_count))
                 .evidence(last_text.clone().unwrap_or_default())
                 .next(
                     "newapi-ops runbook run oomkilled (raise the memory limit or look for a leak)",
@@ -353,7 +367,14 @@ fn check_pod(
                 "pods.restarts",
                 Severity::Warning,
                 format!("{role} pod restarted {} times", cs.restart_count),
-            );
+            )
+            .cause(format!(
+                "{role} pod restarted more than {} times (last: {})",
+                th.restarts,
+                last.and_then(|t| t.reason.as_deref())
+                    .unwrap_or("no termination recorded")
+            ))
+            .weight(i64::from(cs.restart_count));
             if let Some(t) = &last_text {
                 finding = finding.evidence(t.clone());
             }
@@ -369,7 +390,8 @@ fn check_pod(
                 format!(
                     "{role} pod is running but not ready ({ready}/{spec_containers}): it gets no traffic"
                 ),
-            );
+            )
+            .cause(format!("{role} pod running but not ready"));
             match latest(events, &["Unhealthy"]) {
                 Some(e) => finding = finding.evidence(describe_event(e)),
                 None => finding = finding.evidence("no Unhealthy probe event recorded".to_string()),
@@ -379,6 +401,63 @@ fn check_pod(
             )));
         }
     }
+}
+
+/// The scheduler's reason without its counts, the same for every pod it applies to:
+/// "0/50 nodes are available: 48 Insufficient cpu, 2 node(s) had taint {x: y}." → "Insufficient
+/// cpu, node(s) had taint {x: y}"; a message of another form is kept with its numbers masked.
+pub fn pending_cause(reason: Option<&str>) -> String {
+    let Some(msg) = reason.map(str::trim).filter(|m| !m.is_empty()) else {
+        return "not scheduled yet".into();
+    };
+    let Some((_, reasons)) = msg.split_once("are available:") else {
+        return mask_numbers(msg);
+    };
+    let mut parts: Vec<String> = reasons
+        .trim()
+        .trim_end_matches('.')
+        .split(", ")
+        .map(|p| {
+            let p = p.trim();
+            match p.split_once(' ') {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
+                _ => p.to_string(),
+            }
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    parts.sort();
+    parts.dedup();
+    parts.join(", ")
+}
+
+/// Why a pod was evicted, without the figures: "The node was low on resource: memory.
+/// Container x was using 1Gi, which exceeds its request of 0." → "The node was low on resource:
+/// memory".
+fn eviction_cause(msg: &str) -> String {
+    let first = msg
+        .split(". ")
+        .next()
+        .unwrap_or(msg)
+        .trim()
+        .trim_end_matches('.');
+    mask_numbers(first)
+}
+
+/// Every run of digits as `#`.
+fn mask_numbers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut prev_digit = false;
+    for c in s.chars() {
+        let digit = c.is_ascii_digit();
+        if !digit {
+            out.push(c);
+        } else if !prev_digit {
+            out.push('#');
+        }
+        prev_digit = digit;
+    }
+    out
 }
 
 /// The scheduler's reason, shortened: "0/2 nodes are available: 2 Insufficient cpu." → kept whole
@@ -407,6 +486,7 @@ pub fn check_deployments(deployments: &[&Deployment]) -> Vec<Finding> {
                     Severity::Critical,
                     format!("rollout of {name} exceeded its progress deadline"),
                 )
+                .cause("rollout exceeded its progress deadline")
                 .subject(format!("deployment/{name}"))
                 .evidence(format!(
                     "condition Progressing=False ProgressDeadlineExceeded: {}",
@@ -430,6 +510,12 @@ pub fn check_deployments(deployments: &[&Deployment]) -> Vec<Finding> {
                     sev,
                     format!("{name}: {available} of {desired} replicas available"),
                 )
+                .cause(if available == 0 {
+                    "no replica available"
+                } else {
+                    "replicas unavailable"
+                })
+                .weight(i64::from(desired - available))
                 .subject(format!("deployment/{name}"))
                 .evidence(format!(
                     "status: replicas {}, ready {}, available {}, unavailable {}",
@@ -443,4 +529,68 @@ pub fn check_deployments(deployments: &[&Deployment]) -> Vec<Finding> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedulers_reason_without_its_counts_is_the_cause() {
+        assert_eq!(
+            pending_cause(Some("0/50 nodes are available: 50 Insufficient cpu.")),
+            "Insufficient cpu"
+        );
+        assert_eq!(
+            pending_cause(Some(
+                "0/3 nodes are available: 1 Insufficient memory, 2 Insufficient cpu."
+            )),
+            pending_cause(Some(
+                "0/4 nodes are available: 3 Insufficient cpu, 1 Insufficient memory."
+            )),
+            "the same reasons, other counts: one cause"
+        );
+        assert_ne!(
+            pending_cause(Some("0/3 nodes are available: 3 Insufficient cpu.")),
+            pending_cause(Some(
+                "0/3 nodes are available: 3 pod has unbound immediate PersistentVolumeClaims."
+            )),
+        );
+        assert_eq!(pending_cause(None), "not scheduled yet");
+        assert_eq!(
+            pending_cause(Some("binding rejected: 2 times")),
+            "binding rejected: # times"
+        );
+        assert_eq!(
+            eviction_cause("The node was low on resource: memory. Container x was using 1Gi."),
+            "The node was low on resource: memory"
+        );
+    }
+
+    #[test]
+    fn many_pods_pending_for_one_reason_are_one_finding() {
+        let pod = |name: &str| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "creationTimestamp": "2020-01-01T00:00:00Z"},
+                "spec": {"containers": [{"name": "c"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                    "message": format!("0/{} nodes are available: {} Insufficient cpu.", name.len(), name.len())}]}
+            }))
+            .unwrap()
+        };
+        let pods: Vec<Pod> = (0..300).map(|i| pod(&format!("slave-{i}"))).collect();
+        let out = crate::diagnose::finding::group(check_pods(
+            &pods,
+            &[],
+            &PodThresholds::default(),
+            |_| Some("slave"),
+        ));
+        let pending: Vec<&Finding> = out.iter().filter(|f| f.check == "pods.pending").collect();
+        assert_eq!(pending.len(), 1, "{out:#?}");
+        assert_eq!(pending[0].count, 300);
+        assert_eq!(
+            pending[0].summary,
+            "300 pods: slave pod Pending: Insufficient cpu"
+        );
+    }
 }

@@ -102,7 +102,8 @@ pub fn components_for(keys: &[String]) -> Vec<Component> {
         .collect()
 }
 
-/// A finding as the incident remembers it: enough to find it again in a later report.
+/// A finding as the incident remembers it: enough to find it again in a later report. A grouped
+/// finding keeps every subject it had (`subject` is the worst).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingRef {
     pub component: Component,
@@ -111,22 +112,42 @@ pub struct FindingRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub summary: String,
+    /// Every subject of a grouped finding (more than one); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
 }
 
 impl FindingRef {
     pub fn of(f: &Finding) -> FindingRef {
+        let names = f.subject_names();
         FindingRef {
             component: f.component,
             check: f.check.clone(),
             severity: f.severity,
             subject: f.subject.clone(),
             summary: f.summary.clone(),
+            subjects: if names.len() > 1 {
+                names.into_iter().map(str::to_string).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
-    /// `pods.crashloop on pod/x`.
+    /// Its subjects: all of a group's, else the one.
+    pub fn subject_names(&self) -> Vec<&str> {
+        if self.subjects.is_empty() {
+            self.subject.as_deref().into_iter().collect()
+        } else {
+            self.subjects.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// `pods.crashloop on pod/x`, `pods.crashloop on pod/x and 9 more`.
     pub fn label(&self) -> String {
+        let more = self.subjects.len().saturating_sub(1);
         match &self.subject {
+            Some(s) if more > 0 => format!("{} on {s} and {more} more", self.check),
             Some(s) => format!("{} on {s}", self.check),
             None => self.check.clone(),
         }
@@ -280,40 +301,89 @@ impl Verdict {
     }
 }
 
-/// Looks for `target` in a new set of findings.
+/// Looks for `target` in a new set of (grouped) findings: still there when the same check still
+/// names any of its subjects; moved when that check now names only other subjects.
 pub fn verdict(target: &FindingRef, now: &[Finding]) -> Verdict {
     let same_check: Vec<&Finding> = now
         .iter()
         .filter(|f| f.severity > Severity::Ok && f.check == target.check)
         .collect();
-    if let Some(f) = same_check.iter().find(|f| f.subject == target.subject) {
-        return Verdict::Still {
-            summary: f.summary.clone(),
+    let wanted = target.subject_names();
+    let still = if wanted.is_empty() {
+        same_check.iter().find(|f| f.subject.is_none())
+    } else {
+        same_check
+            .iter()
+            .find(|f| wanted.iter().any(|s| f.is_about(s)))
+    };
+    if let Some(f) = still {
+        let left: Vec<&str> = wanted.iter().copied().filter(|s| f.is_about(s)).collect();
+        let summary = if wanted.len() > 1 {
+            let left: Vec<String> = left.iter().map(|s| (*s).to_string()).collect();
+            format!(
+                "{} of {}: {}",
+                left.len(),
+                wanted.len(),
+                crate::units::list_and_verb(&left, "is still there", "are still there")
+            )
+        } else {
+            f.subjects
+                .iter()
+                .find(|s| wanted.contains(&s.subject.as_str()))
+                .map_or_else(|| f.summary.clone(), |s| s.summary.clone())
         };
+        return Verdict::Still { summary };
     }
     let others: Vec<String> = same_check
         .iter()
-        .filter_map(|f| f.subject.clone())
+        .flat_map(|f| f.subject_names())
+        .map(str::to_string)
         .collect();
-    if target.subject.is_some() && !others.is_empty() {
+    if !wanted.is_empty() && !others.is_empty() {
         Verdict::Moved { subjects: others }
     } else {
         Verdict::Gone
     }
 }
 
-/// The findings a change is meant to fix: those of the proposal whose subject the change names
-/// (`delete pod new-api-slave-x`), else all of them.
+/// The findings a change is meant to fix: those of the proposal whose subjects the change names
+/// (`delete pod new-api-slave-x`) — a group narrowed to the subjects named —, else all of them.
 pub fn targets_of(change: &str, findings: &[FindingRef]) -> Vec<FindingRef> {
+    // A whole name: `slave-1` is not named by `delete pod slave-10`.
+    let named_in_change = |s: &str| {
+        let name = s.rsplit('/').next().unwrap_or(s);
+        let part_of_name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+        !name.is_empty()
+            && change.match_indices(name).any(|(i, _)| {
+                !change[..i].chars().next_back().is_some_and(part_of_name)
+                    && !change[i + name.len()..]
+                        .chars()
+                        .next()
+                        .is_some_and(part_of_name)
+            })
+    };
     let named: Vec<FindingRef> = findings
         .iter()
-        .filter(|f| {
-            f.subject
-                .as_deref()
-                .map(|s| s.rsplit('/').next().unwrap_or(s))
-                .is_some_and(|name| !name.is_empty() && change.contains(name))
+        .filter_map(|f| {
+            let hit: Vec<&str> = f
+                .subject_names()
+                .into_iter()
+                .filter(|s| named_in_change(s))
+                .collect();
+            if hit.is_empty() {
+                return None;
+            }
+            let mut narrowed = f.clone();
+            if hit.len() < f.subject_names().len() {
+                narrowed.subject = Some(hit[0].to_string());
+                narrowed.subjects = if hit.len() > 1 {
+                    hit.iter().map(|s| (*s).to_string()).collect()
+                } else {
+                    Vec::new()
+                };
+            }
+            Some(narrowed)
         })
-        .cloned()
         .collect();
     if named.is_empty() {
         findings.to_vec()
@@ -485,6 +555,52 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].subject.as_deref(), Some("pod/slave-2"));
         assert_eq!(targets_of("scale new-api-slave 3 → 5", &refs).len(), 3);
+    }
+
+    #[test]
+    fn a_grouped_finding_is_still_there_while_any_of_its_subjects_is() {
+        let crash = |names: &[&str]| {
+            crate::diagnose::finding::group(
+                names
+                    .iter()
+                    .map(|n| {
+                        f("pods.crashloop", Severity::Critical, Some(n), None)
+                            .cause("CrashLoopBackOff (last exit: OOMKilled 137)")
+                    })
+                    .collect(),
+            )
+        };
+        let before = crash(&["pod/a", "pod/b", "pod/c"]);
+        assert_eq!(before.len(), 1);
+        let target = FindingRef::of(&before[0]);
+        assert_eq!(target.label(), "pods.crashloop on pod/a and 2 more");
+        match verdict(&target, &crash(&["pod/c", "pod/x"])) {
+            Verdict::Still { summary } => {
+                assert_eq!(summary, "1 of 3: pod/c is still there");
+            }
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(
+            verdict(&target, &crash(&["pod/x", "pod/y"])),
+            Verdict::Moved {
+                subjects: vec!["pod/x".into(), "pod/y".into()]
+            }
+        );
+        assert_eq!(verdict(&target, &[]), Verdict::Gone);
+        // A change that names one pod of the group re-checks that pod.
+        let t = targets_of(
+            "delete pod b in namespace new-api",
+            std::slice::from_ref(&target),
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].subject.as_deref(), t[0].subjects.len()),
+            (Some("pod/b"), 0)
+        );
+        assert!(matches!(
+            verdict(&t[0], &crash(&["pod/a", "pod/c"])),
+            Verdict::Moved { .. }
+        ));
     }
 
     #[test]

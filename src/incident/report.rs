@@ -64,6 +64,9 @@ pub fn render(inc: &Incident) -> String {
                         .unwrap_or_default(),
                     f.summary
                 ));
+                if let Some(others) = f.others(10) {
+                    o.push_str(&format!("  - also: {others}\n"));
+                }
                 for e in &f.evidence {
                     o.push_str(&format!("  - seen: {e}\n"));
                 }

@@ -51,7 +51,7 @@ async fn crashloop_oomkilled_with_too_many_connections_in_the_previous_log() {
         "{log}"
     );
     assert!(has(&report, "deployments.unavailable"));
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
     assert_eq!(report["severity"], "critical");
 }
 

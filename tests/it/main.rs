@@ -10,6 +10,7 @@ mod bad_input;
 mod cluster_errors;
 mod diag_mysql;
 mod diag_redis;
+mod diag_scale;
 mod diagnose;
 mod in_cluster;
 mod incident;

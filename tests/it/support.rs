@@ -261,7 +261,12 @@ impl Done {
 
 /// A kube client as the sandbox admin, for setting up test objects.
 pub async fn admin_client() -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&sandbox().kubeconfig).expect("read kubeconfig");
+    admin_client_of(sandbox()).await
+}
+
+/// A kube client as the admin of `sb`.
+pub async fn admin_client_of(sb: &Sandbox) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(&sb.kubeconfig).expect("read kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .expect("kube config");
@@ -380,6 +385,11 @@ pub fn poll_json(args: &[&str], ready: impl Fn(&serde_json::Value) -> bool) -> s
 /// Creates a fresh namespace named after `base` (unique to this run) and the given objects in it
 /// (Deployment, Pod, Secret, ConfigMap, PersistentVolumeClaim); returns the namespace.
 pub async fn apply_in(base: &str, objects: &[serde_json::Value]) -> String {
+    apply_in_of(sandbox(), base, objects).await
+}
+
+/// [`apply_in`] in the sandbox `sb`.
+pub async fn apply_in_of(sb: &Sandbox, base: &str, objects: &[serde_json::Value]) -> String {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret};
     use kube::api::{Api, PostParams};
@@ -400,7 +410,7 @@ pub async fn apply_in(base: &str, objects: &[serde_json::Value]) -> String {
     }
 
     let ns = format!("{base}-{}", std::process::id());
-    let client = admin_client().await;
+    let client = admin_client_of(sb).await;
     let nsobj: Namespace =
         serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
     Api::<Namespace>::all(client.clone())
@@ -501,6 +511,25 @@ pub fn findings<'a>(report: &'a serde_json::Value, check: &str) -> Vec<&'a serde
         .as_array()
         .map(|f| f.iter().filter(|f| f["check"] == check).collect())
         .unwrap_or_default()
+}
+
+/// Every subject the (grouped) findings of `check` name: each finding's `subjects`, else its
+/// `subject`.
+pub fn subjects_of(report: &serde_json::Value, check: &str) -> std::collections::BTreeSet<String> {
+    findings(report, check)
+        .iter()
+        .flat_map(|f| match f["subjects"].as_array() {
+            Some(list) => list
+                .iter()
+                .filter_map(|s| s["subject"].as_str().map(str::to_string))
+                .collect::<Vec<_>>(),
+            None => f["subject"]
+                .as_str()
+                .map(str::to_string)
+                .into_iter()
+                .collect(),
+        })
+        .collect()
 }
 
 /// Serializes the tests that look at or change the cluster's nodes (the seed's totals vs. a

@@ -1,12 +1,21 @@
 //! The logs check group: the previous (else current) log of every unhealthy pod against the
 //! failure signatures, and whether the slaves old enough to judge have logged a channel sync
-//! within twice their SYNC_FREQUENCY. Log reads only for those pods, capped in number at once.
+//! within twice their SYNC_FREQUENCY. Log reads only for those pods, capped in number at once and
+//! started only until a deadline inside the time limit: the failures first (a pod of each kind of
+//! failure before a second of any), then the sync check on a sample of the slaves (every slave up
+//! to [`sample::ALL_UP_TO`], else the suspects and a few per ReplicaSet, more of a group where
+//! one is out of sync; see [`sample`]). Each log is read as a stream, line by line, and dropped
+//! once judged.
 
-use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
 
+use super::sample::{self, Candidate, Pick, Why};
 use super::{ClusterData, Ctx};
 use crate::config::Settings;
 use crate::diagnose::finding::{Component, Finding, Severity};
@@ -21,18 +30,38 @@ use crate::units::plural;
 /// New-API's SYNC_FREQUENCY when the slaves do not set it, in seconds.
 const DEFAULT_SYNC_SECS: u64 = 600;
 
-/// The pods whose logs are worth reading: crashing, unready, restarting.
+/// Log reads start until this share of the time limit has passed, each may take this share.
+const START_UNTIL: f32 = 0.6;
+const PER_READ: f32 = 0.3;
+
+/// The pods whose logs are worth reading: crashing, unready, restarting — ordered so that a pod
+/// of each kind of failure (owner, image and status) comes before a second one of any.
 fn unhealthy<'a>(pods: &'a [Pod], settings: &Settings) -> Vec<&'a Pod> {
-    pods.iter()
-        .filter(|p| Snapshot::role_of(p, settings).is_some())
-        .filter(|p| {
-            let v = PodView::new(p, Role::Master);
-            !v.healthy() && v.phase != "Pending" && v.phase != "Succeeded"
-        })
-        .collect()
+    let mut kinds: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
+    for p in pods {
+        let Some(role) = Snapshot::role_of(p, settings) else {
+            continue;
+        };
+        let v = PodView::new(p, role);
+        if v.healthy() || v.phase == "Pending" || v.phase == "Succeeded" {
+            continue;
+        }
+        let kind = format!("{} {}", Candidate::of(p, role).group, v.status);
+        kinds.entry(kind).or_default().push(p);
+    }
+    sample::round_robin(
+        kinds
+            .into_values()
+            .map(|mut v| {
+                v.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+                v
+            })
+            .collect(),
+    )
 }
 
 pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
+    let t0 = Instant::now();
     let d = match ctx.data(Component::Logs) {
         Ok(d) => d,
         Err(f) => return vec![*f],
@@ -40,6 +69,9 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
     let Some(kube) = &ctx.kube else {
         return Vec::new();
     };
+    let limit = ctx.opts.timeout;
+    let start_until = tokio::time::Instant::from_std(t0 + limit.mul_f32(START_UNTIL));
+    let per_read = limit.mul_f32(PER_READ);
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ctx.settings.namespace);
     let sick = unhealthy(&d.snapshot.pods, &ctx.settings);
     let sync_secs = sync_frequency(ctx, d);
@@ -58,18 +90,73 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
                 .is_some_and(|t| crate::units::seconds_since(&t.0) >= window)
         })
         .collect();
-    let mut jobs: Vec<LogJob> = sick.iter().map(|p| LogJob::Failure((*p).clone())).collect();
-    jobs.extend(slaves.iter().map(|p| LogJob::Sync((*p).clone())));
-    let results: Vec<Vec<Finding>> = futures::stream::iter(jobs)
-        .map(|job| {
-            let api = api.clone();
-            let sigs = &ctx.signatures;
-            async move { job.run(&api, kube, sigs, sync_secs).await }
-        })
-        .buffer_unordered(ctx.opts.concurrency.max(1))
-        .collect()
-        .await;
-    let mut out: Vec<Finding> = results.into_iter().flatten().collect();
+    let cands: Vec<Candidate> = slaves
+        .iter()
+        .map(|p| Candidate::of(p, Role::Slave))
+        .collect();
+    let by_name = |name: &str| {
+        slaves
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .copied()
+    };
+    let mut plan = sample::plan(&cands);
+    let mut jobs: Vec<LogJob> = sick.iter().map(|p| LogJob::Failure(p)).collect();
+    jobs.extend(
+        plan.picks
+            .iter()
+            .filter_map(|pick| Some(LogJob::Sync(by_name(&pick.name)?, pick.clone()))),
+    );
+    ctx.progress(
+        Component::Logs,
+        format!(
+            "reading the logs of {} and the sync of {}",
+            plural(sick.len() as u64, "unhealthy pod", "unhealthy pods"),
+            plan.describe("slaves")
+        ),
+    );
+    let sigs = &ctx.signatures;
+    let run = one_lifetime(|job| {
+        let api = api.clone();
+        async move {
+            let pick = job.pick();
+            let fs = job.run(&api, kube, sigs, sync_secs, per_read).await;
+            (pick, fs)
+        }
+    });
+    let conc = ctx.opts.concurrency.max(1);
+    let (mut done, mut skipped) = sample::within(jobs, conc, start_until, &run).await;
+    // A sampled slave out of sync: look at more of its group while there is time.
+    if skipped.is_empty() {
+        let mut groups: Vec<usize> = done
+            .iter()
+            .filter_map(|(pick, fs)| {
+                let pick = pick.as_ref()?;
+                (pick.why == Why::Sample && out_of_sync(fs)).then_some(pick.group)
+            })
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let mut more = Vec::new();
+        for g in groups {
+            for pick in sample::more_of(&mut plan, &cands, g, sample::ESCALATE) {
+                if let Some(p) = by_name(&pick.name) {
+                    more.push(LogJob::Sync(p, pick));
+                }
+            }
+        }
+        if !more.is_empty() {
+            let (d2, s2) = sample::within(more, conc, start_until, &run).await;
+            done.extend(d2);
+            skipped.extend(s2);
+        }
+    }
+    let read = done.len();
+    ctx.progress(
+        Component::Logs,
+        format!("read {read} of {} logs", read + skipped.len()),
+    );
+    let mut out: Vec<Finding> = done.into_iter().flat_map(|(_, fs)| fs).collect();
     if out.iter().all(|f| f.severity <= Severity::Info) {
         out.push(Finding::new(
             Component::Logs,
@@ -78,12 +165,49 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
             format!(
                 "no known failure in the logs of {}; {} old enough to judge synced channels within {} s",
                 plural(sick.len() as u64, "unhealthy pod", "unhealthy pods"),
-                plural(slaves.len() as u64, "slave", "slaves"),
+                if plan.is_all() {
+                    plural(slaves.len() as u64, "slave", "slaves")
+                } else {
+                    format!("{} sampled of {} slaves", plan.picks.len(), slaves.len())
+                },
                 2 * sync_secs
             ),
         ));
     }
+    if !plan.is_all() {
+        out.push(Finding::new(
+            Component::Logs,
+            "logs.sampled",
+            Severity::Info,
+            format!(
+                "channel sync checked on {}; the others were judged by their group's sample",
+                plan.describe("slaves")
+            ),
+        ));
+    }
+    if !skipped.is_empty() {
+        let names: Vec<String> = skipped.iter().map(LogJob::pod_name).collect();
+        out.push(sample::incomplete(
+            Component::Logs,
+            &format!("read {read} of {} logs", read + skipped.len()),
+            &names,
+            limit,
+        ));
+    }
     out
+}
+
+/// Pins a closure over jobs to the one lifetime of the pods they borrow.
+fn one_lifetime<'a, F, Fut>(f: F) -> F
+where
+    F: Fn(LogJob<'a>) -> Fut,
+{
+    f
+}
+
+/// Whether a sync read found the slave out of sync.
+fn out_of_sync(fs: &[Finding]) -> bool {
+    fs.iter().any(|f| f.check == "logs.slave-out-of-sync")
 }
 
 /// SYNC_FREQUENCY of the slaves (New-API's default is 600 s).
@@ -102,24 +226,62 @@ fn sync_frequency(ctx: &Ctx, d: &ClusterData) -> u64 {
 }
 
 /// One log read.
-enum LogJob {
+enum LogJob<'a> {
     /// An unhealthy pod's log, against the signatures.
-    Failure(Pod),
+    Failure(&'a Pod),
     /// A healthy slave's recent log, for a channel sync.
-    Sync(Pod),
+    Sync(&'a Pod, Pick),
 }
 
-impl LogJob {
+impl LogJob<'_> {
+    fn pick(&self) -> Option<Pick> {
+        match self {
+            LogJob::Failure(_) => None,
+            LogJob::Sync(_, pick) => Some(pick.clone()),
+        }
+    }
+
+    fn pod_name(&self) -> String {
+        match self {
+            LogJob::Failure(p) | LogJob::Sync(p, _) => p.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+
     async fn run(
         self,
         api: &Api<Pod>,
         kube: &Kube,
         sigs: &[Signature],
         sync_secs: u64,
+        limit: Duration,
     ) -> Vec<Finding> {
-        match self {
-            LogJob::Failure(pod) => failure(&pod, api, kube, sigs).await,
-            LogJob::Sync(pod) => sync(&pod, api, kube, sync_secs).await,
+        let pod = match &self {
+            LogJob::Failure(p) | LogJob::Sync(p, _) => *p,
+        };
+        let work = async {
+            match self {
+                LogJob::Failure(pod) => failure(pod, api, kube, sigs).await,
+                LogJob::Sync(pod, _) => sync(pod, api, kube, sync_secs).await,
+            }
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(fs) => fs,
+            Err(_) => {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                vec![
+                    Finding::new(
+                        Component::Logs,
+                        "logs.unavailable",
+                        Severity::Info,
+                        format!(
+                            "the log of {name} did not come within {}",
+                            crate::units::duration(limit)
+                        ),
+                    )
+                    .subject(format!("pod/{name}"))
+                    .cause("a log read took too long"),
+                ]
+            }
         }
     }
 }
@@ -165,6 +327,8 @@ async fn failure(pod: &Pod, api: &Api<Pod>, kube: &Kube, sigs: &[Signature]) -> 
                 format!("{name}: {}", m.cause),
             )
             .subject(format!("pod/{name}"))
+            .cause(m.cause.clone())
+            .weight(i64::try_from(m.count).unwrap_or(i64::MAX))
             .evidence(format!(
                 "{which} log ({}x): {}",
                 m.count,
@@ -187,21 +351,32 @@ async fn sync(pod: &Pod, api: &Api<Pod>, kube: &Kube, sync_secs: u64) -> Vec<Fin
         timestamps: true,
         ..Default::default()
     };
-    match api.logs(&name, &params).await {
-        Ok(text) => match signatures::last_sync(text.lines()) {
-            Some(_) => Vec::new(),
-            None => vec![
-                Finding::new(
-                    Component::Logs,
-                    "logs.slave-out-of-sync",
-                    Severity::Warning,
-                    format!("{name} has not logged `syncing channels from database` in the last {window} s (SYNC_FREQUENCY {sync_secs} s)"),
-                )
-                .subject(format!("pod/{name}"))
-                .evidence(format!("{} log lines in the last {window} s, none a channel sync", text.lines().count()))
-                .next(format!("newapi-ops logs {name} --since {window}s; check its database connection: newapi-ops runbook run db-connection")),
-            ],
-        },
+    // Read line by line, and stop at the first sync: a busy slave's window may be long.
+    let read = async {
+        let mut lines = api.log_stream(&name, &params).await?.lines();
+        let mut seen = 0usize;
+        while let Some(line) = lines.try_next().await.map_err(kube::Error::ReadEvents)? {
+            seen += 1;
+            if signatures::last_sync(std::iter::once(line.as_str())).is_some() {
+                return Ok::<_, kube::Error>((true, seen));
+            }
+        }
+        Ok((false, seen))
+    };
+    match read.await {
+        Ok((true, _)) => Vec::new(),
+        Ok((false, seen)) => vec![
+            Finding::new(
+                Component::Logs,
+                "logs.slave-out-of-sync",
+                Severity::Warning,
+                format!("{name} has not logged `syncing channels from database` in the last {window} s (SYNC_FREQUENCY {sync_secs} s)"),
+            )
+            .subject(format!("pod/{name}"))
+            .cause(format!("no `syncing channels from database` within 2×SYNC_FREQUENCY ({window} s)"))
+            .evidence(format!("{seen} log lines in the last {window} s, none a channel sync"))
+            .next(format!("newapi-ops logs {name} --since {window}s; check its database connection: newapi-ops runbook run db-connection")),
+        ],
         Err(e) => vec![unavailable(kube, pod, &name, e)],
     }
 }

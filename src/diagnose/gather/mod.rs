@@ -3,17 +3,21 @@
 //! what it needs, and turns an unreachable API server, MySQL or Redis into a finding instead of an
 //! error, so that a report always comes out.
 //!
-//! The Kubernetes part costs a constant number of list calls whatever the number of pods
-//! (namespace, pods, Deployments, StatefulSets, events, Secrets, ConfigMaps in the namespace;
-//! nodes and active pods cluster-wide), plus log fetches only for unhealthy pods and the slaves'
-//! sync check ([`logs`]), and one port-forward per New-API pod for the app check ([`app`]) — all
-//! concurrent and capped by [`Options::concurrency`]. The judging is in the sibling modules
-//! ([`super::pods`], [`super::nodes`], [`super::mysql`], ...).
+//! The Kubernetes part costs one list per kind whatever the number of pods (namespace, pods,
+//! Deployments, StatefulSets, Warning events, Secrets, ConfigMaps in the namespace; nodes and
+//! active pods cluster-wide), each paged by [`crate::k8s::PAGE_SIZE`] objects and reduced as its
+//! pages arrive ([`slim`]); plus log reads for unhealthy pods and a sample of the slaves
+//! ([`logs`]), and port-forwards to a sample of the New-API pods ([`app`]; [`sample`] says which)
+//! — concurrent, capped by [`Options::concurrency`], and stopped at a deadline inside the time
+//! limit. Each group's findings are grouped (one per check and cause) as they come. The judging is
+//! in the sibling modules ([`super::pods`], [`super::nodes`], [`super::mysql`], ...).
 
 mod app;
 mod backends;
 mod logs;
 mod nodes;
+mod sample;
+mod slim;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,32 +142,44 @@ impl ClusterData {
 async fn fetch(kube: &Kube, settings: &Settings) -> Result<ClusterData> {
     let ns = settings.namespace.as_str();
     let all = ListParams::default();
+    // Only Warning events are read (FailedScheduling, Unhealthy, Failed), and of those only the
+    // pods' with those reasons are kept.
+    let warnings = ListParams::default().fields("type=Warning");
     let active = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    let (snapshot, events, nodes, active_pods, secrets, configmaps) = tokio::join!(
-        Snapshot::load(kube, settings),
-        kube.list::<Event>(Some(ns), &all),
+    let (mut events, mut active_pods) = (Vec::new(), Vec::new());
+    let (snapshot, listed_events, nodes, listed_active, secrets, configmaps) = tokio::join!(
+        Snapshot::load_with(kube, settings, slim::pod),
+        kube.list_each::<Event>(Some(ns), &warnings, |e| {
+            events.extend(slim::event(e));
+            Ok(())
+        }),
         kube.list_cluster::<Node>(&all),
-        kube.list::<Pod>(None, &active),
+        kube.list_each::<Pod>(None, &active, |p| {
+            active_pods.push(slim::active_pod(p));
+            Ok(())
+        }),
         kube.list::<Secret>(Some(ns), &all),
         kube.list::<ConfigMap>(Some(ns), &all),
     );
     let snapshot = snapshot?;
     // Secrets and ConfigMaps may be forbidden to a read-only operator: the checks that need
     // them say so instead of failing the report.
-    let (nodes, active_pods) = match (nodes, active_pods) {
-        (Ok(n), Ok(p)) => (n.items, p.items),
+    let (nodes, active_pods) = match (nodes, listed_active) {
+        (Ok(n), Ok(_)) => (n.items, active_pods),
         // Without cluster-wide rights, node capacity is unknown; the node checks say so.
         (Err(Error::Forbidden { .. }), _) | (_, Err(Error::Forbidden { .. })) => {
             (Vec::new(), Vec::new())
         }
         (Err(e), _) | (_, Err(e)) => return Err(e),
     };
+    let events = match listed_events {
+        Ok(_) => events,
+        Err(Error::Forbidden { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
     Ok(ClusterData {
         snapshot,
-        events: events.map(|l| l.items).or_else(|e| match e {
-            Error::Forbidden { .. } => Ok(Vec::new()),
-            e => Err(e),
-        })?,
+        events,
         nodes,
         active_pods,
         secrets: optional(secrets)?,
@@ -241,6 +257,7 @@ pub async fn run_learning(
         opts: opts.clone(),
         data,
         signatures,
+        progress: std::sync::Mutex::new(Vec::new()),
     });
     let mut tasks = Vec::new();
     for component in wanted {
@@ -253,22 +270,29 @@ pub async fn run_learning(
             )
             .await
             {
-                Ok(f) => f,
-                Err(_) => vec![
-                    Finding::new(
+                Ok(f) => super::finding::group(f),
+                Err(_) => {
+                    let mut f = Finding::new(
                         component,
                         &format!("{}.timeout", component.as_str()),
                         Severity::Critical,
                         format!(
-                            "the {} checks did not finish within {:?}",
+                            "the {} checks did not finish within {}",
                             component.as_str(),
-                            ctx.opts.timeout
+                            crate::units::duration(ctx.opts.timeout)
                         ),
                     )
                     .next(
                         "the backend is hanging or very slow; retry with --timeout 30s to see more",
-                    ),
-                ],
+                    );
+                    let done = ctx.progress_of(component);
+                    f = f.evidence(if done.is_empty() {
+                        "nothing was finished before the limit".to_string()
+                    } else {
+                        format!("done before the limit: {}", done.join("; "))
+                    });
+                    vec![f]
+                }
             };
             (component, t0.elapsed(), findings)
         }));
@@ -309,9 +333,33 @@ struct Ctx {
     opts: Options,
     data: Option<std::result::Result<Arc<ClusterData>, Arc<Error>>>,
     signatures: Vec<Signature>,
+    /// What each check group has got done so far (the last note of each), for the finding of
+    /// one that runs out of time.
+    progress: std::sync::Mutex<Vec<(Component, String)>>,
 }
 
 impl Ctx {
+    /// Notes what `component` has done so far (replacing its previous note).
+    fn progress(&self, component: Component, note: String) {
+        let mut p = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.retain(|(c, _)| *c != component);
+        p.push((component, note));
+    }
+
+    /// What `component` noted it has done.
+    fn progress_of(&self, component: Component) -> Vec<String> {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(c, _)| *c == component)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
     /// The listed cluster state, or the finding that says why there is none.
     fn data(&self, component: Component) -> std::result::Result<&ClusterData, Box<Finding>> {
         match &self.data {

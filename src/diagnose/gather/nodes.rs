@@ -1,7 +1,10 @@
 //! The nodes check group: node capacity from the nodes and the active pods listed once, and
 //! usage from metrics.k8s.io when the cluster serves it (metrics-server).
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::core::v1::Pod;
+use serde::Deserialize;
 
 use super::Ctx;
 use crate::capacity::{Amount, NodeCapacity, pod_is_active, pod_resources};
@@ -24,19 +27,23 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
         )
         .next("use a context with cluster-wide read rights (list nodes, list pods)")];
     }
-    let active: Vec<&Pod> = d.active_pods.iter().filter(|p| pod_is_active(p)).collect();
+    let mut on_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
+    for p in d.active_pods.iter().filter(|p| pod_is_active(p)) {
+        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            on_node.entry(node).or_default().push(p);
+        }
+    }
     let caps: Vec<NodeCapacity> = d
         .nodes
         .iter()
         .map(|n| {
-            let name = n.metadata.name.as_deref();
-            NodeCapacity::new(
-                n,
-                active
-                    .iter()
-                    .copied()
-                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == name),
-            )
+            let pods = n
+                .metadata
+                .name
+                .as_deref()
+                .and_then(|name| on_node.get(name))
+                .map_or(&[][..], Vec::as_slice);
+            NodeCapacity::new(n, pods.iter().copied())
         })
         .collect();
     let (usage, pod_usage) = match &ctx.kube {
@@ -57,6 +64,56 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
     out
 }
 
+/// A metrics.k8s.io list, read into only the fields used (a list of 10,000 pods is not held as
+/// a JSON tree).
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+struct MetricsList<T> {
+    #[serde(default)]
+    items: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    #[serde(default)]
+    cpu: Option<String>,
+    #[serde(default)]
+    memory: Option<String>,
+}
+
+impl Usage {
+    fn amount(&self) -> Option<Amount> {
+        Some(Amount {
+            cpu_millis: parse_cpu_millis(self.cpu.as_deref()?).ok()?,
+            memory_bytes: parse_value(self.memory.as_deref()?).ok()?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct PodMetrics {
+    metadata: Meta,
+    #[serde(default)]
+    containers: Vec<ContainerMetrics>,
+}
+
+#[derive(Deserialize)]
+struct ContainerMetrics {
+    usage: Usage,
+}
+
+#[derive(Deserialize)]
+struct NodeMetrics {
+    metadata: Meta,
+    usage: Usage,
+}
+
 /// Usage of the namespace's pods from metrics.k8s.io with their limits (from `pods`), or None
 /// when it is not served.
 async fn pod_metrics(
@@ -64,30 +121,29 @@ async fn pod_metrics(
     namespace: &str,
     pods: &[Pod],
 ) -> Option<Vec<node_check::PodUsage>> {
-    let v = metrics_list(kube, &format!("namespaces/{namespace}/pods")).await?;
-    let items = v.get("items")?.as_array()?;
+    let list: MetricsList<PodMetrics> =
+        metrics_list(kube, &format!("namespaces/{namespace}/pods")).await?;
+    let limits: HashMap<&str, Amount> = pods
+        .iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+        .filter_map(|p| {
+            let limits = p.spec.as_ref().map(|s| pod_resources(s).limits)?;
+            Some((p.metadata.name.as_deref()?, limits))
+        })
+        .collect();
     Some(
-        items
-            .iter()
+        list.items
+            .into_iter()
             .filter_map(|i| {
-                let name = i.get("metadata")?.get("name")?.as_str()?;
-                let pod = pods.iter().find(|p| {
-                    p.metadata.name.as_deref() == Some(name)
-                        && p.metadata.namespace.as_deref() == Some(namespace)
-                })?;
+                let limits = *limits.get(i.metadata.name.as_str())?;
                 let mut usage = Amount::default();
-                for c in i.get("containers")?.as_array()? {
-                    let u = c.get("usage")?;
-                    usage.cpu_millis += parse_cpu_millis(u.get("cpu")?.as_str()?).ok()?;
-                    usage.memory_bytes += parse_value(u.get("memory")?.as_str()?).ok()?;
+                for c in &i.containers {
+                    let a = c.usage.amount()?;
+                    usage.cpu_millis += a.cpu_millis;
+                    usage.memory_bytes += a.memory_bytes;
                 }
-                let limits = pod
-                    .spec
-                    .as_ref()
-                    .map(|s| pod_resources(s).limits)
-                    .unwrap_or_default();
                 Some(node_check::PodUsage {
-                    name: name.to_string(),
+                    name: i.metadata.name,
                     usage,
                     limits,
                 })
@@ -97,7 +153,7 @@ async fn pod_metrics(
 }
 
 /// `GET /apis/metrics.k8s.io/v1beta1/{what}`, or None when it is not served (or fails).
-async fn metrics_list(kube: &Kube, what: &str) -> Option<serde_json::Value> {
+async fn metrics_list<T: serde::de::DeserializeOwned>(kube: &Kube, what: &str) -> Option<T> {
     let req = http::Request::get(format!("/apis/metrics.k8s.io/v1beta1/{what}"))
         .body(Vec::new())
         .ok()?;
@@ -106,19 +162,14 @@ async fn metrics_list(kube: &Kube, what: &str) -> Option<serde_json::Value> {
 
 /// Node usage from metrics.k8s.io, or None when it is not served.
 async fn node_metrics(kube: &Kube) -> Option<Vec<node_check::NodeUsage>> {
-    let v = metrics_list(kube, "nodes").await?;
-    let items = v.get("items")?.as_array()?;
+    let list: MetricsList<NodeMetrics> = metrics_list(kube, "nodes").await?;
     Some(
-        items
-            .iter()
+        list.items
+            .into_iter()
             .filter_map(|i| {
-                let usage = i.get("usage")?;
                 Some(node_check::NodeUsage {
-                    name: i.get("metadata")?.get("name")?.as_str()?.to_string(),
-                    usage: Amount {
-                        cpu_millis: parse_cpu_millis(usage.get("cpu")?.as_str()?).ok()?,
-                        memory_bytes: parse_value(usage.get("memory")?.as_str()?).ok()?,
-                    },
+                    usage: i.usage.amount()?,
+                    name: i.metadata.name,
                 })
             })
             .collect(),

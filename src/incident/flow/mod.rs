@@ -450,6 +450,9 @@ impl<'p> Flow<'p> {
                     .unwrap_or_default(),
                 f.summary
             ));
+            if let Some(others) = f.others(3) {
+                o.push_str(&format!("           {} {others}\n", st.dim("also:")));
+            }
             for e in f.evidence.iter().take(3) {
                 o.push_str(&format!("           {} {e}\n", st.dim("seen:")));
             }

@@ -783,7 +783,8 @@ struct DiagOut<'a> {
     findings: Vec<DiagFinding<'a>>,
 }
 
-/// A finding as the action's output lists it.
+/// A finding as the action's output lists it: grouped as in diagnose's report (one per check
+/// and cause; `subject` the worst, `subjects` all of them, `count` how many).
 #[derive(Serialize)]
 struct DiagFinding<'a> {
     check: &'a str,
@@ -791,6 +792,8 @@ struct DiagFinding<'a> {
     subject: Option<&'a str>,
     summary: &'a str,
     next: Option<&'a str>,
+    count: usize,
+    subjects: Vec<&'a str>,
 }
 
 pub async fn diagnose(ctx: &Ctx, a: &c::DiagnoseArgs<Resolved>) -> Result<Done, String> {
@@ -831,6 +834,8 @@ pub async fn diagnose(ctx: &Ctx, a: &c::DiagnoseArgs<Resolved>) -> Result<Done, 
                 subject: f.subject.as_deref(),
                 summary: &f.summary,
                 next: f.next_step.as_deref(),
+                count: f.count,
+                subjects: f.subject_names(),
             })
             .collect(),
     };
