@@ -371,6 +371,7 @@ fn backup_code(e: &BackupError) -> u8 {
         | BackupError::BadRecipient { .. } => exit::USAGE,
         BackupError::Connect { .. }
         | BackupError::Lost { .. }
+        | BackupError::ForwardLost { .. }
         | BackupError::CronJobUnsupported { .. } => exit::UNAVAILABLE,
         BackupError::Denied { .. }
         | BackupError::LockRefused { .. }

@@ -28,6 +28,15 @@ pub enum BackupError {
     )]
     LockRefused { endpoint: String, detail: String },
 
+    #[error(
+        "lost the API server at {server} while {during}: the port-forward to MySQL went through it, and it no longer answers ({detail})"
+    )]
+    ForwardLost {
+        server: String,
+        during: String,
+        detail: String,
+    },
+
     #[error("lost the connection to MySQL at {endpoint} while {during}: {detail}")]
     Lost {
         endpoint: String,
@@ -206,6 +215,7 @@ impl BackupError {
             BackupError::Connect { .. } => "check that MySQL is running (`newapi-ops diagnose --only mysql`), or pass --mysql-url".into(),
             BackupError::Denied { .. } => "use a MySQL account with SELECT, SHOW VIEW, RELOAD (or BACKUP_ADMIN) and, for restores, CREATE, DROP, INSERT, ALTER, INDEX on the database".into(),
             BackupError::LockRefused { .. } => "grant RELOAD to the account, or pass --single-connection (one connection, consistent by its own snapshot; slower on large tables)".into(),
+            BackupError::ForwardLost { .. } => "nothing incomplete was kept; check the API server (`kubectl get --raw /readyz`) and run it again, or reach MySQL directly with --mysql-url (password in NEWAPI_OPS_MYSQL_URL)".into(),
             BackupError::Lost { .. } => "the server went away or restarted; nothing incomplete was kept: check the server (`newapi-ops diagnose --only mysql`) and run it again".into(),
             BackupError::Query { .. } => "run again with -vv for details; if it persists, this is a bug".into(),
             BackupError::NoDatabase { available, .. } => {

@@ -132,6 +132,21 @@ pub async fn backup_deployment(
     let mut opts = BackupOptions::new(reached.endpoint.clone(), reached.via.clone(), dir);
     tune(&mut opts);
     let summary = run_backup(&opts, progress).await;
+    // MySQL "went away" through a port-forward: when the API server no longer answers, it is the
+    // API server that was lost, and the error says so.
+    let summary = match (&summary, kube) {
+        (Err(BackupError::Lost { during, .. }), Some(kube)) if reached.forward.is_some() => {
+            match kube.alive(std::time::Duration::from_secs(5)).await {
+                Err(e) => Err(BackupError::ForwardLost {
+                    server: kube.server.clone(),
+                    during: during.clone(),
+                    detail: e.to_string(),
+                }),
+                Ok(()) => summary,
+            }
+        }
+        _ => summary,
+    };
     // The port-forward (if any) stays open until the backup is over.
     drop(reached);
     Ok(summary?)

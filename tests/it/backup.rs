@@ -1099,3 +1099,60 @@ async fn same_as_manifest(fx: &Fixture, m: &Manifest, db: &str) {
     assert_eq!(kinds, 6, "{db}.kinds differs from the source");
     let _ = c.disconnect().await;
 }
+
+/// The API server dies while a backup reads MySQL through the tool's port-forward (the way it
+/// reaches MySQL from outside the cluster): exit 69, and the error names the API server — not
+/// MySQL, which is fine — and that nothing incomplete was kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_the_api_server_mid_backup_names_the_api_server() {
+    use mysql_async::prelude::Queryable;
+    let sb = crate::support::private_sandbox("backup-apigone");
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(sb.mysql.port)
+        .user(Some("root"))
+        .pass(Some("123456"))
+        .db_name(Some("new-api"));
+    let mut c = mysql_async::Conn::new(opts)
+        .await
+        .expect("connect to the sandbox's MariaDB");
+    c.query_drop("CREATE TABLE bulk (id bigint PRIMARY KEY, pad varchar(200))")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO bulk SELECT seq, REPEAT('y', 150) FROM seq_1_to_300000")
+        .await
+        .unwrap();
+    let _ = c.disconnect().await;
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let mut child = Command::new(crate::support::bin())
+        .args([
+            "backup",
+            "--threads",
+            "1",
+            "--chunk-rows",
+            "4000",
+            "--level",
+            "19",
+        ])
+        .arg("--dir")
+        .arg(&backups)
+        .env("KUBECONFIG", &sb.kubeconfig)
+        .env("HOME", dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_chunks(&backups, &mut child).await;
+    crate::support::signal_process(&sb, "kube-apiserver", nix::sys::signal::Signal::SIGKILL);
+    let done = Done::from(child.wait_with_output().unwrap());
+    done.code(69)
+        .stderr_has(&format!(
+            "lost the API server at {}",
+            sb.api_server.trim_end_matches('/')
+        ))
+        .stderr_has("the port-forward to MySQL went through it")
+        .stderr_has("nothing incomplete was kept");
+}
