@@ -414,11 +414,17 @@ fn assert_nothing_left(fx: &Fixture, after: &str) {
 
 /// The chunk files of `logs` in the temporary directories of `dir`.
 fn chunks_written(dir: &Path) -> usize {
+    chunks_of(dir, "logs")
+}
+
+/// The chunk files of `table` in the temporary directories of `dir`.
+fn chunks_of(dir: &Path, table: &str) -> usize {
+    let prefix = format!("{table}.0");
     entries(dir)
         .iter()
         .filter(|e| e.starts_with(".tmp-"))
         .flat_map(|t| entries(&dir.join(t)))
-        .filter(|f| f.starts_with("logs.0"))
+        .filter(|f| f.starts_with(&prefix))
         .count()
 }
 
@@ -1145,7 +1151,16 @@ async fn losing_the_api_server_mid_backup_names_the_api_server() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_chunks(&backups, &mut child).await;
+    while chunks_of(&backups, "bulk") < 2 {
+        if child.try_wait().unwrap().is_some() {
+            let out = Done::from(child.wait_with_output().unwrap());
+            panic!(
+                "the backup ended before it was stopped:\n{}\n{}",
+                out.stdout, out.stderr
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     crate::support::signal_process(&sb, "kube-apiserver", nix::sys::signal::Signal::SIGKILL);
     let done = Done::from(child.wait_with_output().unwrap());
     done.code(69)
