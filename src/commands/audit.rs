@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::audit::{self, FixMode, Severity};
 use crate::commands::GlobalArgs;
-use crate::commands::flags::{DirArg, YesArg};
+use crate::commands::flags::YesArg;
 use crate::diagnose::{MYSQL_URL_ENV, REDIS_URL_ENV};
 use crate::error::{Error, Result, audit_exit_code};
 use crate::k8s;
@@ -82,8 +82,10 @@ pub struct AuditArgs {
     #[arg(long, default_value = "26h", value_parser = parse_duration, value_name = "DURATION")]
     pub backup_max_age: Duration,
 
-    #[command(flatten)]
-    pub backup_dir: DirArg,
+    /// The local backup store the backup rules read (as `backup --dir`) [default: <data
+    /// dir>/newapi-ops/backups].
+    #[arg(long, env = "NEWAPI_OPS_BACKUP_DIR", value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
 
     /// Time limit of each MySQL and Redis read (through a port-forward from outside the cluster).
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
@@ -139,7 +141,7 @@ impl AuditArgs {
             timeout: self.timeout,
             mysql_url: self.mysql_url.clone(),
             redis_url: self.redis_url.clone(),
-            backup_dir: self.backup_dir.resolve(),
+            backup_dir: crate::backup::store::dir_or_default(self.backup_dir.clone()),
             backup_max_age: self.backup_max_age,
             fix: audit::fix::FixInputs {
                 ingress_host: self.ingress_host.clone(),
