@@ -91,6 +91,10 @@ pub enum Error {
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
 
+    /// `audit --fix`: a fix refused by the server's dry run, or applied and rolled back.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+
     #[error("diagnose could not run: {0}")]
     CouldNotRun(Box<Error>),
 
@@ -206,6 +210,7 @@ impl Error {
             Error::Sandbox(e) => sandbox_code(e),
             Error::Backend(e) => resolve_code(e),
             Error::Backup(e) => backup_code(e),
+            Error::Audit(e) => e.source_error().exit_code(),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Terminated => exit::TERMINATED,
@@ -275,6 +280,7 @@ impl Error {
             Error::Sandbox(e) => return e.hint(),
             Error::Backend(e) => return e.hint(),
             Error::Backup(e) => return e.hint(),
+            Error::Audit(e) => return e.hint(),
             Error::CouldNotRun(e) => return e.hint(),
             Error::RunbookInvalid { file, .. } => {
                 format!("`newapi-ops runbook validate {file}` lists every error")
@@ -401,6 +407,26 @@ pub fn run_exit_code(status: crate::runbook::engine::RunStatus) -> u8 {
         RunStatus::CompletedWithFailures => exit::RUN_FAILED_STEPS,
         RunStatus::Aborted | RunStatus::Stopped => exit::RUN_ABORTED,
         RunStatus::Interrupted => exit::INTERRUPTED,
+    }
+}
+
+/// The exit code of an audit: 0 unless `--fail-on` names a severity that a failing rule reaches:
+/// then 2 when a critical rule fails, else 1 (`--fail-on warning` and a warning rule fails).
+/// Rules of severity info never fail the run.
+pub fn audit_exit_code(
+    worst_failure: Option<crate::audit::Severity>,
+    fail_on: Option<crate::audit::Severity>,
+) -> u8 {
+    use crate::audit::Severity;
+    match (worst_failure, fail_on) {
+        (Some(worst), Some(threshold)) if worst >= threshold && worst > Severity::Info => {
+            if worst == Severity::Critical {
+                exit::CRITICAL
+            } else {
+                exit::WARNINGS
+            }
+        }
+        _ => exit::OK,
     }
 }
 

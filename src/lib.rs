@@ -3,6 +3,7 @@
 //! `main` parses the command line, resolves settings, runs one command and maps its outcome to an
 //! exit code in one place ([`error::Error::exit_code`]).
 
+pub mod audit;
 pub mod backends;
 pub mod backup;
 pub mod capacity;
@@ -92,6 +93,7 @@ pub fn main() -> ExitCode {
 /// use 0, 1 and 2).
 pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
     match cli.command {
+        Command::Audit(args) => commands::audit::run(&cli.global, args, printer).await,
         Command::Diagnose(args) => commands::diagnose::run(&cli.global, args, printer).await,
         Command::Logs(args) => commands::logs::run(&cli.global, args, printer).await,
         Command::Pods(args) => commands::pods::run(&cli.global, args, printer).await,

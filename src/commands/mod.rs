@@ -3,6 +3,7 @@
 //! the domain's options, and a `run` that resolves settings once, connects, calls the domain and
 //! prints. Nothing below this module sees clap or imports it.
 
+pub mod audit;
 pub mod backup;
 pub mod completions;
 pub mod diagnose;
@@ -108,6 +109,9 @@ pub enum OutputArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The production advice (生产环境建议), New-API's rules and Kubernetes hygiene as a graded
+    /// report for people and CI, and with --fix the manifests that fix what is missing.
+    Audit(audit::AuditArgs),
     /// One report on pods, nodes, logs, MySQL, Redis, the app and its configuration, with the next step.
     Diagnose(diagnose::DiagnoseArgs),
     /// The logs of every pod of a role, merged in time order (master, slaves, mysql, redis, all or a pod).

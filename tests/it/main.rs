@@ -5,6 +5,7 @@ mod diag_support;
 mod support;
 
 mod api_calls;
+mod audit;
 mod backup;
 mod bad_input;
 mod cluster_errors;
