@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::backends::ResolveError;
 use crate::backup::BackupError;
+use crate::bench::BenchError;
 use crate::exit;
 
 /// The library's result type.
@@ -88,6 +89,10 @@ pub enum Error {
     /// Backups, restores and their schedule.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+
+    /// Load tests (`bench`).
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
 
     #[error("diagnose could not run: {0}")]
     CouldNotRun(Box<Error>),
@@ -193,6 +198,7 @@ impl Error {
             Error::Sandbox(e) => e.exit_code(),
             Error::Backend(e) => resolve_code(e),
             Error::Backup(e) => backup_code(e),
+            Error::Bench(e) => bench_code(e),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
             Error::RunbookInvalid { .. } => exit::DATA,
@@ -258,6 +264,7 @@ impl Error {
             Error::Sandbox(e) => return e.hint(),
             Error::Backend(e) => return e.hint(),
             Error::Backup(e) => return e.hint(),
+            Error::Bench(e) => return e.hint(),
             Error::CouldNotRun(e) => return e.hint(),
             Error::RunbookInvalid { file, .. } => {
                 format!("`newapi-ops runbook validate {file}` lists every error")
@@ -283,6 +290,17 @@ fn resolve_code(e: &ResolveError) -> u8 {
         }
         ResolveError::NoPod { .. } => exit::UNAVAILABLE,
         ResolveError::Forward { source, .. } | ResolveError::Cluster(source) => source.exit_code(),
+    }
+}
+
+/// The exit code of a load test that could not run or finish.
+fn bench_code(e: &BenchError) -> u8 {
+    match e {
+        BenchError::Usage(_) => exit::USAGE,
+        BenchError::Unreachable { .. } => exit::UNAVAILABLE,
+        BenchError::NoPods { .. } | BenchError::NoService { .. } => exit::NOT_FOUND,
+        BenchError::WorkersIncomplete { .. } => exit::WORKERS_INCOMPLETE,
+        BenchError::BadWorkerResult { .. } => exit::DATA,
     }
 }
 

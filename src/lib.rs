@@ -5,6 +5,7 @@
 
 pub mod backends;
 pub mod backup;
+pub mod bench;
 pub mod capacity;
 pub mod commands;
 pub mod config;
@@ -65,6 +66,9 @@ pub fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
+        if cli.command.handles_ctrl_c() {
+            return run(cli, &printer).await;
+        }
         tokio::select! {
             r = run(cli, &printer) => r,
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
@@ -94,6 +98,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
         Command::Restart(args) => commands::restart::run(&cli.global, args, printer).await,
         Command::Backup(args) => commands::backup::run(&cli.global, args, printer).await,
         Command::Restore(args) => commands::restore::run(&cli.global, args, printer).await,
+        Command::Bench(args) => commands::bench::run(&cli.global, args, printer).await,
         Command::Runbook(args) => commands::runbook::run(&cli.global, args, printer).await,
         Command::Incident(args) => commands::incident::run(&cli.global, args, printer).await,
         Command::Sandbox(args) => commands::sandbox::run(&cli.global, args, printer).await,
