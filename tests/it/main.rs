@@ -6,6 +6,7 @@ mod support;
 
 mod api_calls;
 mod backup;
+mod bench;
 mod cluster_errors;
 mod diag_mysql;
 mod diag_redis;
