@@ -48,6 +48,8 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// A request with no complete response after this long is a timeout.
     pub timeout: Duration,
+    /// Threads the connections are spread over (each its own single-threaded runtime).
+    pub threads: usize,
 }
 
 /// Counters the progress line reads while the load runs.
@@ -177,8 +179,12 @@ impl Shared {
 }
 
 /// Runs the load and returns what it measured. `stop` ends it early.
+///
+/// The connections run on `spec.threads` threads of their own, each a single-threaded runtime
+/// (as wrk's `-t`): no work stealing between them, no lock on the way of a request.
 pub async fn run(spec: LoadSpec, live: Arc<Live>, stop: Arc<Stop>) -> Result<Outcome, String> {
     let start = Instant::now();
+    let threads = spec.threads.clamp(1, spec.connections.max(1));
     let shared = Arc::new(Shared {
         deadline: start + spec.duration,
         start,
@@ -187,13 +193,43 @@ pub async fn run(spec: LoadSpec, live: Arc<Live>, stop: Arc<Stop>) -> Result<Out
         stop: stop.clone(),
         spec,
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..shared.spec.connections {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut handles = Vec::new();
+    for t in 0..threads {
         let shared = shared.clone();
-        tasks.spawn(connection(shared, c));
+        let tx = tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("bench-load-{t}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("starting a load thread: {e}")));
+                        return;
+                    }
+                };
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, async {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    let n = shared.spec.connections;
+                    for c in (t..n).step_by(threads) {
+                        tasks.spawn_local(connection(shared.clone(), c));
+                    }
+                    while let Some(r) = tasks.join_next().await {
+                        let _ = tx.send(r.map_err(|e| format!("a load task failed: {e}")));
+                    }
+                });
+            })
+            .map_err(|e| format!("starting a load thread: {e}"))?;
+        handles.push(h);
     }
+    drop(tx);
     let mut total = Outcome::default();
-    while let Some(r) = tasks.join_next().await {
+    let mut failure = None;
+    while let Some(r) = rx.recv().await {
         match r {
             Ok((o, last)) => {
                 total.absorb(&o)?;
@@ -201,8 +237,15 @@ pub async fn run(spec: LoadSpec, live: Arc<Live>, stop: Arc<Stop>) -> Result<Out
                     total.elapsed = total.elapsed.max(last.duration_since(start));
                 }
             }
-            Err(e) => return Err(format!("a load task failed: {e}")),
+            Err(e) => failure = Some(e),
         }
+    }
+    // Every sender is gone: the threads are ending.
+    for h in handles {
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     total.interrupted = stop.is_stopped();
     if total.elapsed.is_zero() {
@@ -211,43 +254,69 @@ pub async fn run(spec: LoadSpec, live: Arc<Live>, stop: Arc<Stop>) -> Result<Out
     Ok(total)
 }
 
-/// One connection's loop; returns its outcome and when its last response came.
+/// One connection's loop; returns its outcome and when its last response came. [`Stop`] is
+/// waited for once around the whole loop (not per request): when it fires, the loop is dropped
+/// with its request in flight, and what it counted so far is kept.
 async fn connection(shared: Arc<Shared>, index: usize) -> (Outcome, Option<Instant>) {
+    let mut out = Outcome::default();
+    let mut last = None;
+    {
+        let work = connection_loop(&shared, index, &mut out, &mut last);
+        tokio::select! {
+            () = work => {}
+            () = shared.stop.wait() => {}
+        }
+    }
+    let endpoint = &shared.spec.endpoints[index % shared.spec.endpoints.len()];
+    let responses = out.responses();
+    if responses > 0 {
+        out.per_endpoint.insert(endpoint.label.clone(), responses);
+    }
+    (out, last)
+}
+
+async fn connection_loop(
+    shared: &Shared,
+    index: usize,
+    out: &mut Outcome,
+    last: &mut Option<Instant>,
+) {
     let spec = &shared.spec;
     let endpoint = &spec.endpoints[index % spec.endpoints.len()];
-    let mut out = Outcome::default();
     let mut conn: Option<client::Conn> = None;
-    let mut last = None;
     let mut backoff = Duration::from_millis(5);
-    let stop = shared.stop.clone();
+    // One timer per connection, re-armed for each request.
+    let timer = tokio::time::sleep(spec.timeout);
+    tokio::pin!(timer);
     while let Some((_, due)) = shared.ticket() {
         if let Some(due) = due {
-            tokio::select! {
-                () = tokio::time::sleep_until(due.into()) => {}
-                () = stop.wait() => break,
-            }
+            tokio::time::sleep_until(due.into()).await;
         }
         let sent = Instant::now();
         if let Some(due) = due {
             out.max_send_lag = out.max_send_lag.max(sent.saturating_duration_since(due));
         }
+        timer.as_mut().reset((sent + spec.timeout).into());
+        let opened = &mut out.connections_opened;
         let attempt = async {
-            let c = match conn.take() {
+            let mut c = match conn.take() {
                 Some(c) => c,
                 None => {
-                    out.connections_opened += 1;
+                    *opened += 1;
                     client::connect(endpoint.addr, spec.timeout).await?
                 }
             };
-            let mut c = c;
             let status = c.get(&endpoint.request).await?;
             Ok::<(u16, client::Conn), Failure>((status, c))
         };
         let result = tokio::select! {
-            r = tokio::time::timeout(spec.timeout, attempt) => r.unwrap_or(Err(Failure::Timeout)),
-            () = stop.wait() => break,
+            biased;
+            r = attempt => r,
+            () = &mut timer => Err(Failure::Timeout),
         };
         let now = Instant::now();
+        *last = Some(now);
+        shared.live.done.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok((status, c)) => {
                 out.latencies.record(now - due.unwrap_or(sent));
@@ -255,29 +324,17 @@ async fn connection(shared: Arc<Shared>, index: usize) -> (Outcome, Option<Insta
                 if c.reusable() {
                     conn = Some(c);
                 }
-                last = Some(now);
                 backoff = Duration::from_millis(5);
-                shared.live.done.fetch_add(1, Ordering::Relaxed);
             }
             Err(f) => {
                 *out.failures.entry(f).or_default() += 1;
-                last = Some(now);
-                shared.live.done.fetch_add(1, Ordering::Relaxed);
                 shared.live.failed.fetch_add(1, Ordering::Relaxed);
                 if f == Failure::Connect {
-                    // Nothing listens: do not spin, but stay bounded by the run's end.
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stop.wait() => break,
-                    }
+                    // Nothing listens: do not spin (the run's end still bounds it).
+                    tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
             }
         }
     }
-    let responses = out.responses();
-    if responses > 0 {
-        out.per_endpoint.insert(endpoint.label.clone(), responses);
-    }
-    (out, last)
 }

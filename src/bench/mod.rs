@@ -83,6 +83,8 @@ pub struct Load {
     /// Requests per second (open loop); None: as fast as the connections allow.
     pub rate: Option<f64>,
     pub timeout: Duration,
+    /// Threads of the load generator (wrk's `-t`).
+    pub threads: usize,
 }
 
 impl Load {
@@ -116,6 +118,9 @@ impl Load {
         if self.timeout.is_zero() {
             return u("--timeout must be above zero".into());
         }
+        if self.threads == 0 || self.threads > 256 {
+            return u(format!("--threads {}: give 1 to 256", self.threads));
+        }
         Ok(())
     }
 
@@ -134,6 +139,7 @@ impl Load {
             requests: self.requests.map(|n| split(n).max(1)),
             rate: self.rate.map(|r| r / k as f64),
             timeout: self.timeout,
+            threads: self.threads,
         }
     }
 }
@@ -392,6 +398,7 @@ pub async fn run(
         requests: opts.load.requests,
         rate: opts.load.rate,
         timeout: opts.load.timeout,
+        threads: opts.load.threads,
     };
     let started_at = jiff::Timestamp::now();
     printer.note(&format!(
@@ -888,6 +895,7 @@ pub async fn run_worker(
         requests: share.requests,
         rate: share.rate,
         timeout: share.timeout,
+        threads: share.threads,
     };
     let started_at = jiff::Timestamp::now();
     let outcome = drive(spec, false, stop).await?;
@@ -941,6 +949,7 @@ mod tests {
             requests: Some(1001),
             rate: Some(300.0),
             timeout: Duration::from_secs(10),
+            threads: 2,
         }
     }
 

@@ -214,7 +214,11 @@ pub fn render(r: &Report, style: Style, printer: &Printer) -> String {
         for u in &c.logs_unreadable {
             o.push_str(&format!("  log not read: {u}\n"));
         }
-    } else if let Some(why) = &r.cluster_not_watched {
+    } else if let Some(why) = r
+        .cluster_not_watched
+        .as_ref()
+        .filter(|w| *w != "--no-watch")
+    {
         o.push_str(&format!("\ncluster not watched: {why}\n"));
     }
     if let Some(cap) = &r.capacity {

@@ -80,6 +80,11 @@ pub struct LoadArgs {
     /// A request without a complete response after this long counts as a timeout.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::units::parse_timeout)]
     pub timeout: Duration,
+
+    /// Threads of the load generator, each with its share of the connections (wrk's -t)
+    /// [default: the number of CPUs].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 impl LoadArgs {
@@ -95,6 +100,9 @@ impl LoadArgs {
             requests: self.requests,
             rate: self.rate,
             timeout: self.timeout,
+            threads: self.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
         }
     }
 }
@@ -323,6 +331,7 @@ fn merge(global: &GlobalArgs, args: &MergeArgs, printer: &Printer) -> Result<u8>
             requests: None,
             rate: None,
             timeout: Duration::from_secs(1),
+            threads: 1,
         },
         watch: false,
         progress: false,
