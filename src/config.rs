@@ -23,6 +23,26 @@ struct ConfigWire {
     /// Directories of the user's runbooks; relative ones are relative to the config file.
     #[serde(default)]
     runbook_dirs: Vec<PathBuf>,
+    /// The capacity model, measured (`newapi-ops bench` prints these lines).
+    #[serde(default)]
+    capacity: CapacityWire,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapacityWire {
+    /// QPS one New-API pod serves; the default of `--qps-per-pod` for `plan` and `scale`.
+    qps_per_pod: Option<u32>,
+    /// When and how it was measured (free text, shown with the figure).
+    measured: Option<String>,
+}
+
+/// A measured capacity from the config file's `[capacity]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeasuredCapacity {
+    pub qps_per_pod: u32,
+    /// When and how it was measured, as the file says.
+    pub measured: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +150,33 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// `runbook_dirs` of the config file, relative paths resolved against the file's directory.
     pub runbook_dirs: Vec<PathBuf>,
+    /// `[capacity] qps_per_pod` of the config file, when it has one.
+    pub capacity: Option<MeasuredCapacity>,
+}
+
+impl Settings {
+    /// The QPS per pod to plan with: the flag (or its env variable) when given, else the config
+    /// file's measured figure, else `default`; with where it comes from, for messages.
+    pub fn qps_per_pod(&self, flag: Option<u32>, default: u32) -> (u32, String) {
+        if let Some(q) = flag {
+            return (q, "--qps-per-pod".into());
+        }
+        match &self.capacity {
+            Some(c) => {
+                let file = self
+                    .config_file
+                    .as_ref()
+                    .map_or_else(|| CONFIG_FILE.to_string(), |p| p.display().to_string());
+                let when = c
+                    .measured
+                    .as_ref()
+                    .map(|m| format!(", measured {m}"))
+                    .unwrap_or_default();
+                (c.qps_per_pod, format!("[capacity] in {file}{when}"))
+            }
+            None => (default, "the deployment notes' estimate".into()),
+        }
+    }
 }
 
 impl Settings {
@@ -174,6 +221,19 @@ impl Settings {
             },
         };
         let runbook_dirs = relative_to(config_file.as_deref(), &wire.runbook_dirs);
+        let capacity = match wire.capacity.qps_per_pod {
+            Some(0) => {
+                return Err(Error::Config {
+                    path: file.clone(),
+                    detail: "[capacity] qps_per_pod: must be at least 1".into(),
+                });
+            }
+            Some(q) => Some(MeasuredCapacity {
+                qps_per_pod: q,
+                measured: wire.capacity.measured.clone(),
+            }),
+            None => None,
+        };
         let namespace = match (&over.namespace, wire.namespace) {
             (Some(flag), _) => {
                 check_namespace(flag)
@@ -196,6 +256,7 @@ impl Settings {
             workloads,
             config_file,
             runbook_dirs,
+            capacity,
         })
     }
 }
@@ -369,6 +430,44 @@ mod tests {
         };
         let err = Settings::resolve(&over).unwrap_err();
         assert!(matches!(err, Error::Usage(_)), "{err}");
+    }
+
+    #[test]
+    fn a_measured_capacity_is_the_default_and_the_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CONFIG_FILE);
+        std::fs::write(
+            &file,
+            "[capacity]\nqps_per_pod = 850\nmeasured = \"2026-12-01 by newapi-ops bench\"\n",
+        )
+        .unwrap();
+        let over = Overrides {
+            config: Some(file.clone()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&over).unwrap();
+        let (q, from) = s.qps_per_pod(None, 1000);
+        assert_eq!(q, 850);
+        assert!(
+            from.contains("[capacity]") && from.contains("2026-12-01"),
+            "{from}"
+        );
+        assert_eq!(s.qps_per_pod(Some(2000), 1000).0, 2000);
+        std::fs::write(&file, "[capacity]\nqps_per_pod = 0\n").unwrap();
+        assert!(matches!(
+            Settings::resolve(&over),
+            Err(Error::Config { .. })
+        ));
+        std::fs::write(&file, "[capacity]\nqps = 5\n").unwrap();
+        assert!(matches!(
+            Settings::resolve(&over),
+            Err(Error::Config { .. })
+        ));
+        let none = Settings::resolve(&Overrides {
+            config: Some(dir.path().join("missing.toml")),
+            ..Overrides::default()
+        });
+        assert!(none.is_err());
     }
 
     #[test]

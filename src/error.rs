@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::backends::ResolveError;
 use crate::backup::BackupError;
+use crate::bench::BenchError;
 use crate::exit;
 use crate::signals::Signal;
 
@@ -94,6 +95,9 @@ pub enum Error {
     /// `audit --fix`: a fix refused by the server's dry run, or applied and rolled back.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// Load tests (`bench`).
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
 
     #[error("diagnose could not run: {0}")]
     CouldNotRun(Box<Error>),
@@ -211,6 +215,7 @@ impl Error {
             Error::Backend(e) => resolve_code(e),
             Error::Backup(e) => backup_code(e),
             Error::Audit(e) => e.source_error().exit_code(),
+            Error::Bench(e) => bench_code(e),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
             Error::Terminated => exit::TERMINATED,
@@ -281,6 +286,7 @@ impl Error {
             Error::Backend(e) => return e.hint(),
             Error::Backup(e) => return e.hint(),
             Error::Audit(e) => return e.hint(),
+            Error::Bench(e) => return e.hint(),
             Error::CouldNotRun(e) => return e.hint(),
             Error::RunbookInvalid { file, .. } => {
                 format!("`newapi-ops runbook validate {file}` lists every error")
@@ -366,6 +372,17 @@ fn resolve_code(e: &ResolveError) -> u8 {
         }
         ResolveError::NoPod { .. } => exit::UNAVAILABLE,
         ResolveError::Forward { source, .. } | ResolveError::Cluster(source) => source.exit_code(),
+    }
+}
+
+/// The exit code of a load test that could not run or finish.
+fn bench_code(e: &BenchError) -> u8 {
+    match e {
+        BenchError::Usage(_) => exit::USAGE,
+        BenchError::Unreachable { .. } => exit::UNAVAILABLE,
+        BenchError::NoPods { .. } | BenchError::NoService { .. } => exit::NOT_FOUND,
+        BenchError::WorkersIncomplete { .. } => exit::WORKERS_INCOMPLETE,
+        BenchError::BadWorkerResult { .. } => exit::DATA,
     }
 }
 

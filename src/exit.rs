@@ -37,6 +37,9 @@ pub const ROLLOUT_INCOMPLETE: u8 = 75;
 /// scale/restart: someone else changed the replicas (while planning or waiting, or since
 /// the change `--undo` would revert); newapi-ops did not overwrite them.
 pub const CONFLICT: u8 = 76;
+/// bench --in-cluster: not every worker reported (pods not started, failed, no result); the
+/// report covers those that did (EX_TEMPFAIL, as a rollout that did not complete).
+pub const WORKERS_INCOMPLETE: u8 = 75;
 /// scale/restart: the answer at the confirmation prompt was no; nothing was changed.
 pub const DECLINED: u8 = 1;
 /// runbook run: completed, but steps that say `on_failure: continue` failed.
@@ -66,6 +69,7 @@ pub const ALL: &[(&str, u8)] = &[
     ("CONFIG", CONFIG),
     ("ROLLOUT_INCOMPLETE", ROLLOUT_INCOMPLETE),
     ("CONFLICT", CONFLICT),
+    ("WORKERS_INCOMPLETE", WORKERS_INCOMPLETE),
     ("DECLINED", DECLINED),
     ("RUN_FAILED_STEPS", RUN_FAILED_STEPS),
     ("RUN_ABORTED", RUN_ABORTED),
@@ -136,6 +140,7 @@ mod tests {
             (IO, 74),
             (ROLLOUT_INCOMPLETE, 75),
             (CONFLICT, 76),
+            (WORKERS_INCOMPLETE, 75),
             (PERMISSION, 77),
             (CONFIG, 78),
             (DECLINED, 1),

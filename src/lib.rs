@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod backends;
 pub mod backup;
+pub mod bench;
 pub mod capacity;
 pub mod commands;
 pub mod config;
@@ -72,6 +73,9 @@ pub fn main() -> ExitCode {
     // SIGINT and SIGTERM alike: the command is dropped (its guards clean up what it leaves),
     // unless it handles the signal itself (a `signals::Handler`: restore says what it left).
     let outcome = runtime.block_on(async {
+        if cli.command.handles_ctrl_c() {
+            return run(cli, &printer).await;
+        }
         tokio::select! {
             biased;
             r = run(cli, &printer) => r,
@@ -103,6 +107,7 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
         Command::Restart(args) => commands::restart::run(&cli.global, args, printer).await,
         Command::Backup(args) => commands::backup::run(&cli.global, args, printer).await,
         Command::Restore(args) => commands::restore::run(&cli.global, args, printer).await,
+        Command::Bench(args) => commands::bench::run(&cli.global, args, printer).await,
         Command::Runbook(args) => commands::runbook::run(&cli.global, args, printer).await,
         Command::Incident(args) => commands::incident::run(&cli.global, args, printer).await,
         #[cfg(feature = "sandbox")]

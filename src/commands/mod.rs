@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod bench;
 pub mod completions;
 pub mod diagnose;
 pub mod flags;
@@ -130,6 +131,8 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into a database.
     Restore(restore::RestoreArgs),
+    /// Load-test New-API (the notes' 压力测试) while watching the pods; compares with the capacity model.
+    Bench(bench::BenchArgs),
     /// Runbooks: files of typed steps against the cluster (list, show, validate, run, history).
     Runbook(runbook::RunbookArgs),
     /// Guided incident response: what is wrong, findings, a runbook step by step, a report.
@@ -141,6 +144,14 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// The man page on stdout, or one page per command into a directory (--dir).
     Man(completions::ManArgs),
+}
+
+impl Command {
+    /// Whether the command handles Ctrl-C itself (`bench` stops its load and prints what it
+    /// measured); for the others, `main` drops the command and exits 130.
+    pub fn handles_ctrl_c(&self) -> bool {
+        matches!(self, Command::Bench(_))
+    }
 }
 
 impl From<OutputArg> for Format {

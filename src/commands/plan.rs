@@ -24,10 +24,11 @@ pub struct PlanArgs {
     )]
     pub qps: Vec<u64>,
 
-    /// The throughput estimate per slave, in QPS (the seed's figure: about 1000).
-    #[arg(long, value_name = "QPS", env = "NEWAPI_OPS_QPS_PER_POD", default_value_t = DEFAULT_QPS_PER_POD,
+    /// The throughput estimate per slave, in QPS [default: `[capacity] qps_per_pod` of
+    /// newapi-ops.toml (measured with `newapi-ops bench`), else the seed's figure, 1000].
+    #[arg(long, value_name = "QPS", env = "NEWAPI_OPS_QPS_PER_POD",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub qps_per_pod: u32,
+    pub qps_per_pod: Option<u32>,
 }
 
 pub async fn run(global: &GlobalArgs, args: PlanArgs, printer: &Printer) -> Result<u8> {
@@ -37,7 +38,8 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs, printer: &Printer) -> Resu
     if let Some(why) = &view.capacity_unknown {
         printer.warn(&format!("room not checked: {why}"));
     }
-    let report = plan_table(&view, &settings, &args.qps, args.qps_per_pod)?;
+    let (qps_per_pod, _) = settings.qps_per_pod(args.qps_per_pod, DEFAULT_QPS_PER_POD);
+    let report = plan_table(&view, &settings, &args.qps, qps_per_pod)?;
     printer.data(&report, |style| render_plan_table(&report, style, printer))?;
     Ok(exit::OK)
 }

@@ -58,21 +58,23 @@ pub struct ScaleArgs {
           value_parser = clap::value_parser!(i32).range(0..))]
     pub max_replicas: i32,
 
-    /// The throughput estimate per New-API pod, in QPS (the seed's figure: about 1000).
-    #[arg(long, value_name = "QPS", env = "NEWAPI_OPS_QPS_PER_POD", default_value_t = DEFAULT_QPS_PER_POD,
+    /// The throughput estimate per New-API pod, in QPS [default: `[capacity] qps_per_pod` of
+    /// newapi-ops.toml (measured with `newapi-ops bench`), else the seed's figure, 1000].
+    #[arg(long, value_name = "QPS", env = "NEWAPI_OPS_QPS_PER_POD",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub qps_per_pod: u32,
+    pub qps_per_pod: Option<u32>,
 }
 
-/// The target, validated before anything is asked of the cluster.
-fn target(args: &ScaleArgs) -> Result<Target> {
+/// The target, validated before anything is asked of the cluster; `qps_per_pod` is the
+/// resolved estimate (flag, config file, default).
+fn target(args: &ScaleArgs, qps_per_pod: u32) -> Result<Target> {
     if args.undo {
         return Ok(Target::Undo);
     }
     if let Some(qps) = args.qps {
-        let n = slaves_for_qps(qps, args.qps_per_pod);
+        let n = slaves_for_qps(qps, qps_per_pod);
         let n = i64::try_from(n).unwrap_or(i64::MAX);
-        let what = format!("--qps {qps} (at ~{} QPS per slave)", args.qps_per_pod);
+        let what = format!("--qps {qps} (at ~{qps_per_pod} QPS per slave)");
         return check_replicas(n, args.max_replicas, &what).map(Target::Replicas);
     }
     let raw = args.replicas.as_deref().unwrap_or_default();
@@ -86,13 +88,14 @@ fn target(args: &ScaleArgs) -> Result<Target> {
 }
 
 pub async fn run(global: &GlobalArgs, args: ScaleArgs, printer: &Printer) -> Result<u8> {
-    let target = target(&args)?;
     let settings = global.settings()?;
+    let (qps_per_pod, _) = settings.qps_per_pod(args.qps_per_pod, DEFAULT_QPS_PER_POD);
+    let target = target(&args, qps_per_pod)?;
     let kube = k8s::connect(&settings).await?;
     let req = ScaleRequest {
         deployment: settings.workloads.slave.name.clone(),
         target,
-        qps_per_pod: args.qps_per_pod,
+        qps_per_pod,
         dry_run: args.dry_run,
         wait: (!args.no_wait).then_some(args.timeout),
         progress: true,
@@ -136,30 +139,33 @@ mod tests {
         T::try_parse_from(full).map(|t| t.a)
     }
 
+    /// The target as `run` resolves it with no config file.
+    fn t(line: &[&str]) -> Result<Target> {
+        let a = args(line).unwrap();
+        target(&a, a.qps_per_pod.unwrap_or(DEFAULT_QPS_PER_POD))
+    }
+
     #[test]
     fn replica_counts_are_validated_before_connecting() {
-        assert_eq!(target(&args(&["5"]).unwrap()).unwrap(), Target::Replicas(5));
+        assert_eq!(t(&["5"]).unwrap(), Target::Replicas(5));
         for bad in ["abc", "-1", "21", "2.5"] {
-            let err = target(&args(&[bad]).unwrap()).unwrap_err();
+            let err = t(&[bad]).unwrap_err();
             assert_eq!(err.exit_code(), exit::USAGE, "{bad}: {err}");
         }
         assert_eq!(
-            target(&args(&["25", "--max-replicas", "30"]).unwrap()).unwrap(),
+            t(&["25", "--max-replicas", "30"]).unwrap(),
             Target::Replicas(25)
         );
     }
 
     #[test]
     fn qps_picks_the_count_as_the_seed_table() {
+        assert_eq!(t(&["--qps", "5000"]).unwrap(), Target::Replicas(5));
         assert_eq!(
-            target(&args(&["--qps", "5000"]).unwrap()).unwrap(),
-            Target::Replicas(5)
-        );
-        assert_eq!(
-            target(&args(&["--qps", "5000", "--qps-per-pod", "2000"]).unwrap()).unwrap(),
+            t(&["--qps", "5000", "--qps-per-pod", "2000"]).unwrap(),
             Target::Replicas(3)
         );
-        let err = target(&args(&["--qps", "50000"]).unwrap()).unwrap_err();
+        let err = t(&["--qps", "50000"]).unwrap_err();
         assert!(err.to_string().contains("--qps 50000"), "{err}");
     }
 
@@ -168,7 +174,7 @@ mod tests {
         assert!(args(&[]).is_err());
         assert!(args(&["5", "--undo"]).is_err());
         assert!(args(&["5", "--qps", "100"]).is_err());
-        assert_eq!(target(&args(&["--undo"]).unwrap()).unwrap(), Target::Undo);
+        assert_eq!(t(&["--undo"]).unwrap(), Target::Undo);
     }
 
     #[test]

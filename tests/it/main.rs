@@ -8,6 +8,7 @@ mod api_calls;
 mod audit;
 mod backup;
 mod bad_input;
+mod bench;
 mod cluster_errors;
 mod diag_mysql;
 mod diag_redis;

@@ -1,0 +1,398 @@
+//! What the deployment notes say to watch while the load runs (`watch kubectl top pods`,
+//! `kubectl logs -f -l app=new-api`), done by the tool: the New-API pods listed before and after
+//! (restarts, OOMKilled), their usage from metrics.k8s.io sampled every few seconds against
+//! their requests and limits, and their logs over the run scanned for the known failure
+//! signatures (429, Error 1040, Redis errors, …) and counted per pod from New-API's `[GIN]`
+//! request lines, which gives the throughput each pod served.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, LogParams};
+use serde::Serialize;
+
+use super::load::Stop;
+use crate::capacity::{Amount, pod_resources};
+use crate::config::Settings;
+use crate::error::Result;
+use crate::inventory::{Role, Snapshot};
+use crate::k8s::Kube;
+use crate::quantity::{parse_cpu_millis, parse_value};
+
+/// How often metrics.k8s.io is asked during the run.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// At most this much of each pod's log over the run is read.
+pub const LOG_LIMIT_BYTES: i64 = 16 << 20;
+
+/// A New-API pod as seen before or after the run.
+#[derive(Debug, Clone)]
+struct PodState {
+    name: String,
+    role: Role,
+    requests: Amount,
+    limits: Amount,
+    restarts: i32,
+    ready: bool,
+    /// Reason of the last termination (e.g. OOMKilled), if any container has one.
+    last_termination: Option<String>,
+}
+
+/// Usage samples of one pod.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    samples: u32,
+    cpu_sum: i64,
+    cpu_max: i64,
+    memory_max: i64,
+}
+
+/// The cluster side of a run, started before the load and finished after it.
+pub struct Watch {
+    kube: Kube,
+    settings: Settings,
+    before: Vec<PodState>,
+    started_at: jiff::Timestamp,
+    stop: Arc<Stop>,
+    sampler: tokio::task::JoinHandle<(BTreeMap<String, Usage>, Option<String>)>,
+}
+
+/// One pod over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodReport {
+    pub pod: String,
+    pub role: Role,
+    pub cpu_request_millis: i64,
+    pub cpu_limit_millis: i64,
+    pub memory_request_bytes: i64,
+    pub memory_limit_bytes: i64,
+    /// From metrics.k8s.io: the mean and the highest CPU, the highest memory sampled.
+    pub cpu_mean_millis: Option<i64>,
+    pub cpu_max_millis: Option<i64>,
+    pub memory_max_bytes: Option<i64>,
+    pub samples: u32,
+    /// Restarts during the run (the restart count after minus before).
+    pub restarts_during: i32,
+    /// Why its container last ended, when it restarted during the run (e.g. OOMKilled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminated: Option<String>,
+    /// Requests to the benchmarked path it logged during the run (`[GIN]` lines), by status.
+    pub served: BTreeMap<u16, u64>,
+    /// `served` per second of the run; None when its log could not be read.
+    pub served_per_second: Option<f64>,
+    /// Gone after the run (deleted, evicted) or new during it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A failure signature seen in a pod's log during the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignatureSeen {
+    pub pod: String,
+    pub id: String,
+    pub count: usize,
+    pub cause: String,
+    pub runbook: String,
+    pub line: String,
+}
+
+/// What the watch saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterReport {
+    pub namespace: String,
+    pub pods: Vec<PodReport>,
+    /// Why there are no usage figures, when metrics.k8s.io did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_unavailable: Option<String>,
+    pub signatures: Vec<SignatureSeen>,
+    /// Pods whose log could not be read, with why.
+    pub logs_unreadable: Vec<String>,
+}
+
+impl ClusterReport {
+    /// Restarts of every pod during the run.
+    pub fn restarts(&self) -> i32 {
+        self.pods.iter().map(|p| p.restarts_during).sum()
+    }
+}
+
+/// The New-API pods (master and slaves) of the namespace.
+async fn new_api_pods(kube: &Kube, settings: &Settings) -> Result<Vec<PodState>> {
+    let list = kube
+        .list::<Pod>(Some(&settings.namespace), &ListParams::default())
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|p| {
+            let role = Snapshot::role_of(p, settings)?;
+            if !matches!(role, Role::Master | Role::Slave) {
+                return None;
+            }
+            if matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            ) {
+                return None;
+            }
+            let statuses = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.clone())
+                .unwrap_or_default();
+            let res = p.spec.as_ref().map(pod_resources).unwrap_or_default();
+            Some(PodState {
+                name: p.metadata.name.clone()?,
+                role,
+                requests: res.requests,
+                limits: res.limits,
+                restarts: statuses.iter().map(|c| c.restart_count).sum(),
+                ready: !statuses.is_empty() && statuses.iter().all(|c| c.ready),
+                last_termination: statuses.iter().find_map(|c| {
+                    c.last_state.as_ref()?.terminated.as_ref().map(|t| {
+                        t.reason
+                            .clone()
+                            .unwrap_or_else(|| format!("exit {}", t.exit_code))
+                    })
+                }),
+            })
+        })
+        .collect())
+}
+
+/// One `GET` of the namespace's pod metrics: usage per pod, or why there is none.
+async fn pod_usage(
+    kube: &Kube,
+    namespace: &str,
+) -> std::result::Result<BTreeMap<String, Amount>, String> {
+    let req = http::Request::get(format!(
+        "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
+    ))
+    .body(Vec::new())
+    .map_err(|e| e.to_string())?;
+    let v: serde_json::Value = match kube.client.request(req).await {
+        Ok(v) => v,
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 503 => {
+            return Err("metrics.k8s.io is not served (no metrics-server)".into());
+        }
+        Err(e) => return Err(format!("metrics.k8s.io did not answer: {e}")),
+    };
+    let mut out = BTreeMap::new();
+    for item in v["items"].as_array().into_iter().flatten() {
+        let Some(name) = item["metadata"]["name"].as_str() else {
+            continue;
+        };
+        let mut a = Amount::default();
+        for c in item["containers"].as_array().into_iter().flatten() {
+            if let Some(cpu) = c["usage"]["cpu"]
+                .as_str()
+                .and_then(|q| parse_cpu_millis(q).ok())
+            {
+                a.cpu_millis += cpu;
+            }
+            if let Some(m) = c["usage"]["memory"]
+                .as_str()
+                .and_then(|q| parse_value(q).ok())
+            {
+                a.memory_bytes += m;
+            }
+        }
+        out.insert(name.to_string(), a);
+    }
+    Ok(out)
+}
+
+impl Watch {
+    /// Lists the pods and starts sampling their usage; call [`Watch::finish`] after the load.
+    pub async fn start(kube: &Kube, settings: &Settings) -> Result<Watch> {
+        let before = new_api_pods(kube, settings).await?;
+        let stop = Stop::new();
+        let (k, ns, s) = (kube.clone(), settings.namespace.clone(), stop.clone());
+        let sampler = tokio::spawn(async move {
+            let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
+            let mut unavailable = None;
+            loop {
+                match pod_usage(&k, &ns).await {
+                    Ok(now) => {
+                        unavailable = None;
+                        for (pod, a) in now {
+                            let u = usage.entry(pod).or_default();
+                            u.samples += 1;
+                            u.cpu_sum += a.cpu_millis;
+                            u.cpu_max = u.cpu_max.max(a.cpu_millis);
+                            u.memory_max = u.memory_max.max(a.memory_bytes);
+                        }
+                    }
+                    Err(why) => {
+                        if usage.is_empty() {
+                            unavailable = Some(why);
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(SAMPLE_EVERY) => {}
+                    () = s.wait() => break,
+                }
+            }
+            (usage, unavailable)
+        });
+        Ok(Watch {
+            kube: kube.clone(),
+            settings: settings.clone(),
+            before,
+            started_at: jiff::Timestamp::now(),
+            stop,
+            sampler,
+        })
+    }
+
+    /// The pods the run targets (ready ones of the role, or all New-API pods).
+    pub fn ready_pods(&self, role: Option<Role>) -> usize {
+        self.before
+            .iter()
+            .filter(|p| p.ready && role.is_none_or(|r| p.role == r))
+            .count()
+    }
+
+    /// Stops sampling, lists the pods again, reads their logs over the run; `elapsed` is how
+    /// long the load ran and `path` the path it requested.
+    pub async fn finish(self, elapsed: Duration, path: &str) -> Result<ClusterReport> {
+        // One last sample, taken under the load's tail.
+        self.stop.stop();
+        let (usage, unavailable) = self
+            .sampler
+            .await
+            .unwrap_or_else(|_| (BTreeMap::new(), Some("the sampler failed".into())));
+        let after = new_api_pods(&self.kube, &self.settings).await?;
+        let mut names: Vec<String> = self.before.iter().map(|p| p.name.clone()).collect();
+        for p in &after {
+            if !names.contains(&p.name) {
+                names.push(p.name.clone());
+            }
+        }
+        let params = LogParams {
+            since_time: Some(self.started_at),
+            limit_bytes: Some(LOG_LIMIT_BYTES),
+            ..LogParams::default()
+        };
+        let (logs, failures) = crate::logs::read(
+            &self.kube,
+            &self.settings.namespace,
+            &names,
+            &params,
+            4,
+            &|_| true,
+        )
+        .await;
+        let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
+        let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
+        let mut seen = Vec::new();
+        for lines in &logs {
+            let Some(pod) = lines.first().map(|l| l.pod.clone()) else {
+                continue;
+            };
+            let counts = served.entry(pod.clone()).or_default();
+            for l in lines {
+                if let Some(status) = gin_status(&l.line, path) {
+                    *counts.entry(status).or_default() += 1;
+                }
+            }
+            for m in crate::diagnose::signatures::scan(
+                lines.iter().map(|l| l.line.as_str()),
+                &signatures,
+            ) {
+                seen.push(SignatureSeen {
+                    pod: pod.clone(),
+                    id: m.id,
+                    count: m.count,
+                    cause: m.cause,
+                    runbook: m.runbook,
+                    line: m.last_line,
+                });
+            }
+        }
+        let unreadable: Vec<String> = failures.iter().map(|(p, e)| format!("{p}: {e}")).collect();
+        let read_ok = |pod: &str| !failures.iter().any(|(p, _)| p == pod);
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let mut pods = Vec::new();
+        for name in &names {
+            let b = self.before.iter().find(|p| &p.name == name);
+            let a = after.iter().find(|p| &p.name == name);
+            let Some(state) = a.or(b) else { continue };
+            let u = usage.get(name).copied().unwrap_or_default();
+            let restarts_during = match (b, a) {
+                (Some(b), Some(a)) => (a.restarts - b.restarts).max(0),
+                _ => 0,
+            };
+            let note = match (b, a) {
+                (Some(_), None) => Some("gone after the run (deleted or evicted)".to_string()),
+                (None, Some(_)) => Some("started during the run".to_string()),
+                _ => None,
+            };
+            let counts = served.get(name).cloned().unwrap_or_default();
+            #[allow(clippy::cast_precision_loss)]
+            let per_second = read_ok(name).then(|| counts.values().sum::<u64>() as f64 / secs);
+            pods.push(PodReport {
+                pod: name.clone(),
+                role: state.role,
+                cpu_request_millis: state.requests.cpu_millis,
+                cpu_limit_millis: state.limits.cpu_millis,
+                memory_request_bytes: state.requests.memory_bytes,
+                memory_limit_bytes: state.limits.memory_bytes,
+                cpu_mean_millis: (u.samples > 0).then(|| u.cpu_sum / i64::from(u.samples)),
+                cpu_max_millis: (u.samples > 0).then_some(u.cpu_max),
+                memory_max_bytes: (u.samples > 0).then_some(u.memory_max),
+                samples: u.samples,
+                restarts_during,
+                terminated: (restarts_during > 0)
+                    .then(|| a.and_then(|a| a.last_termination.clone()))
+                    .flatten(),
+                served: counts,
+                served_per_second: per_second,
+                note,
+            });
+        }
+        pods.sort_by(|x, y| (x.role, &x.pod).cmp(&(y.role, &y.pod)));
+        Ok(ClusterReport {
+            namespace: self.settings.namespace.clone(),
+            pods,
+            metrics_unavailable: unavailable,
+            signatures: seen,
+            logs_unreadable: unreadable,
+        })
+    }
+}
+
+/// The status of a New-API `[GIN]` request line for `path`
+/// (`[GIN] 2025/11/13 - 10:00:10 | 2025… | 200 |  1.2ms | 10.0.0.1 | GET "/api/status"`).
+pub fn gin_status(line: &str, path: &str) -> Option<u16> {
+    let rest = line.strip_prefix("[GIN]")?;
+    let bare = path.split('?').next().unwrap_or(path);
+    if !rest.contains(bare) {
+        return None;
+    }
+    rest.split('|').find_map(|f| {
+        let f = f.trim();
+        (f.len() == 3 && f.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| f.parse::<u16>().ok())
+            .flatten()
+            .filter(|s| (100..600).contains(s))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gin_lines_give_the_status_of_the_path() {
+        let l = "[GIN] 2025/11/13 - 10:00:10 | 20251113100010123 | 429 |      1.2ms |  10.0.0.1 |     GET \"/api/status\"";
+        assert_eq!(gin_status(l, "/api/status"), Some(429));
+        assert_eq!(gin_status(l, "/api/status?x=1"), Some(429));
+        assert_eq!(gin_status(l, "/api/user"), None);
+        assert_eq!(gin_status("[SYS] started | 200 |", "/"), None);
+        let l = "[GIN] 2025/11/13 - 10:00:10 | 200 | 1ms | 10.0.0.1 | GET \"/\"";
+        assert_eq!(gin_status(l, "/"), Some(200));
+    }
+}
