@@ -7,6 +7,7 @@ mod support;
 mod api_calls;
 mod backup;
 mod cluster_errors;
+mod containers;
 mod diag_mysql;
 mod diag_redis;
 mod diagnose;
