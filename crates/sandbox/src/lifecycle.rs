@@ -196,13 +196,8 @@ pub async fn up(
             vec!["-v".into(), "sandbox".into(), "kubelet".into()],
         ),
     };
-    // Real containers: root, runc and umoci, and a loopback /16 of this sandbox's own.
-    let mut containers_off = crate::image::unavailable();
-    let service_net = services::pick_net(&dir);
-    if service_net.is_none() && containers_off.is_none() {
-        containers_off = Some("every loopback /16 the sandbox may use is taken".into());
-    }
-    let service_net = service_net.unwrap_or(0);
+    // Real containers: root, runc and umoci.
+    let containers_off = crate::image::unavailable();
 
     progress("generating certificates and kubeconfigs");
     let users = pki::users()?;
@@ -211,7 +206,7 @@ pub async fn up(
         &layout.pki,
         &node_names,
         &users,
-        &[services::kubernetes_addr(service_net)],
+        &services::kubernetes_addrs(),
     )?;
     let ca_pem = std::fs::read_to_string(&layout.pki.ca_cert)
         .map_err(|e| SandboxError::io(format!("reading {}", layout.pki.ca_cert.display()), e))?;
@@ -358,7 +353,6 @@ pub async fn up(
                 reference: b.reference,
                 digest: b.digest,
                 layout: b.layout,
-                service_net,
             }),
             None,
         ),
@@ -390,7 +384,6 @@ pub async fn up(
             layout: image_state.as_ref().map(|i| i.layout.clone()),
             digest: image_state.as_ref().map(|i| i.digest.clone()),
             unavailable: image_off.clone(),
-            service_net,
             api_server: format!("127.0.0.1:{}", layout.apiserver_port),
         }),
     };

@@ -73,8 +73,6 @@ pub struct ImageState {
     pub digest: String,
     /// Its OCI layout (`DIR/image`).
     pub layout: PathBuf,
-    /// Where Services live for real containers: 127.<service_net>.0.0/16.
-    pub service_net: u8,
 }
 
 /// The metrics server's network namespace and address.

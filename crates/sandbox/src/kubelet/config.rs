@@ -44,8 +44,6 @@ pub struct ContainersConfig {
     /// with `ErrImageNeverPull` and this reason. `None` when they can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
-    /// Services get loopback addresses in 127.<service_net>.0.0/16 (one /16 per sandbox).
-    pub service_net: u8,
     /// The API server (`127.0.0.1:PORT`), behind the `kubernetes` Service.
     pub api_server: String,
 }

@@ -401,7 +401,6 @@ mod tests {
             layout: None,
             digest: Some(format!("sha256:{}", "a".repeat(64))),
             unavailable: None,
-            service_net: 42,
             api_server: "127.0.0.1:6443".into(),
         };
         for name in [

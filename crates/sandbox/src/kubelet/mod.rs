@@ -204,30 +204,39 @@ pub async fn run(config: KubeletConfig) -> Result<(), KubeletError> {
     let mut _net_lock = None;
     let runtime = match &config.containers {
         Some(c) => {
-            let addr = services::lock_addr(c.service_net);
-            _net_lock = Some(
-                std::net::TcpListener::bind((addr, services::LOCK_PORT)).map_err(|source| {
-                    KubeletError::Io {
-                        action: format!(
-                            "holding {addr}:{} (this sandbox's Service addresses; does another sandbox use 127.{}.0.0/16?)",
-                            services::LOCK_PORT,
-                            c.service_net
-                        ),
-                        source,
+            let mut c = c.clone();
+            let net = match services::claim_net(&config.state_dir) {
+                Some((net, lock)) => {
+                    _net_lock = Some(lock);
+                    net
+                }
+                None => {
+                    if c.unavailable.is_none() {
+                        c.unavailable = Some(
+                            "every loopback /16 for Services (127.20-219.0.0) is taken by other sandboxes"
+                                .into(),
+                        );
                     }
-                })?,
-            );
+                    0
+                }
+            };
             let state_dir = config.state_dir.clone();
             let _ =
                 tokio::task::spawn_blocking(move || runtime::remove_leftovers(&state_dir)).await;
-            let table = Arc::new(services::Services::new(c.service_net, c.api_server.clone()));
-            tasks.spawn(services::run(client.clone(), table.clone(), shared.clone()));
+            let table = Arc::new(services::Services::new(net, c.api_server.clone()));
+            if net != 0 {
+                tracing::info!(
+                    "Services of real containers on 127.{net}.0.0/16 (kubernetes: {})",
+                    services::kubernetes_addr(net)
+                );
+                tasks.spawn(services::run(client.clone(), table.clone(), shared.clone()));
+            }
             if let Some(why) = &c.unavailable {
                 tracing::info!("pods of {} will not run: {why}", c.image);
             }
             Some(runtime::ContainerRuntime::new(
                 client.clone(),
-                c.clone(),
+                c,
                 &config.state_dir,
                 table,
                 shared.clone(),

@@ -12,10 +12,10 @@
 //! everywhere) to its address, and its environment gets the Service variables a kubelet sets
 //! (`KUBERNETES_SERVICE_HOST`, `MYSQL_SERVICE_PORT`, …).
 //!
-//! `127.<net>.0.1` is the sandbox's own: the simulator holds port [`LOCK_PORT`] there for as long
-//! as it runs, which is how two sandboxes on one machine keep out of each other's /16
-//! ([`pick_net`]); `127.<net>.0.2` is the `kubernetes` Service (the API server's certificate
-//! names it).
+//! `127.<net>.0.1` is the sandbox's own: the simulator binds port [`LOCK_PORT`] there when it
+//! starts and holds it for as long as it runs, which is how two sandboxes on one machine keep out
+//! of each other's /16 ([`claim_net`]); `127.<net>.0.2` is the `kubernetes` Service (the API
+//! server's certificate names that address of every /16 a sandbox may take).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -53,14 +53,29 @@ pub fn kubernetes_addr(net: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, net, 0, 2)
 }
 
-/// Picks the /16 for the sandbox in `dir`: one derived from the directory, or the next one no
-/// running simulator holds. `None` when all 200 are taken.
-pub fn pick_net(dir: &Path) -> Option<u8> {
+/// The /16s a sandbox may take: 127.20.0.0/16 to 127.219.0.0/16.
+pub const NETS: std::ops::RangeInclusive<u8> = 20..=219;
+
+/// The `kubernetes` Service addresses of every /16 in [`NETS`]: the API server's certificate
+/// names them all, since which one a sandbox gets is only known when its simulator starts.
+pub fn kubernetes_addrs() -> Vec<Ipv4Addr> {
+    NETS.map(kubernetes_addr).collect()
+}
+
+/// Takes a /16 for the sandbox whose simulator keeps its state in `dir`: the first one, from
+/// one derived from the directory on, whose [`LOCK_PORT`] can be bound (and is then held by the
+/// returned listener for as long as it lives). `None` when all are taken.
+pub fn claim_net(dir: &Path) -> Option<(u8, std::net::TcpListener)> {
     let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
-    let start = usize::from(digest[0]) % 200;
-    (0..200)
-        .map(|i| u8::try_from(20 + (start + i) % 200).unwrap_or(20))
-        .find(|&net| std::net::TcpListener::bind((lock_addr(net), LOCK_PORT)).is_ok())
+    let count = NETS.len();
+    let start = usize::from(digest[0]) % count;
+    (0..count)
+        .filter_map(|i| u8::try_from(usize::from(*NETS.start()) + (start + i) % count).ok())
+        .find_map(|net| {
+            std::net::TcpListener::bind((lock_addr(net), LOCK_PORT))
+                .ok()
+                .map(|l| (net, l))
+        })
 }
 
 /// A Service port, as the forwarder needs it.
@@ -609,6 +624,16 @@ mod tests {
             service_env(&list, "new-api", false).into_iter().collect();
         assert!(no_links.contains_key("KUBERNETES_SERVICE_HOST"));
         assert!(!no_links.contains_key("MYSQL_SERVICE_HOST"));
+    }
+
+    #[test]
+    fn nets_are_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _held) = claim_net(dir.path()).expect("a free /16");
+        assert!(NETS.contains(&a));
+        let (b, _also) = claim_net(dir.path()).expect("another free /16");
+        assert_ne!(a, b, "the first is held");
+        assert_eq!(kubernetes_addrs().len(), 200);
     }
 
     #[test]

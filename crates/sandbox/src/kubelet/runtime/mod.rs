@@ -166,8 +166,10 @@ impl ContainerRuntime {
         {
             tracing::warn!(pod = %ctx.pod_dir, container = %req.container, "{reason}: {message}");
         }
-        self.set(&req.id, state);
+        // Gone before the state says so: nothing of it (config.json holds the environment) is
+        // left once the pod reports the end.
         let _ = std::fs::remove_dir_all(&bundle);
+        self.set(&req.id, state);
     }
 
     /// The image, unpacked on first use.
