@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything newapi-ops' sandbox and tests need on a Debian 12 machine, idempotently:
-#   - Debian packages: etcd, MariaDB, Redis, Go + rsync (to build the control plane);
+#   - Debian packages: etcd, MariaDB, Redis, runc + umoci (real containers of the tool's image),
+#     Go + rsync (to build the control plane);
 #   - kube-apiserver, kube-controller-manager, kube-scheduler 1.20.2, built from Debian's
 #     `kubernetes` source package into a cache outside the repo (see shared/FACTS.md).
 # Prints nothing but progress on stderr; the last line on stdout is the directory holding the
@@ -40,6 +41,10 @@ have redis-server || need_pkgs+=(redis-server)
 have tmux || need_pkgs+=(tmux)
 # The sandbox serves metrics.k8s.io from a network namespace of its own (ip netns, veth).
 { have ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } || need_pkgs+=(iproute2)
+# Real containers: the sandbox builds the tool's image (scripts/image.sh, with umoci) and its
+# kubelet simulator runs pods of it with runc.
+have runc || need_pkgs+=(runc)
+have umoci || need_pkgs+=(umoci)
 # Backup tests: zstd to read chunks by hand, and a Python venv for kubernetes-validate (the
 # `backup schedule` manifests are checked against the Kubernetes JSON schemas).
 have zstd || need_pkgs+=(zstd)

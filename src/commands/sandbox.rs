@@ -162,6 +162,17 @@ fn up_text(s: &SandboxState, dir_given: bool, style: Style) -> String {
         (None, Some(why)) => out.push_str(&format!("  metrics     not served ({why})\n")),
         (None, None) => {}
     }
+    match (&s.image, &s.image_off) {
+        (Some(i), _) => out.push_str(&format!(
+            "  image       {} ({}), run for real by the kubelet simulator (runc)\n",
+            i.reference, i.digest
+        )),
+        (None, Some(why)) => out.push_str(&format!(
+            "  image       {} not runnable ({why})\n",
+            sandbox::image::IMAGE
+        )),
+        (None, None) => {}
+    }
     out.push_str(&format!("  logs        {}\n", s.dir.join("logs").display()));
     out.push('\n');
     out.push_str(&format!("{}\n", style.bold("Try it:")));

@@ -10,6 +10,7 @@ mod backup;
 mod bad_input;
 mod bench;
 mod cluster_errors;
+mod containers;
 mod diag_mysql;
 mod diag_redis;
 mod diag_scale;

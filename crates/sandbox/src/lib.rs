@@ -14,6 +14,8 @@
 //! - [`control_plane`] and [`backends`] start etcd, the three control-plane binaries, MariaDB and
 //!   Redis and wait until each one answers;
 //! - [`manifests`] applies `fixtures/sandbox/*.yaml` (server-side apply) and waits for the rollout;
+//! - [`image`] builds the tool's own container image (`newapi-ops:<version>`), which the kubelet
+//!   simulator runs for real with `runc`;
 //! - [`netns`] and [`metrics`] serve metrics.k8s.io through the API server's aggregation layer
 //!   (a network namespace of its own, because the API server refuses loopback endpoints);
 //! - [`state`] is `DIR/state.json`, the record every later command (and the tests) read;
@@ -23,6 +25,7 @@ pub mod backends;
 pub mod binaries;
 pub mod control_plane;
 pub mod fault;
+pub mod image;
 pub mod kubelet;
 pub mod lifecycle;
 pub mod manifests;

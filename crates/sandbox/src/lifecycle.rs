@@ -21,13 +21,14 @@ use super::SandboxError;
 use super::backends::{self, MariaDbLayout, RedisLayout};
 use super::binaries::Binaries;
 use super::control_plane::{self, ControlPlaneLayout};
-use super::kubelet::config::{Backends, KubeletConfig, SimNode};
+use super::kubelet::config::{Backends, ContainersConfig, KubeletConfig, SimNode};
+use super::kubelet::services;
 use super::manifests::{self, MYSQL_PASSWORD_KEY, NAMESPACE, ROLLOUT_TIMEOUT, SECRET_NAME};
 use super::metrics::MetricsConfig;
 use super::netns::{self, NetnsPlan};
 use super::pki::{self, PkiPaths};
 use super::process::{self, Started, StopOutcome, Target};
-use super::state::{MetricsState, MysqlState, RedisState, STATE_FILE, SandboxState};
+use super::state::{ImageState, MetricsState, MysqlState, RedisState, STATE_FILE, SandboxState};
 
 /// The file that marks a directory as a sandbox (created by `up`, required by `down`).
 pub const MARKER: &str = ".newapi-ops-sandbox";
@@ -185,10 +186,28 @@ pub async fn up(
     let redis = RedisLayout::new(&dir, ports[7]);
     let server = layout.api_server();
 
+    // The program the kubelet simulator (and the metrics server) runs as: this executable unless
+    // told otherwise. The tool's image is built from it.
+    let (program, kubelet_args) = match &opts.kubelet_command {
+        Some((p, a)) => (p.clone(), a.clone()),
+        None => (
+            std::env::current_exe()
+                .map_err(|e| SandboxError::io("finding the newapi-ops executable", e))?,
+            vec!["-v".into(), "sandbox".into(), "kubelet".into()],
+        ),
+    };
+    // Real containers: root, runc and umoci.
+    let containers_off = crate::image::unavailable();
+
     progress("generating certificates and kubeconfigs");
     let users = pki::users()?;
     let node_names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    pki::generate(&layout.pki, &node_names, &users)?;
+    pki::generate(
+        &layout.pki,
+        &node_names,
+        &users,
+        &services::kubernetes_addrs(),
+    )?;
     let ca_pem = std::fs::read_to_string(&layout.pki.ca_cert)
         .map_err(|e| SandboxError::io(format!("reading {}", layout.pki.ca_cert.display()), e))?;
     for u in &users {
@@ -258,6 +277,8 @@ pub async fn up(
         started_at: jiff::Timestamp::now(),
         metrics: metrics.clone(),
         metrics_off,
+        image: None,
+        image_off: None,
     };
     // Saved after every start, so `down` can stop what an `up` killed half-way had started.
     let recorder = Recorder(Mutex::new(state));
@@ -287,8 +308,64 @@ pub async fn up(
         backends::load_schema(&mariadb).await?;
         Ok::<_, SandboxError>(vec![redis_started, mariadb_started])
     };
-    let ((mut started, client), backend_started) = tokio::try_join!(control, backends)?;
+    // The tool's image, built (CPU: compressing the layer) while the others start (waiting).
+    let image = async {
+        if let Some(why) = &containers_off {
+            progress(&format!(
+                "pods of {} will not run ({why}); they fail with ErrImageNeverPull",
+                crate::image::IMAGE
+            ));
+            return Err(why.clone());
+        }
+        let (binary, layout, log) = (program.clone(), dir.join("image"), logs.join("image.log"));
+        let built = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| format!("creating the log directory: {e}"))?;
+            crate::image::build_or_load(&binary, &layout, &log)
+        })
+        .await
+        .map_err(|e| format!("building the image: {e}"))
+        .and_then(|r| r);
+        match &built {
+            Ok(b) => progress(&format!(
+                "image {} {} ({}), run for real with runc",
+                b.reference,
+                if b.cached {
+                    "loaded from the cache"
+                } else {
+                    "built"
+                },
+                b.digest
+            )),
+            Err(e) => progress(&format!(
+                "the image {} could not be built: {e}; its pods fail with ErrImageNeverPull",
+                crate::image::IMAGE
+            )),
+        }
+        built
+    };
+    let (control, image) = tokio::join!(async { tokio::try_join!(control, backends) }, image);
+    let ((mut started, client), backend_started) = control?;
     started.extend(backend_started);
+    let (image_state, image_off) = match image {
+        Ok(b) => (
+            Some(ImageState {
+                reference: b.reference,
+                digest: b.digest,
+                layout: b.layout,
+            }),
+            None,
+        ),
+        Err(why) => (None, Some(why)),
+    };
+    {
+        let mut state = recorder
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.image = image_state.clone();
+        state.image_off = image_off.clone();
+    }
 
     progress("starting the kubelet simulator");
     let kubelet_config = KubeletConfig {
@@ -302,19 +379,19 @@ pub async fn up(
             redis: format!("127.0.0.1:{}", redis.port),
         },
         state_dir: dir.join("kubelet"),
+        containers: Some(ContainersConfig {
+            image: crate::image::IMAGE.to_string(),
+            layout: image_state.as_ref().map(|i| i.layout.clone()),
+            digest: image_state.as_ref().map(|i| i.digest.clone()),
+            unavailable: image_off.clone(),
+            api_server: format!("127.0.0.1:{}", layout.apiserver_port),
+        }),
     };
     let kubelet_json = dir.join("kubelet.json");
     let text = serde_json::to_string_pretty(&kubelet_config)
         .map_err(|e| SandboxError::Other(format!("serializing {}: {e}", kubelet_json.display())))?;
     pki::write_file(&kubelet_json, text.as_bytes(), 0o600)?;
-    let (program, mut args) = match &opts.kubelet_command {
-        Some((p, a)) => (p.clone(), a.clone()),
-        None => (
-            std::env::current_exe()
-                .map_err(|e| SandboxError::io("finding the newapi-ops executable", e))?,
-            vec!["-v".into(), "sandbox".into(), "kubelet".into()],
-        ),
-    };
+    let mut args = kubelet_args;
     args.push("--config".into());
     args.push(kubelet_json.into_os_string());
     let mut kubelet = process::spawn("kubelet", &program, &args, &logs, &dir)?;
@@ -1017,6 +1094,15 @@ pub async fn down(dir: &Path, keep_data: bool) -> Result<DownReport, SandboxErro
             stuck.pid,
             dir.display()
         )));
+    }
+    // Real containers outlive the kubelet simulator that ran them (runc's child, their own
+    // session): kill and remove them.
+    {
+        let state_dir = dir.join("kubelet");
+        let _ = tokio::task::spawn_blocking(move || {
+            super::kubelet::runtime::remove_leftovers(&state_dir);
+        })
+        .await;
     }
     // By name, whatever the state says: a crashed `up` may have made it before saving anything.
     if netns::unavailable().is_none() {

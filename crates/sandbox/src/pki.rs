@@ -95,11 +95,13 @@ pub fn users() -> Result<Vec<SandboxUser>, SandboxError> {
 }
 
 /// Generates the CA, the serving certificates and the service-account key, and writes the token
-/// file for `users`.
+/// file for `users`. The API server's certificate also names `extra_ips` (the loopback address
+/// of the `kubernetes` Service that real containers reach it at).
 pub fn generate(
     paths: &PkiPaths,
     node_names: &[String],
     users: &[SandboxUser],
+    extra_ips: &[Ipv4Addr],
 ) -> Result<(), SandboxError> {
     let pki_dir = paths.ca_cert.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(pki_dir)
@@ -114,10 +116,11 @@ pub fn generate(
         "kubernetes.default.svc".to_string(),
         "kubernetes.default.svc.cluster.local".to_string(),
     ];
-    let apiserver_ips = [
+    let mut apiserver_ips = vec![
         IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V4(KUBERNETES_SERVICE_IP),
     ];
+    apiserver_ips.extend(extra_ips.iter().map(|ip| IpAddr::V4(*ip)));
     serving_cert(
         &issuer,
         "kube-apiserver",
@@ -433,7 +436,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = PkiPaths::new(dir.path());
         let users = users().unwrap();
-        generate(&paths, &["sandbox-node-1".into()], &users).unwrap();
+        generate(
+            &paths,
+            &["sandbox-node-1".into()],
+            &users,
+            &[Ipv4Addr::new(127, 42, 0, 2)],
+        )
+        .unwrap();
         for p in [&paths.ca_cert, &paths.apiserver_cert, &paths.kubelet_cert] {
             let pem = std::fs::read_to_string(p).unwrap();
             assert!(

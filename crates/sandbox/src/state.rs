@@ -55,6 +55,24 @@ pub struct SandboxState {
     /// Why metrics.k8s.io is not served (`--no-metrics`, not root, no `ip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_off: Option<String>,
+    /// The tool's own image, which the kubelet simulator runs for real (absent: see
+    /// `image_off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageState>,
+    /// Why pods of the image cannot run (not root, no runc/umoci, the build failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_off: Option<String>,
+}
+
+/// The tool's image in the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageState {
+    /// What a pod names: `newapi-ops:<version>`.
+    pub reference: String,
+    /// The manifest digest (`sha256:…`).
+    pub digest: String,
+    /// Its OCI layout (`DIR/image`).
+    pub layout: PathBuf,
 }
 
 /// The metrics server's network namespace and address.

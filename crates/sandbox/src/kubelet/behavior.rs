@@ -44,6 +44,8 @@ pub enum Termination {
     OomKilled,
     Error,
     Completed,
+    /// A real container's process exited with this code (0: `Completed`, else `Error`).
+    Exit(i32),
 }
 
 impl Termination {
@@ -53,6 +55,8 @@ impl Termination {
             Termination::OomKilled => "OOMKilled",
             Termination::Error => "Error",
             Termination::Completed => "Completed",
+            Termination::Exit(0) => "Completed",
+            Termination::Exit(_) => "Error",
         }
     }
 
@@ -62,6 +66,7 @@ impl Termination {
             Termination::OomKilled => 137,
             Termination::Error => 1,
             Termination::Completed => 0,
+            Termination::Exit(code) => code,
         }
     }
 }
@@ -197,6 +202,9 @@ mod tests {
         assert!(Behavior::parse(Some("explode")).is_err());
         assert_eq!(Termination::OomKilled.exit_code(), 137);
         assert_eq!(Termination::Error.reason(), "Error");
+        assert_eq!(Termination::Exit(0).reason(), "Completed");
+        assert_eq!(Termination::Exit(3).reason(), "Error");
+        assert_eq!(Termination::Exit(3).exit_code(), 3);
     }
 
     #[test]

@@ -23,6 +23,29 @@ pub struct KubeletConfig {
     pub backends: Backends,
     /// Where the simulator keeps container logs and its own state.
     pub state_dir: PathBuf,
+    /// Real containers (pods of the tool's own image, run with `runc`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<ContainersConfig>,
+}
+
+/// How pods of the tool's own image are run for real (see `kubelet::runtime`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainersConfig {
+    /// The image pods name (`newapi-ops:<version>`, [`crate::image::IMAGE`]).
+    pub image: String,
+    /// The OCI layout holding it (tag = the reference's tag), when it could be built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<PathBuf>,
+    /// Its manifest digest (`sha256:…`), when built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Why pods of the image cannot run (no root, no runc/umoci, the build failed): they fail
+    /// with `ErrImageNeverPull` and this reason. `None` when they can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    /// The API server (`127.0.0.1:PORT`), behind the `kubernetes` Service.
+    pub api_server: String,
 }
 
 /// One simulated node.

@@ -19,6 +19,52 @@ pub enum ImageVerdict {
     Pulls,
 }
 
+/// Whether `image` is the tool's own image, which the sandbox runs for real (`config`: how;
+/// `missing`: a reason this simulator cannot run containers after all).
+pub fn local(
+    image: &str,
+    config: &crate::kubelet::config::ContainersConfig,
+    missing: Option<&str>,
+) -> crate::kubelet::lifecycle::LocalImage {
+    use crate::kubelet::lifecycle::LocalImage;
+    let Ok(r) = parse_normalized(image) else {
+        return LocalImage::NotLocal;
+    };
+    let name = crate::image::NAME;
+    let ours = (r.domain == DEFAULT_DOMAIN && r.path == format!("library/{name}"))
+        || (r.domain == "localhost" && r.path == name);
+    if !ours {
+        return LocalImage::NotLocal;
+    }
+    let tag = config
+        .image
+        .rsplit_once(':')
+        .map_or(config.image.as_str(), |(_, t)| t);
+    let present = match (&r.tag, &r.digest) {
+        (_, Some(d)) => config.digest.as_deref() == Some(d.as_str()),
+        (Some(t), None) => t == tag,
+        (None, None) => false,
+    };
+    let never = format!("Container image \"{image}\" is not present with pull policy of Never");
+    match (config.unavailable.as_deref().or(missing), present) {
+        (Some(why), _) => LocalImage::Absent {
+            message: format!("{never}: the sandbox runs no real containers: {why}"),
+        },
+        (None, false) => LocalImage::Absent {
+            message: format!(
+                "{never}: the sandbox has {} only (built by `sandbox up` from its own binary)",
+                config.image
+            ),
+        },
+        (None, true) => LocalImage::Runnable {
+            image_id: format!(
+                "{DEFAULT_DOMAIN}/library/{name}@{}",
+                config.digest.as_deref().unwrap_or_default()
+            ),
+        },
+    }
+}
+
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -345,6 +391,58 @@ mod tests {
         }
         assert_eq!(check("calciumion/new-api:v0.9.0"), ImageVerdict::Pulls);
         assert_eq!(check("mysql:8.2"), ImageVerdict::Pulls);
+    }
+
+    #[test]
+    fn the_tools_image_is_local() {
+        use crate::kubelet::lifecycle::LocalImage;
+        let mut config = crate::kubelet::config::ContainersConfig {
+            image: "newapi-ops:0.1.0".into(),
+            layout: None,
+            digest: Some(format!("sha256:{}", "a".repeat(64))),
+            unavailable: None,
+            api_server: "127.0.0.1:6443".into(),
+        };
+        for name in [
+            "newapi-ops:0.1.0",
+            "docker.io/library/newapi-ops:0.1.0",
+            "localhost/newapi-ops:0.1.0",
+            &format!("newapi-ops@sha256:{}", "a".repeat(64)),
+        ] {
+            assert_eq!(
+                local(name, &config, None),
+                LocalImage::Runnable {
+                    image_id: format!("docker.io/library/newapi-ops@sha256:{}", "a".repeat(64))
+                },
+                "{name}"
+            );
+        }
+        assert_eq!(local("busybox:1.36", &config, None), LocalImage::NotLocal);
+        assert_eq!(
+            local("team/newapi-ops:0.1.0", &config, None),
+            LocalImage::NotLocal
+        );
+        match local("newapi-ops:9.9.9", &config, None) {
+            LocalImage::Absent { message } => assert!(
+                message.starts_with("Container image \"newapi-ops:9.9.9\" is not present with pull policy of Never: the sandbox has newapi-ops:0.1.0 only"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            local("newapi-ops", &config, None),
+            LocalImage::Absent { .. }
+        ));
+        config.unavailable = Some("runc is not installed".into());
+        match local("newapi-ops:0.1.0", &config, None) {
+            LocalImage::Absent { message } => {
+                assert!(
+                    message.ends_with("real containers: runc is not installed"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -10,8 +10,13 @@
 //! repeated warnings (back-off, readiness failures, config errors) are re-recorded every
 //! [`EVENT_REPEAT`]; a missing Secret or ConfigMap is looked for again every [`CONFIG_RETRY`] (and
 //! whenever one changes).
+//!
+//! Containers of the tool's own image are real ([`Runtime`]): the step asks the runtime to start
+//! an attempt ([`Outcome::starts`]) and reports what the runtime says of it (creating, running,
+//! exited with its code); the restart policy decides what follows an exit, with the kubelet's
+//! back-off ([`REAL_BACKOFF_FIRST`] doubling up to [`REAL_BACKOFF_MAX`]) between restarts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, Pod};
@@ -35,6 +40,75 @@ pub const EVENT_REPEAT: SignedDuration = SignedDuration::from_secs(30);
 pub const CONFIG_RETRY: SignedDuration = SignedDuration::from_secs(10);
 /// How long a `succeed` container runs before it exits 0.
 pub const SUCCEED_AFTER: SignedDuration = SignedDuration::from_secs(2);
+/// The back-off before the first restart of a real container (the kubelet's 10 s), doubled at
+/// every further restart up to [`REAL_BACKOFF_MAX`].
+pub const REAL_BACKOFF_FIRST: SignedDuration = SignedDuration::from_secs(10);
+pub const REAL_BACKOFF_MAX: SignedDuration = SignedDuration::from_secs(300);
+
+/// What the container runtime knows: whether an image is the tool's own (run for real), and the
+/// state of each real container attempt it was asked to start.
+pub trait Runtime {
+    fn local_image(&self, image: &str) -> LocalImage;
+    /// The attempt `id` (from a [`StartRequest`]), or `None` if it was never asked for.
+    fn run_state(&self, id: &str) -> Option<RunState>;
+}
+
+/// Whether an image is the tool's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalImage {
+    /// Another image: simulated.
+    NotLocal,
+    /// The tool's image, runnable; `image_id` as containerd reports it
+    /// (`docker.io/library/newapi-ops@sha256:…`, the real digest).
+    Runnable { image_id: String },
+    /// The tool's image (or another tag of it), which cannot run: `ErrImageNeverPull`.
+    Absent { message: String },
+}
+
+/// One attempt of a real container, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    /// Being set up (volumes, environment, bundle).
+    Creating,
+    Running {
+        started: Timestamp,
+    },
+    Exited {
+        started: Timestamp,
+        finished: Timestamp,
+        exit_code: i32,
+    },
+    /// It could not be created: the container waits with `reason` (e.g.
+    /// `CreateContainerConfigError`) and is tried again after [`CONFIG_RETRY`].
+    Failed {
+        reason: String,
+        message: String,
+        at: Timestamp,
+    },
+}
+
+/// No runtime: every image is simulated.
+pub struct NoRuntime;
+
+impl Runtime for NoRuntime {
+    fn local_image(&self, _: &str) -> LocalImage {
+        LocalImage::NotLocal
+    }
+    fn run_state(&self, _: &str) -> Option<RunState> {
+        None
+    }
+}
+
+/// A real container attempt to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRequest {
+    /// The attempt's container ID (64 hex), also its log's instance ID.
+    pub id: String,
+    pub container: String,
+    pub init: bool,
+    /// The restart number (the log file name).
+    pub restart: u32,
+}
 
 /// An event the kubelet records about the pod (aggregated by the recorder on repeats).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +132,12 @@ pub struct PodView {
     pub pod_dir: String,
     /// The `app` label.
     pub app: Option<String>,
+    /// All labels (Service selectors).
+    pub labels: BTreeMap<String, String>,
+    /// Named and unnamed container ports: (name, containerPort).
+    pub ports: Vec<(String, u16)>,
+    /// Some container runs the tool's image for real (its ports are the host's).
+    pub real: bool,
     pub rate_limited: bool,
     pub start_time: Timestamp,
     pub containers: Vec<ContainerView>,
@@ -105,6 +185,10 @@ pub struct Outcome {
     pub wake: Option<Timestamp>,
     /// Some container waits for a Secret or ConfigMap: step again when one changes.
     pub needs_config: bool,
+    /// Real container attempts to start now.
+    pub starts: Vec<StartRequest>,
+    /// Some real container is being created or runs: step again when the runtime reports.
+    pub needs_runtime: bool,
     pub view: PodView,
     /// The behaviour annotation could not be understood (the pod runs normally).
     pub behavior_error: Option<String>,
@@ -126,6 +210,12 @@ struct ContainerRecord {
     behavior: Option<Behavior>,
     /// CrashLoop: when it crashes next. Succeed: when it exits.
     next_transition: Option<Timestamp>,
+    /// A real container: the attempt asked of the runtime, and how many tries of this restart
+    /// failed to be created.
+    real: Option<String>,
+    tries: u32,
+    /// A real container waits until then before its next restart.
+    backoff_until: Option<Timestamp>,
 }
 
 /// Events already recorded (once) and when repeated ones were last recorded.
@@ -195,9 +285,12 @@ struct Scratch<'a> {
     pod_name: &'a str,
     uid: &'a str,
     config: &'a dyn ConfigSource,
+    runtime: &'a dyn Runtime,
     events: Vec<EventSpec>,
     wake: Option<Timestamp>,
     needs_config: bool,
+    starts: Vec<StartRequest>,
+    needs_runtime: bool,
 }
 
 impl Scratch<'_> {
@@ -348,8 +441,20 @@ impl PodRecord {
         &self.pod_ip
     }
 
-    /// Advances the pod to `now` and says what the kubelet would report.
+    /// Advances the pod to `now` and says what the kubelet would report (every image simulated).
+    #[cfg(test)]
     pub fn step(&mut self, pod: &Pod, config: &dyn ConfigSource, now: Timestamp) -> Outcome {
+        self.step_with(pod, config, &NoRuntime, now)
+    }
+
+    /// [`PodRecord::step`], with real containers for the images `runtime` runs.
+    pub fn step_with(
+        &mut self,
+        pod: &Pod,
+        config: &dyn ConfigSource,
+        runtime: &dyn Runtime,
+        now: Timestamp,
+    ) -> Outcome {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = self.uid.clone();
@@ -377,13 +482,17 @@ impl PodRecord {
             pod_name: &name,
             uid: &uid,
             config,
+            runtime,
             events: Vec::new(),
             wake: None,
             needs_config: false,
+            starts: Vec::new(),
+            needs_runtime: false,
         };
 
         // Init containers run one after the other, each to completion.
         let mut init_done = true;
+        let mut init_failed = false;
         let mut init_evals = Vec::new();
         let mut incomplete_init = Vec::new();
         for c in spec.init_containers.iter().flatten() {
@@ -401,6 +510,13 @@ impl PodRecord {
                 pod_initializing(c, true)
             };
             if eval.class != (Class::Terminated { exit_code: 0 }) {
+                if init_done
+                    && restart_policy == "Never"
+                    && matches!(eval.class, Class::Terminated { exit_code } if exit_code != 0)
+                {
+                    // An init container that failed is not retried: the pod failed.
+                    init_failed = true;
+                }
                 init_done = false;
                 incomplete_init.push(c.name.clone());
             }
@@ -424,11 +540,15 @@ impl PodRecord {
             app_evals.push(eval);
         }
 
-        let phase = pod_phase(
-            &app_evals.iter().map(|e| e.class).collect::<Vec<_>>(),
-            !init_done,
-            &restart_policy,
-        );
+        let phase = if init_failed {
+            "Failed"
+        } else {
+            pod_phase(
+                &app_evals.iter().map(|e| e.class).collect::<Vec<_>>(),
+                !init_done,
+                &restart_policy,
+            )
+        };
         let unready: Vec<&str> = spec
             .containers
             .iter()
@@ -556,6 +676,29 @@ impl PodRecord {
             name: name.clone(),
             uid: uid.clone(),
             app: labels.and_then(|l| l.get("app")).cloned(),
+            labels: labels.cloned().unwrap_or_default(),
+            ports: spec
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter_map(|p| {
+                    Some((
+                        p.name.clone().unwrap_or_default(),
+                        u16::try_from(p.container_port).ok()?,
+                    ))
+                })
+                .collect(),
+            real: spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .any(|c| {
+                    matches!(
+                        runtime.local_image(c.image.as_deref().unwrap_or_default()),
+                        LocalImage::Runnable { .. }
+                    )
+                }),
             rate_limited: annotation(pod, behavior::RATE_LIMITED)
                 .is_some_and(|v| v.trim() == "true"),
             start_time: self.start_time,
@@ -570,6 +713,8 @@ impl PodRecord {
             events: scratch.events,
             wake: if completed { None } else { scratch.wake },
             needs_config: scratch.needs_config,
+            starts: scratch.starts,
+            needs_runtime: scratch.needs_runtime,
             view,
             behavior_error,
         }
@@ -604,28 +749,38 @@ impl PodRecord {
             && !init;
         let profile =
             logs::profile_for(pod, c, first, &self.probe_ip, behavior == Behavior::Unready);
+        match s.runtime.local_image(&image) {
+            LocalImage::NotLocal => {}
+            LocalImage::Runnable { image_id } => {
+                let mut eval = self.evaluate_real(s, c, init, restart_policy, &key, &field_path);
+                if eval.status["imageID"] != "" {
+                    eval.status["imageID"] = json!(image_id);
+                }
+                return eval;
+            }
+            LocalImage::Absent { message } => {
+                if self
+                    .ledger
+                    .every(format!("neverpull/{key}"), now, EVENT_REPEAT, &mut s.wake)
+                    .is_some()
+                {
+                    s.warning(&field_path, "ErrImageNeverPull", message.clone());
+                    s.warning(&field_path, "Failed", "Error: ErrImageNeverPull".into());
+                }
+                return never_ran(
+                    c,
+                    init,
+                    "ErrImageNeverPull",
+                    Some(message),
+                    LogProfile::Captured,
+                );
+            }
+        }
         let ledger = &mut self.ledger;
         let rec = self.containers.entry(key.clone()).or_default();
 
         let waiting = |reason: &str, message: Option<String>, profile: LogProfile| {
-            let mut state = json!({"waiting": {"reason": reason}});
-            if let Some(m) = message {
-                state["waiting"]["message"] = json!(m);
-            }
-            Eval {
-                status: container_status(c, &image, "", None, state, json!({}), false, 0, false),
-                view: ContainerView {
-                    name: c.name.clone(),
-                    init,
-                    state: ViewState::Waiting {
-                        reason: reason.to_string(),
-                    },
-                    last: None,
-                    profile,
-                },
-                ready: false,
-                class: Class::Waiting,
-            }
+            never_ran(c, init, reason, message, profile)
         };
 
         if !rec.ever_started {
@@ -668,21 +823,7 @@ impl PodRecord {
                 }
                 ImageVerdict::Pulls => {}
             }
-            if let Some(message) = behavior::env_error(s.namespace, c, s.config) {
-                block(rec, "config", now);
-                s.needs_config = true;
-                wake_at(&mut s.wake, now + CONFIG_RETRY);
-                if ledger
-                    .every(
-                        format!("config/{key}/{message}"),
-                        now,
-                        EVENT_REPEAT,
-                        &mut s.wake,
-                    )
-                    .is_some()
-                {
-                    s.warning(&field_path, "Failed", format!("Error: {message}"));
-                }
+            if let Some(message) = config_blocked(rec, ledger, s, c, &key, &field_path) {
                 return waiting("CreateContainerConfigError", Some(message), profile);
             }
             rec.blocked = None;
@@ -837,6 +978,284 @@ impl PodRecord {
         }
 
         report(rec, c, &image, init, s, profile)
+    }
+
+    /// Advances a container of the tool's image, which the runtime runs for real.
+    fn evaluate_real(
+        &mut self,
+        s: &mut Scratch<'_>,
+        c: &Container,
+        init: bool,
+        restart_policy: &str,
+        key: &str,
+        field_path: &str,
+    ) -> Eval {
+        let now = s.now;
+        let image = c.image.clone().unwrap_or_default();
+        let ledger = &mut self.ledger;
+        let rec = self.containers.entry(key.to_string()).or_default();
+        if !rec.ever_started {
+            if let Some(message) = config_blocked(rec, ledger, s, c, key, field_path) {
+                return real_waiting(
+                    rec,
+                    c,
+                    &image,
+                    init,
+                    "CreateContainerConfigError",
+                    Some(message),
+                );
+            }
+            rec.blocked = None;
+        }
+        // Restored from the pod's status (the simulator restarted): the process died with the
+        // simulator that ran it.
+        if rec.real.is_none()
+            && let Some(cur) = rec.current.as_mut()
+            && cur.run.ended.is_none()
+        {
+            cur.run.ended = Some((now, Termination::Exit(137)));
+        }
+        let restarts_on = |code: i32| match restart_policy {
+            "Always" if !init => true,
+            "Never" => false,
+            _ => code != 0,
+        };
+        let mut exited: Option<Instance> = None;
+        if let Some(id) = rec.real.clone() {
+            match s.runtime.run_state(&id) {
+                None | Some(RunState::Creating) => {
+                    s.needs_runtime = true;
+                    return real_waiting(rec, c, &image, init, "ContainerCreating", None);
+                }
+                Some(RunState::Running { started }) => {
+                    s.needs_runtime = true;
+                    started_events(ledger, s, &image, &c.name, field_path, &id);
+                    rec.current = Some(Instance {
+                        id,
+                        restart: rec.restarts,
+                        run: Run {
+                            started,
+                            ended: None,
+                            tail: Vec::new(),
+                        },
+                    });
+                }
+                Some(RunState::Exited {
+                    started,
+                    finished,
+                    exit_code,
+                }) => {
+                    started_events(ledger, s, &image, &c.name, field_path, &id);
+                    let instance = Instance {
+                        id,
+                        restart: rec.restarts,
+                        run: Run {
+                            started,
+                            ended: Some((finished, Termination::Exit(exit_code))),
+                            tail: Vec::new(),
+                        },
+                    };
+                    rec.current = Some(instance.clone());
+                    exited = Some(instance);
+                }
+                Some(RunState::Failed {
+                    reason,
+                    message,
+                    at,
+                }) => {
+                    if ledger.once(format!("failed/{id}")) {
+                        s.warning(field_path, "Failed", format!("Error: {message}"));
+                    }
+                    let retry = at + CONFIG_RETRY;
+                    if now < retry {
+                        wake_at(&mut s.wake, retry);
+                        return real_waiting(rec, c, &image, init, &reason, Some(message));
+                    }
+                    rec.real = None;
+                    rec.tries += 1;
+                }
+            }
+        } else if let Some(cur) = rec.current.clone().filter(|i| i.run.ended.is_some()) {
+            exited = Some(cur);
+        }
+        if let Some(instance) = exited {
+            let code = instance.run.ended.map_or(0, |(_, t)| t.exit_code());
+            if !restarts_on(code) {
+                return report(rec, c, &image, init, s, LogProfile::Captured);
+            }
+            let finished = instance.run.ended.map_or(now, |(t, _)| t);
+            rec.last = Some(instance);
+            rec.current = None;
+            rec.real = None;
+            rec.tries = 0;
+            rec.restarts += 1;
+            rec.backoff_until = Some(finished + real_backoff(rec.restarts));
+        }
+        if rec.real.is_none() {
+            if let Some(until) = rec.backoff_until.filter(|u| now < *u) {
+                wake_at(&mut s.wake, until);
+                if ledger
+                    .every(format!("backoff/{key}"), now, EVENT_REPEAT, &mut s.wake)
+                    .is_some()
+                {
+                    s.warning(
+                        field_path,
+                        "BackOff",
+                        "Back-off restarting failed container".into(),
+                    );
+                }
+                let message = format!(
+                    "back-off {} restarting failed container={} pod={}_{}({})",
+                    go_backoff(real_backoff(rec.restarts)),
+                    c.name,
+                    s.pod_name,
+                    s.namespace,
+                    s.uid
+                );
+                return real_waiting(rec, c, &image, init, "CrashLoopBackOff", Some(message));
+            }
+            rec.backoff_until = None;
+            let id = image::fake_hex(&[
+                s.uid,
+                &c.name,
+                &rec.restarts.to_string(),
+                "real",
+                &rec.tries.to_string(),
+            ]);
+            s.starts.push(StartRequest {
+                id: id.clone(),
+                container: c.name.clone(),
+                init,
+                restart: rec.restarts,
+            });
+            rec.real = Some(id);
+            rec.ever_started = true;
+            s.needs_runtime = true;
+            return real_waiting(rec, c, &image, init, "ContainerCreating", None);
+        }
+        report(rec, c, &image, init, s, LogProfile::Captured)
+    }
+}
+
+/// The kubelet's check before it creates a container: a Secret or ConfigMap (or a key) the
+/// environment needs is missing. Returns the message (and marks the container blocked, asks to
+/// be woken, records the warning) if so.
+fn config_blocked(
+    rec: &mut ContainerRecord,
+    ledger: &mut Ledger,
+    s: &mut Scratch<'_>,
+    c: &Container,
+    key: &str,
+    field_path: &str,
+) -> Option<String> {
+    let now = s.now;
+    let message = behavior::env_error(s.namespace, c, s.config)?;
+    block(rec, "config", now);
+    s.needs_config = true;
+    wake_at(&mut s.wake, now + CONFIG_RETRY);
+    if ledger
+        .every(
+            format!("config/{key}/{message}"),
+            now,
+            EVENT_REPEAT,
+            &mut s.wake,
+        )
+        .is_some()
+    {
+        s.warning(field_path, "Failed", format!("Error: {message}"));
+    }
+    Some(message)
+}
+
+/// The back-off before restart number `restarts` of a real container.
+fn real_backoff(restarts: u32) -> SignedDuration {
+    let doublings = restarts.saturating_sub(1).min(16);
+    let secs = REAL_BACKOFF_FIRST.as_secs().saturating_mul(1 << doublings);
+    SignedDuration::from_secs(secs.min(REAL_BACKOFF_MAX.as_secs()))
+}
+
+/// `10s`, `5m0s`: a back-off as the kubelet writes it.
+fn go_backoff(d: SignedDuration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// The events of a real attempt that started (once per attempt).
+fn started_events(
+    ledger: &mut Ledger,
+    s: &mut Scratch<'_>,
+    image: &str,
+    name: &str,
+    field_path: &str,
+    id: &str,
+) {
+    if ledger.once(format!("started/{id}")) {
+        s.normal(
+            field_path,
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        );
+        s.normal(field_path, "Created", format!("Created container {name}"));
+        s.normal(field_path, "Started", format!("Started container {name}"));
+    }
+}
+
+/// A real container waiting (being created, backing off, or failing to be created), with its
+/// last termination if it had one.
+fn real_waiting(
+    rec: &ContainerRecord,
+    c: &Container,
+    image: &str,
+    init: bool,
+    reason: &str,
+    message: Option<String>,
+) -> Eval {
+    let mut state = json!({"waiting": {"reason": reason}});
+    if let Some(m) = message {
+        state["waiting"]["message"] = json!(m);
+    }
+    let last_json = rec
+        .last
+        .as_ref()
+        .map_or(json!({}), |i| json!({"terminated": terminated_json(i)}));
+    let image_id = if rec.ever_started {
+        image::parse_normalized(image)
+            .map(|r| r.image_id())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Eval {
+        status: container_status(
+            c,
+            image,
+            &image_id,
+            rec.last.as_ref().map(|i| i.id.as_str()),
+            state,
+            last_json,
+            false,
+            rec.restarts,
+            false,
+        ),
+        view: ContainerView {
+            name: c.name.clone(),
+            init,
+            state: ViewState::Waiting {
+                reason: reason.to_string(),
+            },
+            last: rec.last.clone(),
+            profile: LogProfile::Captured,
+        },
+        ready: false,
+        class: if rec.last.is_some() {
+            Class::WaitingRestart
+        } else {
+            Class::Waiting
+        },
     }
 }
 
@@ -1022,27 +1441,32 @@ fn crash_events(s: &mut Scratch<'_>, image: &str, name: &str, field_path: &str, 
 }
 
 fn pod_initializing(c: &Container, init: bool) -> Eval {
+    never_ran(c, init, "PodInitializing", None, LogProfile::Quiet)
+}
+
+/// A container that has not run yet, waiting for `reason`.
+fn never_ran(
+    c: &Container,
+    init: bool,
+    reason: &str,
+    message: Option<String>,
+    profile: LogProfile,
+) -> Eval {
     let image = c.image.clone().unwrap_or_default();
+    let mut state = json!({"waiting": {"reason": reason}});
+    if let Some(m) = message {
+        state["waiting"]["message"] = json!(m);
+    }
     Eval {
-        status: container_status(
-            c,
-            &image,
-            "",
-            None,
-            json!({"waiting": {"reason": "PodInitializing"}}),
-            json!({}),
-            false,
-            0,
-            false,
-        ),
+        status: container_status(c, &image, "", None, state, json!({}), false, 0, false),
         view: ContainerView {
             name: c.name.clone(),
             init,
             state: ViewState::Waiting {
-                reason: "PodInitializing".into(),
+                reason: reason.to_string(),
             },
             last: None,
-            profile: LogProfile::Quiet,
+            profile,
         },
         ready: false,
         class: Class::Waiting,
@@ -1150,10 +1574,12 @@ fn plain_id(id: Option<&str>) -> String {
 fn restored_instance(t: &ContainerStateTerminated, restart: u32) -> Option<Instance> {
     let started = t.started_at.as_ref()?.0;
     let finished = t.finished_at.as_ref().map_or(started, |f| f.0);
-    let termination = match t.reason.as_deref() {
-        Some("OOMKilled") => Termination::OomKilled,
-        Some("Completed") => Termination::Completed,
-        _ => Termination::Error,
+    let termination = match (t.reason.as_deref(), t.exit_code) {
+        (Some("OOMKilled"), _) => Termination::OomKilled,
+        (Some("Completed"), 0) => Termination::Completed,
+        (_, 1) => Termination::Error,
+        // A real container's exit code (or another runtime's), kept as it was.
+        (_, code) => Termination::Exit(code),
     };
     Some(Instance {
         id: plain_id(t.container_id.as_deref()),
@@ -1546,6 +1972,250 @@ mod tests {
         let o = again.step(&p2, &World::default(), at(500));
         assert_eq!(o.status, first.status);
         assert!(o.events.is_empty());
+    }
+
+    /// A runtime whose attempts the test moves along by hand.
+    #[derive(Default)]
+    struct FakeRuntime {
+        states: std::cell::RefCell<HashMap<String, RunState>>,
+        absent: Option<String>,
+    }
+
+    impl Runtime for FakeRuntime {
+        fn local_image(&self, image: &str) -> LocalImage {
+            match (&self.absent, image.starts_with("newapi-ops:")) {
+                (_, false) => LocalImage::NotLocal,
+                (Some(m), true) => LocalImage::Absent { message: m.clone() },
+                (None, true) => LocalImage::Runnable {
+                    image_id: "docker.io/library/newapi-ops@sha256:abc".into(),
+                },
+            }
+        }
+        fn run_state(&self, id: &str) -> Option<RunState> {
+            self.states.borrow().get(id).cloned()
+        }
+    }
+
+    impl FakeRuntime {
+        fn set(&self, id: &str, state: RunState) {
+            self.states.borrow_mut().insert(id.to_string(), state);
+        }
+    }
+
+    fn job(policy: &str, init: Option<&str>) -> Pod {
+        let mut spec = json!({
+            "containers": [{"name": "tool", "image": "newapi-ops:0.1.0", "args": ["--version"]}],
+            "nodeName": "node-1",
+            "restartPolicy": policy,
+        });
+        if let Some(image) = init {
+            spec["initContainers"] = json!([{"name": "first", "image": image}]);
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "job-x", "namespace": "new-api", "uid": "u-9"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn exited(secs: i64, code: i32) -> RunState {
+        RunState::Exited {
+            started: at(secs - 1),
+            finished: at(secs),
+            exit_code: code,
+        }
+    }
+
+    #[test]
+    fn a_real_job_runs_to_completion() {
+        let p = job("Never", None);
+        let rt = FakeRuntime::default();
+        let mut r = record(&p);
+        let o = r.step_with(&p, &World::default(), &rt, t0());
+        assert_eq!(o.starts.len(), 1);
+        let start = o.starts[0].clone();
+        assert_eq!(
+            (start.container.as_str(), start.init, start.restart),
+            ("tool", false, 0)
+        );
+        assert_eq!(cs(&o)["state"]["waiting"]["reason"], "ContainerCreating");
+        assert_eq!(o.status["phase"], "Pending");
+        assert!(o.needs_runtime);
+        assert!(o.view.real);
+        assert!(matches!(o.view.containers[0].profile, LogProfile::Captured));
+        // Asked once: the next step waits for the runtime.
+        assert!(
+            r.step_with(&p, &World::default(), &rt, at(1))
+                .starts
+                .is_empty()
+        );
+
+        rt.set(&start.id, RunState::Running { started: at(1) });
+        let o = r.step_with(&p, &World::default(), &rt, at(1));
+        assert_eq!(o.status["phase"], "Running");
+        assert_eq!(
+            cs(&o)["state"]["running"]["startedAt"],
+            "2025-11-13T10:00:01Z"
+        );
+        assert_eq!(cs(&o)["containerID"], format!("containerd://{}", start.id));
+        assert_eq!(cs(&o)["imageID"], "docker.io/library/newapi-ops@sha256:abc");
+        let reasons: Vec<&str> = o.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["Pulled", "Created", "Started"]);
+        assert!(matches!(&o.view.containers[0].state, ViewState::Running(i) if i.id == start.id));
+
+        rt.set(&start.id, exited(3, 0));
+        let o = r.step_with(&p, &World::default(), &rt, at(3));
+        assert_eq!(o.status["phase"], "Succeeded");
+        let t = &cs(&o)["state"]["terminated"];
+        assert_eq!(
+            (t["reason"].as_str(), t["exitCode"].as_i64()),
+            (Some("Completed"), Some(0))
+        );
+        assert!(o.starts.is_empty());
+        assert_eq!(o.wake, None);
+        assert!(!o.needs_runtime);
+    }
+
+    #[test]
+    fn a_failing_real_container_under_never_fails_the_pod() {
+        let p = job("Never", None);
+        let rt = FakeRuntime::default();
+        let mut r = record(&p);
+        let id = r.step_with(&p, &World::default(), &rt, t0()).starts[0]
+            .id
+            .clone();
+        rt.set(&id, exited(2, 3));
+        let o = r.step_with(&p, &World::default(), &rt, at(2));
+        assert_eq!(o.status["phase"], "Failed");
+        let t = &cs(&o)["state"]["terminated"];
+        assert_eq!(
+            (t["reason"].as_str(), t["exitCode"].as_i64()),
+            (Some("Error"), Some(3))
+        );
+        assert_eq!(cs(&o)["restartCount"], 0);
+    }
+
+    #[test]
+    fn on_failure_restarts_with_back_off() {
+        let p = job("OnFailure", None);
+        let rt = FakeRuntime::default();
+        let mut r = record(&p);
+        let first = r.step_with(&p, &World::default(), &rt, t0()).starts[0].clone();
+        rt.set(&first.id, exited(2, 1));
+        let o = r.step_with(&p, &World::default(), &rt, at(2));
+        assert_eq!(o.status["phase"], "Running", "waiting to restart");
+        let c = cs(&o);
+        assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff");
+        assert!(
+            c["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("back-off 10s restarting failed container=tool")
+        );
+        assert_eq!(c["lastState"]["terminated"]["exitCode"], 1);
+        assert_eq!(c["restartCount"], 1);
+        assert_eq!(o.wake, Some(at(12)));
+        assert!(o.starts.is_empty());
+        assert!(o.events.iter().any(|e| e.reason == "BackOff" && e.warning));
+        assert!(matches!(&o.view.containers[0].last, Some(i) if i.id == first.id));
+
+        let o = r.step_with(&p, &World::default(), &rt, at(12));
+        let second = o.starts[0].clone();
+        assert_eq!(second.restart, 1);
+        assert_ne!(second.id, first.id);
+        rt.set(&second.id, exited(20, 0));
+        let o = r.step_with(&p, &World::default(), &rt, at(20));
+        assert_eq!(o.status["phase"], "Succeeded");
+        assert_eq!(cs(&o)["restartCount"], 1);
+        assert_eq!(real_backoff(1), SignedDuration::from_secs(10));
+        assert_eq!(real_backoff(3), SignedDuration::from_secs(40));
+        assert_eq!(real_backoff(12), REAL_BACKOFF_MAX);
+        assert_eq!(go_backoff(REAL_BACKOFF_MAX), "5m0s");
+    }
+
+    #[test]
+    fn a_real_init_container_runs_first_and_its_failure_fails_the_pod() {
+        let p = job("Never", Some("newapi-ops:0.1.0"));
+        let rt = FakeRuntime::default();
+        let mut r = record(&p);
+        let o = r.step_with(&p, &World::default(), &rt, t0());
+        assert_eq!(o.starts.len(), 1);
+        assert!(o.starts[0].init);
+        assert_eq!(
+            o.status["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        let init = o.starts[0].id.clone();
+        rt.set(&init, exited(2, 0));
+        let o = r.step_with(&p, &World::default(), &rt, at(2));
+        assert_eq!(o.starts.len(), 1, "then the app container");
+        assert!(!o.starts[0].init);
+
+        let p = job("Never", Some("newapi-ops:0.1.0"));
+        let mut r = record(&p);
+        let init = r.step_with(&p, &World::default(), &rt, t0()).starts[0]
+            .id
+            .clone();
+        rt.set(&init, exited(2, 5));
+        let o = r.step_with(&p, &World::default(), &rt, at(2));
+        assert_eq!(o.status["phase"], "Failed");
+        assert!(o.starts.is_empty());
+        assert_eq!(
+            o.status["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+            5
+        );
+    }
+
+    #[test]
+    fn real_containers_that_cannot_start() {
+        let rt = FakeRuntime {
+            absent: Some("Container image \"newapi-ops:0.1.0\" is not present with pull policy of Never: no runc".into()),
+            ..FakeRuntime::default()
+        };
+        let p = job("Never", None);
+        let mut r = record(&p);
+        let o = r.step_with(&p, &World::default(), &rt, t0());
+        assert_eq!(cs(&o)["state"]["waiting"]["reason"], "ErrImageNeverPull");
+        assert!(
+            cs(&o)["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("no runc")
+        );
+        assert!(
+            o.events
+                .iter()
+                .any(|e| e.reason == "ErrImageNeverPull" && e.warning)
+        );
+        assert!(o.starts.is_empty());
+
+        let rt = FakeRuntime::default();
+        let mut r = record(&p);
+        let id = r.step_with(&p, &World::default(), &rt, t0()).starts[0]
+            .id
+            .clone();
+        rt.set(
+            &id,
+            RunState::Failed {
+                reason: "CreateContainerConfigError".into(),
+                message: "secret \"db\" not found".into(),
+                at: at(1),
+            },
+        );
+        let o = r.step_with(&p, &World::default(), &rt, at(1));
+        assert_eq!(
+            cs(&o)["state"]["waiting"]["reason"],
+            "CreateContainerConfigError"
+        );
+        assert_eq!(o.wake, Some(at(11)));
+        assert!(
+            o.events
+                .iter()
+                .any(|e| e.message == "Error: secret \"db\" not found")
+        );
+        let o = r.step_with(&p, &World::default(), &rt, at(11));
+        assert_eq!(o.starts.len(), 1, "tried again");
+        assert_ne!(o.starts[0].id, id);
     }
 
     #[test]

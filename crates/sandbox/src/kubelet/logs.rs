@@ -36,6 +36,9 @@ pub enum LogProfile {
     },
     /// A program that prints nothing (sidecars, init containers, unknown images).
     Quiet,
+    /// A real container: nothing is generated, its output is appended as it comes
+    /// ([`LogStore::append`]).
+    Captured,
 }
 
 /// The facts about a New-API container that show in its log (read from its env and probes;
@@ -462,7 +465,7 @@ fn startup(profile: &LogProfile) -> Vec<(SignedDuration, Render<'_>)> {
                 line('M', '*', "Ready to accept connections tcp".into()),
             ));
         }
-        LogProfile::Quiet => {}
+        LogProfile::Quiet | LogProfile::Captured => {}
     }
     lines
 }
@@ -528,15 +531,18 @@ fn periodic(profile: &LogProfile) -> Vec<Periodic<'_>> {
                 }),
             });
         }
-        LogProfile::Mysql { .. } | LogProfile::Quiet => {}
+        LogProfile::Mysql { .. } | LogProfile::Quiet | LogProfile::Captured => {}
     }
     out
 }
 
 fn termination_lines(profile: &LogProfile, termination: Termination, t: Timestamp) -> Vec<String> {
     match (profile, termination) {
-        // A SIGKILL from the OOM killer leaves no last words; exit 0 neither.
-        (_, Termination::OomKilled | Termination::Completed) => Vec::new(),
+        // A SIGKILL from the OOM killer leaves no last words; exit 0 neither. A real container
+        // says what it said.
+        (_, Termination::OomKilled | Termination::Completed)
+        | (LogProfile::Captured, _)
+        | (_, Termination::Exit(_)) => Vec::new(),
         (LogProfile::NewApi(_), Termination::Error) => vec![format!(
             "[FATAL] {} | failed to initialize database: dial tcp 10.96.0.20:3306: connect: connection refused ",
             new_api_time(t)
@@ -891,6 +897,13 @@ impl LogStore {
             let line = format!("{} {}\n", rfc3339_nano(now), text.replace('\n', " "));
             file.write_all(line.as_bytes())
         })
+    }
+
+    /// Forgets the log of instance `id` and removes its file (a container that never ran).
+    pub fn discard(&self, id: &str) {
+        if let Some(m) = self.lock().remove(id) {
+            let _ = std::fs::remove_file(m.path);
+        }
     }
 
     /// Forgets a deleted pod and removes its log directory.

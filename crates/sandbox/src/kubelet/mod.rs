@@ -1,6 +1,6 @@
 //! The kubelet simulator: plays the kubelet for every node of the sandbox's control plane.
 //!
-//! There is no container runtime on the machine. The simulator registers the configured nodes
+//! For most images there is no container runtime: the simulator registers the configured nodes
 //! (Ready, untainted, heartbeating), watches the pods bound to them and writes their status the
 //! way a kubelet would decide it from what it sees: image references, Secrets and ConfigMaps the
 //! environment needs, and the sandbox annotations faults put on pod templates
@@ -8,9 +8,15 @@
 //! API server proxies to: `containerLogs` (generated, New-API-like logs) and `portForward`
 //! (WebSocket channel protocol, to MariaDB, Redis or an in-process New-API stand-in).
 //!
-//! Layout: [`config`] is the contract with `sandbox up`; [`image`], [`behavior`], [`logs`] and
-//! [`lifecycle`] are pure decisions (unit-tested); [`nodes`], [`pods`] and [`events`] talk to the
-//! API server; [`server`], [`http`], [`portforward`] and [`standin`] serve connections.
+//! Pods of the tool's own image ([`crate::image::IMAGE`]) are the exception: [`runtime`] runs them
+//! for real with `runc` (their output is their log, their exit code their termination), in the
+//! host's network, where [`services`] gives every Service a loopback address that forwards to
+//! the real backends.
+//!
+//! Layout: [`config`] is the contract with `sandbox up`; [`image`], [`behavior`], [`logs`],
+//! [`lifecycle`] and [`runtime::spec`] are pure decisions (unit-tested); [`nodes`], [`pods`] and
+//! [`events`] talk to the API server; [`server`], [`http`], [`portforward`], [`standin`] and
+//! [`services`] serve connections; [`runtime`] runs containers.
 
 pub mod behavior;
 pub mod config;
@@ -22,7 +28,9 @@ mod logs;
 mod nodes;
 mod pods;
 mod portforward;
+pub(crate) mod runtime;
 mod server;
+pub(crate) mod services;
 mod standin;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +38,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-pub use config::{Backends, KubeletConfig, SimNode};
+pub use config::{Backends, ContainersConfig, KubeletConfig, SimNode};
 
 /// Everything that can stop the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +199,59 @@ pub async fn run(config: KubeletConfig) -> Result<(), KubeletError> {
     let world = Arc::new(pods::World::default());
     tasks.spawn(pods::watch_secrets(client.clone(), world.clone()));
     tasks.spawn(pods::watch_config_maps(client.clone(), world.clone()));
-    tasks.spawn(pods::run(client, config.clone(), shared, events, world));
+    // Real containers: the sandbox's loopback /16 (held for as long as we run), the Service
+    // forwarders, and the runtime, after removing what a killed predecessor left running.
+    let mut _net_lock = None;
+    let runtime = match &config.containers {
+        Some(c) => {
+            let mut c = c.clone();
+            let net = match services::claim_net(&config.state_dir) {
+                Some((net, lock)) => {
+                    _net_lock = Some(lock);
+                    net
+                }
+                None => {
+                    if c.unavailable.is_none() {
+                        c.unavailable = Some(
+                            "every loopback /16 for Services (127.20-219.0.0) is taken by other sandboxes"
+                                .into(),
+                        );
+                    }
+                    0
+                }
+            };
+            let state_dir = config.state_dir.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || runtime::remove_leftovers(&state_dir)).await;
+            let table = Arc::new(services::Services::new(net, c.api_server.clone()));
+            if net != 0 {
+                tracing::info!(
+                    "Services of real containers on 127.{net}.0.0/16 (kubernetes: {})",
+                    services::kubernetes_addr(net)
+                );
+                tasks.spawn(services::run(client.clone(), table.clone(), shared.clone()));
+            }
+            if let Some(why) = &c.unavailable {
+                tracing::info!("pods of {} will not run: {why}", c.image);
+            }
+            Some(runtime::ContainerRuntime::new(
+                client.clone(),
+                c,
+                &config.state_dir,
+                table,
+                shared.clone(),
+            ))
+        }
+        None => None,
+    };
+    tasks.spawn(pods::run(
+        client,
+        config.clone(),
+        shared,
+        events,
+        world,
+        runtime,
+    ));
 
     while let Some(done) = tasks.join_next().await {
         match done {

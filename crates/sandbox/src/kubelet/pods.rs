@@ -28,7 +28,8 @@ use tokio::task::JoinSet;
 
 use super::behavior::{self, ConfigSource};
 use super::events::{EventRecorder, ObjectRef};
-use super::lifecycle::{PodRecord, PodView};
+use super::lifecycle::{NoRuntime, PodRecord, PodView, Runtime};
+use super::runtime::{ContainerRuntime, PodContext, spec::PodFacts};
 use super::{KubeletConfig, KubeletError, Shared};
 
 /// How many API writes (pod status, deletions) are in flight at once.
@@ -37,6 +38,8 @@ const API_WRITES: usize = 32;
 const WORLD_SYNC_WAIT: Duration = Duration::from_secs(15);
 /// Retry delay after a failed write.
 const RETRY: Duration = Duration::from_secs(2);
+/// The longest a real container is given to stop (SIGTERM) before SIGKILL.
+const MAX_GRACE: Duration = Duration::from_secs(30);
 
 /// Builds a client from the simulator's kubeconfig.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<Client, KubeletError> {
@@ -241,6 +244,17 @@ impl PodTable {
             .insert((view.namespace.clone(), view.name.clone()), view);
     }
 
+    /// Every pod of a namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<PodView>> {
+        self.pods
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Removes the pod if the entry is still this incarnation (a StatefulSet pod comes back with
     /// the same name and a new UID).
     fn remove(&self, namespace: &str, name: &str, uid: &str) {
@@ -324,6 +338,10 @@ struct Context {
     ips: IpAllocator,
     writes: Semaphore,
     node_names: Vec<String>,
+    /// (millicores, bytes) allocatable per node, for the downward API.
+    node_sizes: Vec<(i64, i64)>,
+    /// Real containers, when the sandbox runs them.
+    runtime: Option<Arc<ContainerRuntime>>,
 }
 
 /// Watches all pods and runs a worker for each pod bound to one of our nodes.
@@ -333,6 +351,7 @@ pub async fn run(
     shared: Arc<Shared>,
     events: EventRecorder,
     world: Arc<World>,
+    runtime: Option<Arc<ContainerRuntime>>,
 ) -> Result<(), KubeletError> {
     world.wait_synced().await;
     let node_names: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
@@ -349,6 +368,17 @@ pub async fn run(
         ips: IpAllocator::default(),
         writes: Semaphore::new(API_WRITES),
         node_names,
+        node_sizes: config
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    newapi_ops_quantity::parse_cpu_millis(&n.cpu).unwrap_or(0),
+                    newapi_ops_quantity::parse_value(&n.memory).unwrap_or(0),
+                )
+            })
+            .collect(),
+        runtime,
     });
     let mut workers: HashMap<String, watch::Sender<Arc<Pod>>> = HashMap::new();
     let mut running: JoinSet<()> = JoinSet::new();
@@ -439,6 +469,11 @@ async fn worker(ctx: Arc<Context>, node_index: usize, mut rx: watch::Receiver<Ar
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let object = ObjectRef::pod(&namespace, &name, &uid);
     let mut world_rx = ctx.world.changed.subscribe();
+    let mut runtime_rx = ctx.runtime.as_ref().map(|r| r.subscribe());
+    let runtime: &(dyn Runtime + Sync) = match &ctx.runtime {
+        Some(r) => r.as_ref(),
+        None => &NoRuntime,
+    };
     let mut written: Option<serde_json::Value> = None;
     let mut deletion_confirmed = false;
     let mut warned = false;
@@ -449,12 +484,16 @@ async fn worker(ctx: Arc<Context>, node_index: usize, mut rx: watch::Receiver<Ar
         let pod = rx.borrow_and_update().clone();
         let mut wake: Option<Timestamp> = None;
         let mut needs_config = false;
+        let mut needs_runtime = false;
         if pod.metadata.deletion_timestamp.is_some() {
             let stuck = pod
                 .annotations()
                 .get(behavior::STUCK_TERMINATING)
                 .is_some_and(|v| v.trim() == "true");
             if !stuck && !deletion_confirmed {
+                if let Some(rt) = &ctx.runtime {
+                    rt.stop_pod(&uid, grace_period(&pod)).await;
+                }
                 let params = DeleteParams {
                     grace_period_seconds: Some(0),
                     preconditions: Some(Preconditions {
@@ -478,8 +517,24 @@ async fn worker(ctx: Arc<Context>, node_index: usize, mut rx: watch::Receiver<Ar
         } else {
             let outcome = {
                 let snapshot = ctx.world.snapshot();
-                record.step(&pod, &snapshot, Timestamp::now())
+                record.step_with(&pod, &snapshot, runtime, Timestamp::now())
             };
+            if let Some(rt) = &ctx.runtime {
+                for start in outcome.starts.iter().cloned() {
+                    let facts = PodFacts {
+                        pod_ip: record.pod_ip().to_string(),
+                        host_ip: "127.0.0.1".into(),
+                        node_cpu_millis: ctx.node_sizes[node_index].0,
+                        node_memory_bytes: ctx.node_sizes[node_index].1,
+                    };
+                    let pod_ctx = PodContext {
+                        facts,
+                        pod_dir: pod_dir.clone(),
+                    };
+                    rt.start(pod.clone(), start, pod_ctx);
+                }
+            }
+            needs_runtime = outcome.needs_runtime;
             if let Some(e) = &outcome.behavior_error
                 && !warned
             {
@@ -522,13 +577,46 @@ async fn worker(ctx: Arc<Context>, node_index: usize, mut rx: watch::Receiver<Ar
                 }
             }
             _ = world_rx.changed(), if needs_config => {}
+            () = runtime_changed(&mut runtime_rx), if needs_runtime => {}
             () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {}
         }
+    }
+    if let Some(rt) = &ctx.runtime {
+        // Gone without a graceful deletion (or the worker's watch lost it): no process stays.
+        rt.stop_pod(&uid, Duration::ZERO).await;
+        rt.forget_pod(&uid);
     }
     ctx.ips.release(node_index, ip);
     ctx.shared.table.remove(&namespace, &name, &uid);
     ctx.shared.logs.forget_pod(&pod_dir);
     tracing::debug!(pod = %format!("{namespace}/{name}"), "pod gone");
+}
+
+/// Resolves when the runtime reports a change (never without a runtime).
+async fn runtime_changed(rx: &mut Option<watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a real container of a pod being deleted may take to stop after SIGTERM: the
+/// deletion's grace period (else the pod's), at most [`MAX_GRACE`].
+fn grace_period(pod: &Pod) -> Duration {
+    let secs = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30);
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0)).min(MAX_GRACE)
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //!
 //! What a pod's port is: `app=mysql` port 3306 → the MariaDB backend, `app=redis` port 6379 →
 //! the Redis backend, `app=new-api` port 3000 → the in-process New-API stand-in (which learns the
-//! pod from the connection's source port). Nothing listens when no container of the pod runs.
+//! pod from the connection's source port), and any port of a pod running a real container → that
+//! port on the host (real containers share the host's network). Nothing listens when no
+//! container of the pod runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -296,8 +298,9 @@ where
     let _ = sink.close().await;
 }
 
-/// Opens the connection behind `port`, or says why nothing listens there.
-async fn connect(
+/// Opens the connection behind `port`, or says why nothing listens there (also used by the
+/// Service forwarders).
+pub(crate) async fn connect(
     view: &PodView,
     port: u16,
     shared: &Arc<Shared>,
@@ -306,7 +309,11 @@ async fn connect(
     if !view.any_running() {
         return Err(refused());
     }
-    let target = target_for(view.app.as_deref(), port, &shared.backends).ok_or_else(refused)?;
+    let target = if view.real {
+        Target::Tcp(format!("127.0.0.1:{port}"))
+    } else {
+        target_for(view.app.as_deref(), port, &shared.backends).ok_or_else(refused)?
+    };
     let addr = match &target {
         Target::Tcp(a) => a.clone(),
         Target::Standin => shared.standin.addr().to_string(),

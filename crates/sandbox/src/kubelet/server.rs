@@ -460,6 +460,9 @@ mod tests {
             uid: "u".into(),
             pod_dir: "ns_web-1_u".into(),
             app: None,
+            labels: Default::default(),
+            ports: Vec::new(),
+            real: false,
             rate_limited: false,
             start_time: Timestamp::now(),
             containers: vec![ContainerView {
