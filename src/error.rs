@@ -137,6 +137,9 @@ pub enum Error {
     #[error("`incident` asks questions, and there is no terminal to ask them on")]
     IncidentNeedsTerminal,
 
+    #[error("incident {id} is being worked on by {holder}")]
+    IncidentLocked { id: String, holder: String },
+
     #[error("no incident to resume in {dir}{}", id.as_ref().map(|i| format!(" with the id {i}")).unwrap_or_default())]
     NoIncidentToResume { dir: PathBuf, id: Option<String> },
 
@@ -226,6 +229,7 @@ impl Error {
             Error::ConfirmationRequired { .. } => exit::USAGE,
             Error::IncidentNeedsTerminal => exit::USAGE,
             Error::NoIncidentToResume { .. } => exit::NOT_FOUND,
+            Error::IncidentLocked { .. } => exit::CONFLICT,
             Error::NothingToUndo { .. } => exit::NOT_FOUND,
             Error::ReplicasChanged { .. } => exit::CONFLICT,
             Error::RolloutIncomplete { .. } => exit::ROLLOUT_INCOMPLETE,
@@ -275,6 +279,7 @@ impl Error {
             Error::Config { detail, .. } if detail == "no such file" => "pass an existing file to --config (or fix NEWAPI_OPS_CONFIG); without either, ./newapi-ops.toml and then ~/.config/newapi-ops/newapi-ops.toml are read when they exist".into(),
             Error::Config { .. } => "fix the file, or move it away to use the defaults".into(),
             Error::IncidentNeedsTerminal => "run it in a terminal; in a script use `newapi-ops diagnose` for the report and `newapi-ops runbook run NAME` for a runbook, or `newapi-ops incident --answers FILE` to answer its questions from a file".into(),
+            Error::IncidentLocked { id, .. } => format!("wait for that run to finish (or stop it), then `newapi-ops incident --resume {id}`; the lock of a process that has died is taken over by itself"),
             Error::NoIncidentToResume { dir, .. } => format!("start a new one with `newapi-ops incident`; past incidents are the directories of {}", dir.display()),
             Error::ConfirmationRequired { .. } => "pass --yes to go ahead without a prompt, or --dry-run to only see the plan".into(),
             Error::NothingToUndo { .. } => "scale to an explicit count instead: `newapi-ops scale N`".into(),

@@ -326,3 +326,75 @@ mod tests {
         assert!(!root.path().join(&b.id).join("state.tmp").exists());
     }
 }
+
+/// One process at a time works on an incident: `lock` in its directory names the holder (pid,
+/// host, boot; as a backup's owner record). A second `--resume` of the same incident is refused
+/// while the holder lives; a lock whose process has died is taken over. Removed when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Takes the lock of the incident in `dir` (which must exist).
+    pub fn take(dir: &Path, id: &str) -> Result<Lock> {
+        use crate::backup::staging::{Liveness, Owner, liveness};
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("lock");
+        let me = Owner::current();
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let json = serde_json::to_vec_pretty(&me)
+                        .map_err(|e| Error::Internal(format!("serializing the lock: {e}")))?;
+                    f.write_all(&json)
+                        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder: Option<Owner> = std::fs::read(&path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    let Some(holder) = holder else {
+                        // Being written this very moment, or garbage: not ours to break.
+                        return Err(Error::IncidentLocked {
+                            id: id.to_string(),
+                            holder: format!("an unreadable lock file {}", path.display()),
+                        });
+                    };
+                    match liveness(&holder, &me) {
+                        Liveness::Dead(_) => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                        Liveness::Alive | Liveness::Unknown(_) => {
+                            return Err(Error::IncidentLocked {
+                                id: id.to_string(),
+                                holder: format!(
+                                    "process {} on host {:?} (since {})",
+                                    holder.pid, holder.host, holder.started_at
+                                ),
+                            });
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+            }
+        }
+        Err(Error::IncidentLocked {
+            id: id.to_string(),
+            holder: "another process that took it just now".into(),
+        })
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

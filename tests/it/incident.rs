@@ -745,4 +745,51 @@ async fn sigterm_while_a_question_waits_saves_the_incident_as_interrupted() {
         stderr.contains("newapi-ops incident --resume"),
         "says how to go on: {stderr}"
     );
+
+    // While another live process holds the incident (this test's process, as its lock says),
+    // a resume is refused with exit 76 naming the holder; nothing is written.
+    let me = newapi_ops::backup::staging::Owner::current();
+    std::fs::write(dir.join("lock"), serde_json::to_vec(&me).unwrap()).unwrap();
+    let before = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    let resume = |answers: &str| {
+        Run::new([
+            "incident",
+            "-n",
+            &ns,
+            "--dir",
+            inc.to_str().unwrap(),
+            "--resume",
+            "--answers",
+            answers,
+        ])
+        .admin()
+        .output()
+    };
+    let refused = resume("/dev/null");
+    refused
+        .code(76)
+        .stderr_has(&format!("is being worked on by process {}", me.pid));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("state.json")).unwrap(),
+        before,
+        "a refused resume writes nothing"
+    );
+    // The lock of a process that has died is taken over.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dead = newapi_ops::backup::staging::Owner {
+        pid: gone.id(),
+        ..me
+    };
+    std::fs::write(dir.join("lock"), serde_json::to_vec(&dead).unwrap()).unwrap();
+    let taken = resume("/dev/null");
+    assert_ne!(
+        taken.code, 76,
+        "a dead holder's lock is taken over: {}",
+        taken.stderr
+    );
+    assert!(
+        !dir.join("lock").exists(),
+        "the lock is removed when the run ends"
+    );
 }

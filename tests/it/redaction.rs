@@ -104,7 +104,7 @@ async fn secrets_in_a_crashed_pods_previous_log_are_masked_in_every_format() {
         .admin()
         .output();
     let doc: serde_json::Value = serde_saphyr::from_str(&out.stdout).expect("valid YAML");
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], 2);
     // `logs` shows the same log, masked the same way.
     for format in ["human", "json"] {
         let out = Run::new(["logs", "slaves", "-n", &ns, "--previous", "-o", format])

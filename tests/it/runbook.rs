@@ -138,7 +138,7 @@ fn every_validation_error_has_its_place_and_never_a_panic() {
         ("empty.yaml", b"# nothing here\n\n".to_vec(), vec![":1:1: the file is empty"]),
         ("binary.yaml", b"name: t\n\x00\x01\x02\xff\xfe".to_vec(), vec![":2:1: this is a binary file"]),
         ("latin1.yaml", b"name: caf\xe9\n".to_vec(), vec![":1:1: the file is not UTF-8 text"]),
-        ("huge.yaml", vec![b'#'; 300 * 1024], vec![":1:1: the file is 262145 bytes; a runbook may be at most 256 KiB"]),
+        ("huge.yaml", vec![b'#'; 300 * 1024], vec![":1:1: the file is 307200 bytes; a runbook may be at most 256 KiB"]),
         ("not-a-mapping.yaml", b"- a\n- b\n".to_vec(), vec![":1:1:"]),
     ];
     for (name, text, wants) in &cases {

@@ -155,6 +155,8 @@ struct Flow<'p> {
     state: Mutex<Incident>,
     interrupt: Arc<Interrupt>,
     library: Library,
+    /// Held for as long as the flow works on the incident.
+    _lock: Option<state::Lock>,
 }
 
 /// Passes `value` through the redactor.
@@ -177,8 +179,11 @@ impl<'p> Flow<'p> {
         ctx.kube.ensure_namespace(&ctx.settings.namespace).await?;
         let redactor = crate::secrets::learn(printer.redactor(), &ctx.kube, &ctx.settings).await;
         let library = library::load(&library::dirs_for(&opts.runbook_dirs, &ctx.settings));
+        let mut lock = None;
         let incident = match resumed {
             Some(mut i) => {
+                // Before anything is written: a second resume of the same incident is refused.
+                lock = Some(state::Lock::take(&i.dir(&opts.dir), &i.id)?);
                 i.status = Status::Open;
                 i.event(now(), "resumed");
                 i
@@ -203,9 +208,20 @@ impl<'p> Flow<'p> {
             state: Mutex::new(incident),
             interrupt,
             library,
+            _lock: None,
         };
         flow.save()?;
-        Ok(flow)
+        let lock = match lock {
+            Some(l) => l,
+            None => {
+                let s = flow.state().clone();
+                state::Lock::take(&s.dir(&opts.dir), &s.id)?
+            }
+        };
+        Ok(Flow {
+            _lock: Some(lock),
+            ..flow
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, Incident> {
