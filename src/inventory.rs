@@ -86,10 +86,20 @@ impl Snapshot {
     pub async fn load_with(
         kube: &Kube,
         settings: &Settings,
+        reduce: impl FnMut(Pod) -> Pod,
+    ) -> Result<Snapshot> {
+        kube.ensure_namespace(&settings.namespace).await?;
+        Snapshot::load_listed(kube, settings, reduce).await
+    }
+
+    /// [`Snapshot::load_with`] without checking first that the namespace exists (the caller
+    /// did).
+    pub async fn load_listed(
+        kube: &Kube,
+        settings: &Settings,
         mut reduce: impl FnMut(Pod) -> Pod,
     ) -> Result<Snapshot> {
         let ns = settings.namespace.as_str();
-        kube.ensure_namespace(ns).await?;
         let lp = ListParams::default();
         let mut pods = Vec::new();
         // Concurrent, but errors are reported in this order, whichever failed first.
