@@ -8,6 +8,8 @@
 # previous log, and MySQL and Redis pods (the sandbox's real MariaDB and Redis behind them).
 # Also the peak RSS of diagnose, and the number of findings. Prints a Markdown section per size.
 #   scripts/bench-diagnose.sh [RUNS] [SIZES]        defaults: 5 "1000 10000"
+#   KUBECTL=0 scripts/bench-diagnose.sh ...           diagnose only (the kubectl side of 10,000
+#                                                     pods takes minutes a run)
 #
 # A simulated node holds 110 pods and `sandbox up` makes at most 64 nodes (7,040 pods): for more,
 # the script starts a second kubelet simulator (`newapi-ops sandbox kubelet`, the same program
@@ -176,8 +178,12 @@ PY
   [ "$size" -ge 5000 ] && [ "$r" -gt 3 ] && r=3
   hyperfine -i --warmup 1 --runs "$r" --export-json "$dir/hyperfine.json" -N \
     "$bin diagnose -n $ns -o json" >&2 || true
-  hyperfine --warmup 1 --runs "$r" --export-json "$dir/hyperfine-kubectl.json" --shell bash \
-    "kubectl_sequence" >&2
+  if [ "${KUBECTL:-1}" != 0 ]; then
+    hyperfine --warmup 1 --runs "$r" --export-json "$dir/hyperfine-kubectl.json" --shell bash \
+      "kubectl_sequence" >&2
+  else
+    echo '{"results": [{"mean": NaN, "min": NaN, "max": NaN}]}' > "$dir/hyperfine-kubectl.json"
+  fi
   # Peak RSS (KiB), the largest of 3 runs; the commands exit 1 or 2 here (warnings, critical
   # findings): only the figure counts.
   peak() {

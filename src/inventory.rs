@@ -242,14 +242,20 @@ pub fn reduced(p: Pod) -> Pod {
         reason: s.reason,
         message: s.message,
         start_time: s.start_time,
-        conditions: s.conditions.map(|cs| {
-            cs.into_iter()
-                .map(|mut c| {
-                    c.last_probe_time = None;
-                    c
-                })
-                .collect()
-        }),
+        // Only a pod that is not scheduled says why in its conditions (the scheduler's message).
+        conditions: s
+            .conditions
+            .map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "PodScheduled" && c.status != "True")
+                    .map(|mut c| {
+                        c.last_probe_time = None;
+                        c.last_transition_time = None;
+                        c
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|cs| !cs.is_empty()),
         container_statuses: s
             .container_statuses
             .map(|cs| cs.into_iter().map(container_status).collect()),
