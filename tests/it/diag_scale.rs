@@ -14,7 +14,7 @@ const RUNNING: usize = 30;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_slaves_with_one_problem_are_one_finding_and_the_app_is_sampled() {
-    let sb = private_sandbox_with("scale", &["--nodes", "3"]);
+    let sb = private_sandbox_with("diag-scale", &["--nodes", "3"]);
     let pending = {
         let mut d = newapi_deployment(
             "slave",
