@@ -8,6 +8,8 @@
 # previous log, and MySQL and Redis pods (the sandbox's real MariaDB and Redis behind them).
 # Also the peak RSS of diagnose, and the number of findings. Prints a Markdown section per size.
 #   scripts/bench-diagnose.sh [RUNS] [SIZES]        defaults: 5 "1000 10000"
+#   KUBECTL=0 scripts/bench-diagnose.sh ...           diagnose only (the kubectl side of 10,000
+#                                                     pods takes minutes a run)
 #
 # A simulated node holds 110 pods and `sandbox up` makes at most 64 nodes (7,040 pods): for more,
 # the script starts a second kubelet simulator (`newapi-ops sandbox kubelet`, the same program
@@ -124,7 +126,8 @@ export -f kubectl_sequence
 ns=bench
 export ns
 for size in $sizes; do
-  nodes=$(( (size + 150 + 99) / 100 ))   # ~100 pods a node, room for the seed
+  nodes=$(( (size + 150 + 99) / 100 ))   # ~100 pods a node, room for the seed; at least 50
+  [ "$nodes" -lt 50 ] && nodes=50
   main_nodes=$(( nodes > 64 ? 64 : nodes ))
   dir="$(mktemp -d /tmp/newapi-ops-bench-XXXX)"
   "$bin" sandbox up --dir "$dir" --nodes "$main_nodes" --timeout 600 >&2
@@ -175,24 +178,35 @@ PY
   [ "$size" -ge 5000 ] && [ "$r" -gt 3 ] && r=3
   hyperfine -i --warmup 1 --runs "$r" --export-json "$dir/hyperfine.json" -N \
     "$bin diagnose -n $ns -o json" >&2 || true
-  hyperfine --warmup 1 --runs "$r" --export-json "$dir/hyperfine-kubectl.json" --shell bash \
-    "kubectl_sequence" >&2
-  rss=0
-  for _ in 1 2 3; do
-    k=$( { /usr/bin/time -f '%M' "$bin" diagnose -n "$ns" -o json >/dev/null; } 2>&1 >/dev/null | tail -n 1)
-    [ "$k" -gt "$rss" ] && rss=$k
-  done
-  pods_rss=0
-  for _ in 1 2 3; do
-    k=$( { /usr/bin/time -f '%M' "$bin" pods -n "$ns" -o json >/dev/null; } 2>&1 >/dev/null | tail -n 1)
-    [ "$k" -gt "$pods_rss" ] && pods_rss=$k
-  done
+  if [ "${KUBECTL:-1}" != 0 ]; then
+    hyperfine --warmup 1 --runs "$r" --export-json "$dir/hyperfine-kubectl.json" --shell bash \
+      "kubectl_sequence" >&2
+  else
+    echo '{"results": [{"mean": NaN, "min": NaN, "max": NaN}]}' > "$dir/hyperfine-kubectl.json"
+  fi
+  # Peak RSS (KiB), the largest of 3 runs; the commands exit 1 or 2 here (warnings, critical
+  # findings): only the figure counts.
+  peak() {
+    local best=0 k
+    for _ in 1 2 3; do
+      /usr/bin/time -f '%M' -o "$dir/rss" "$bin" "$@" >/dev/null 2>&1 || true
+      k=$(tail -n 1 "$dir/rss")
+      [ "$k" -gt "$best" ] && best=$k
+    done
+    echo "$best"
+  }
+  rss=$(peak diagnose -n "$ns" -o json)
+  pods_rss=$(peak pods -n "$ns" -o json)
+  nodes_rss=$(peak nodes -n "$ns" -o json)
+  logs_rss=$(peak logs all -n "$ns" --tail 100)
+  logs_lines=$("$bin" logs all -n "$ns" --tail 100 2>/dev/null | wc -l || true)
+  echo "bench: peak RSS diagnose $rss KiB, pods $pods_rss, nodes $nodes_rss, logs all $logs_rss ($logs_lines lines)" >&2
 
-  python3 - "$dir/hyperfine.json" "$dir/hyperfine-kubectl.json" "$r" "$size" "$nodes" "$nfind" "$crash" "$hot" "$timeouts" "$rss" "$pods_rss" "$app" <<'PY'
+  python3 - "$dir/hyperfine.json" "$dir/hyperfine-kubectl.json" "$r" "$size" "$nodes" "$nfind" "$crash" "$hot" "$timeouts" "$rss" "$pods_rss" "$app" "$nodes_rss" "$logs_rss" "$logs_lines" <<'PY'
 import json, sys
 ours = json.load(open(sys.argv[1]))["results"][0]
 peer = json.load(open(sys.argv[2]))["results"][0]
-runs, size, nodes, nfind, crash, hot, timeouts, rss, pods_rss, app = sys.argv[3:13]
+runs, size, nodes, nfind, crash, hot, timeouts, rss, pods_rss, app, nodes_rss, logs_rss, logs_lines = sys.argv[3:16]
 ratio = ours["mean"] / peer["mean"]
 print(f"## full diagnose vs the kubectl sequence ({int(size):,} pods, {nodes} nodes)\n")
 print(f"`scripts/bench-diagnose.sh` — one sandbox (kube-apiserver 1.20.2, {nodes} simulated nodes, metrics.k8s.io served),")
@@ -204,7 +218,8 @@ print(f"| `newapi-ops diagnose` (every component) | {ours['mean']:.3f} s | {ours
 print(f"| kubectl: get pods, get events, describe nodes, top nodes, top pods, get workloads -o yaml, logs --previous × {crash} | {peer['mean']:.3f} s | {peer['min']:.3f} s | {peer['max']:.3f} s |")
 print(f"\nRatio: **{ratio:.3f}×** the kubectl sequence (target ≤ 0.25×). Findings: **{nfind}** (target ≤ 60);")
 print(f"timeout/incomplete findings: {timeouts}. App: {app}.")
-print(f"Peak RSS: diagnose **{int(rss)/1024:.1f} MiB**, pods -o json {int(pods_rss)/1024:.1f} MiB (max of 3 runs).\n")
+print(f"Peak RSS (largest of 3 runs): diagnose **{int(rss)/1024:.1f} MiB**; pods -o json {int(pods_rss)/1024:.1f} MiB;")
+print(f"nodes -o json {int(nodes_rss)/1024:.1f} MiB; logs all --tail 100 {int(logs_rss)/1024:.1f} MiB ({int(logs_lines):,} lines).\n")
 PY
   [ -n "$extra_pid" ] && { kill "$extra_pid" 2>/dev/null || true; extra_pid=""; }
   "$bin" sandbox down --dir "$dir" >/dev/null 2>&1 || true

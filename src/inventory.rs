@@ -86,10 +86,20 @@ impl Snapshot {
     pub async fn load_with(
         kube: &Kube,
         settings: &Settings,
+        reduce: impl FnMut(Pod) -> Pod,
+    ) -> Result<Snapshot> {
+        kube.ensure_namespace(&settings.namespace).await?;
+        Snapshot::load_listed(kube, settings, reduce).await
+    }
+
+    /// [`Snapshot::load_with`] without checking first that the namespace exists (the caller
+    /// did).
+    pub async fn load_listed(
+        kube: &Kube,
+        settings: &Settings,
         mut reduce: impl FnMut(Pod) -> Pod,
     ) -> Result<Snapshot> {
         let ns = settings.namespace.as_str();
-        kube.ensure_namespace(ns).await?;
         let lp = ListParams::default();
         let mut pods = Vec::new();
         // Concurrent, but errors are reported in this order, whichever failed first.
@@ -232,14 +242,20 @@ pub fn reduced(p: Pod) -> Pod {
         reason: s.reason,
         message: s.message,
         start_time: s.start_time,
-        conditions: s.conditions.map(|cs| {
-            cs.into_iter()
-                .map(|mut c| {
-                    c.last_probe_time = None;
-                    c
-                })
-                .collect()
-        }),
+        // Only a pod that is not scheduled says why in its conditions (the scheduler's message).
+        conditions: s
+            .conditions
+            .map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "PodScheduled" && c.status != "True")
+                    .map(|mut c| {
+                        c.last_probe_time = None;
+                        c.last_transition_time = None;
+                        c
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|cs| !cs.is_empty()),
         container_statuses: s
             .container_statuses
             .map(|cs| cs.into_iter().map(container_status).collect()),

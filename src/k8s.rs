@@ -29,6 +29,8 @@ pub struct Kube {
     /// Objects per page of a list call ([`PAGE_SIZE`]; `NEWAPI_OPS_LIST_PAGE_SIZE` changes it,
     /// for tests).
     pub page_size: u32,
+    /// When set, each page of a list must come within it ([`Kube::with_page_limit`]).
+    pub page_limit: Option<Duration>,
 }
 
 /// How many objects one list call asks for: a list of more is paged (`limit` and `continue`),
@@ -187,6 +189,7 @@ pub async fn connect(settings: &Settings) -> Result<Kube> {
         server,
         context,
         page_size: page_size_from_env(),
+        page_limit: None,
     })
 }
 
@@ -260,6 +263,15 @@ impl Kube {
                     crate::units::duration(limit)
                 ),
             }),
+        }
+    }
+
+    /// This client with each page of a list bounded by `limit`: a long list that keeps coming
+    /// is not cut off, a server that stops answering is ([`Error::Unreachable`]).
+    pub fn with_page_limit(&self, limit: Duration) -> Kube {
+        Kube {
+            page_limit: Some(limit),
+            ..self.clone()
         }
     }
 
@@ -383,7 +395,22 @@ impl Kube {
         }
         let mut last: Option<(String, String)> = None;
         loop {
-            let list = match api.list(&page).await {
+            let listed = match self.page_limit {
+                Some(limit) => match tokio::time::timeout(limit, api.list(&page)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(Error::Unreachable {
+                            server: self.server.clone(),
+                            detail: format!(
+                                "no page of {call} within {}",
+                                crate::units::duration(limit)
+                            ),
+                        });
+                    }
+                },
+                None => api.list(&page).await,
+            };
+            let list = match listed {
                 Ok(l) => l,
                 Err(kube::Error::Api(s)) if s.code == 410 && page.continue_token.is_some() => {
                     // What was handed out stays handed out: the restart lists everything again

@@ -84,11 +84,18 @@ pub fn private_sandbox(name: &str) -> Sandbox {
 
 /// [`private_sandbox`] started with extra `sandbox up` arguments (e.g. `--no-metrics`).
 pub fn private_sandbox_with(name: &str, up_args: &[&str]) -> Sandbox {
-    static PRIVATE: std::sync::Mutex<Vec<(String, Sandbox)>> = std::sync::Mutex::new(Vec::new());
+    type Started = Vec<(String, Vec<String>, Sandbox)>;
+    static PRIVATE: std::sync::Mutex<Started> = std::sync::Mutex::new(Vec::new());
     let mut started = PRIVATE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, sb)) = started.iter().find(|(n, _)| n == name) {
+    let args: Vec<String> = up_args.iter().map(|a| (*a).to_string()).collect();
+    if let Some((_, was, sb)) = started.iter().find(|(n, _, _)| n == name) {
+        // One name, one sandbox: a test that wants other `up` arguments needs its own name.
+        assert_eq!(
+            was, &args,
+            "private sandbox {name} was started with other arguments"
+        );
         return sb.clone();
     }
     let dir = std::env::temp_dir().join(format!("newapi-ops-test-{}-{name}", std::process::id()));
@@ -109,7 +116,7 @@ pub fn private_sandbox_with(name: &str, up_args: &[&str]) -> Sandbox {
     );
     let state = std::fs::read_to_string(dir.join("state.json")).expect("read state.json");
     let sb: Sandbox = serde_json::from_str(&state).expect("parse state.json");
-    started.push((name.to_string(), sb.clone()));
+    started.push((name.to_string(), args, sb.clone()));
     sb
 }
 

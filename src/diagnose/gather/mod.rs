@@ -42,6 +42,9 @@ pub const MYSQL_URL_ENV: &str = "NEWAPI_OPS_MYSQL_URL";
 /// The variable that gives diagnose a Redis URL without putting it on the command line.
 pub const REDIS_URL_ENV: &str = "NEWAPI_OPS_REDIS_URL";
 
+/// How many timeouts the whole listing of the cluster's state may take (each page has one).
+const LISTING_LIMITS: u32 = 12;
+
 /// What diagnose runs, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -114,7 +117,8 @@ struct ClusterData {
     snapshot: Snapshot,
     events: Vec<Event>,
     nodes: Vec<Node>,
-    active_pods: Vec<Pod>,
+    /// The active pods of the other namespaces (the namespace's own are in `snapshot`).
+    active_elsewhere: Vec<Pod>,
     secrets: Option<Vec<Secret>>,
     configmaps: Option<Vec<ConfigMap>>,
 }
@@ -128,6 +132,15 @@ impl ClusterData {
         }
     }
 
+    /// Every active pod of the cluster, this namespace's and the others': what the nodes hold.
+    fn active_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.snapshot
+            .pods
+            .iter()
+            .chain(&self.active_elsewhere)
+            .filter(|p| crate::capacity::pod_is_active(p))
+    }
+
     /// The pods of New-API itself: master and slaves.
     fn new_api_pods<'a>(&'a self, settings: &'a Settings) -> impl Iterator<Item = &'a Pod> {
         self.snapshot.pods.iter().filter(|p| {
@@ -139,23 +152,34 @@ impl ClusterData {
     }
 }
 
-async fn fetch(kube: &Kube, settings: &Settings) -> Result<ClusterData> {
+/// Lists the cluster's state: every list paged, each page within `page_limit`, each object
+/// reduced as its page arrives. The namespace's pods are listed once (all phases); the node
+/// checks add the active pods of the other namespaces only, so no pod is listed twice.
+async fn fetch(kube: &Kube, settings: &Settings, page_limit: Duration) -> Result<ClusterData> {
+    let kube = &kube.with_page_limit(page_limit);
     let ns = settings.namespace.as_str();
     let all = ListParams::default();
     // Only Warning events are read (FailedScheduling, Unhealthy, Failed), and of those only the
     // pods' with those reasons are kept.
     let warnings = ListParams::default().fields("type=Warning");
-    let active = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    let (mut events, mut active_pods) = (Vec::new(), Vec::new());
-    let (snapshot, listed_events, nodes, listed_active, secrets, configmaps) = tokio::join!(
-        Snapshot::load_with(kube, settings, slim::pod),
+    let elsewhere = ListParams::default().fields(&format!(
+        "status.phase!=Succeeded,status.phase!=Failed,metadata.namespace!={ns}"
+    ));
+    let (mut events, mut active_elsewhere) = (Vec::new(), Vec::new());
+    let get_namespace = crate::k8s::Call::new("get", "namespaces", None);
+    let namespace_checked = kube.within(page_limit, &get_namespace, kube.ensure_namespace(ns));
+    let (snapshot, listed_events, nodes, listed_elsewhere, secrets, configmaps) = tokio::join!(
+        async {
+            namespace_checked.await?;
+            Snapshot::load_listed(kube, settings, slim::pod).await
+        },
         kube.list_each::<Event>(Some(ns), &warnings, |e| {
             events.extend(slim::event(e));
             Ok(())
         }),
         kube.list_cluster::<Node>(&all),
-        kube.list_each::<Pod>(None, &active, |p| {
-            active_pods.push(slim::active_pod(p));
+        kube.list_each::<Pod>(None, &elsewhere, |p| {
+            active_elsewhere.push(slim::active_pod(p));
             Ok(())
         }),
         kube.list::<Secret>(Some(ns), &all),
@@ -164,8 +188,8 @@ async fn fetch(kube: &Kube, settings: &Settings) -> Result<ClusterData> {
     let snapshot = snapshot?;
     // Secrets and ConfigMaps may be forbidden to a read-only operator: the checks that need
     // them say so instead of failing the report.
-    let (nodes, active_pods) = match (nodes, listed_active) {
-        (Ok(n), Ok(_)) => (n.items, active_pods),
+    let (nodes, active_elsewhere) = match (nodes, listed_elsewhere) {
+        (Ok(n), Ok(_)) => (n.items, active_elsewhere),
         // Without cluster-wide rights, node capacity is unknown; the node checks say so.
         (Err(Error::Forbidden { .. }), _) | (_, Err(Error::Forbidden { .. })) => {
             (Vec::new(), Vec::new())
@@ -181,7 +205,7 @@ async fn fetch(kube: &Kube, settings: &Settings) -> Result<ClusterData> {
         snapshot,
         events,
         nodes,
-        active_pods,
+        active_elsewhere,
         secrets: optional(secrets)?,
         configmaps: optional(configmaps)?,
     })
@@ -224,13 +248,20 @@ pub async fn run_learning(
     // The cluster's state, listed once and bounded by the timeout.
     let data = match kube {
         Some(kube) => {
-            let listed = match tokio::time::timeout(opts.timeout, fetch(kube, settings)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Unreachable {
-                    server: kube.server.clone(),
-                    detail: format!("listing the namespace took longer than {:?}", opts.timeout),
-                }),
-            };
+            // Each page within the timeout; the whole listing within LISTING_LIMITS of it (a
+            // list of 10,000 pods on a busy server takes a while, and keeps coming).
+            let whole = opts.timeout.saturating_mul(LISTING_LIMITS);
+            let listed =
+                match tokio::time::timeout(whole, fetch(kube, settings, opts.timeout)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Unreachable {
+                        server: kube.server.clone(),
+                        detail: format!(
+                            "listing the namespace took longer than {}",
+                            crate::units::duration(whole)
+                        ),
+                    }),
+                };
             match listed {
                 // A namespace that does not exist is a reason not to run, not a finding.
                 Err(e @ Error::NamespaceNotFound { .. }) => return Err(could_not_run(e)),

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 
 use super::Ctx;
-use crate::capacity::{Amount, NodeCapacity, pod_is_active, pod_resources};
+use crate::capacity::{Amount, NodeCapacity, pod_resources};
 use crate::diagnose::finding::{Component, Finding, Severity};
 use crate::diagnose::nodes as node_check;
 use crate::k8s::Kube;
@@ -28,7 +28,7 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
         .next("use a context with cluster-wide read rights (list nodes, list pods)")];
     }
     let mut on_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
-    for p in d.active_pods.iter().filter(|p| pod_is_active(p)) {
+    for p in d.active_pods() {
         if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
             on_node.entry(node).or_default().push(p);
         }
@@ -50,7 +50,7 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
         Some(kube) => {
             tokio::join!(
                 node_metrics(kube),
-                pod_metrics(kube, &ctx.settings.namespace, &d.active_pods)
+                pod_metrics(kube, &ctx.settings.namespace, &d.snapshot.pods)
             )
         }
         None => (None, None),
