@@ -217,7 +217,7 @@ impl Error {
             Error::Sandbox(e) => sandbox_code(e),
             Error::Backend(e) => resolve_code(e),
             Error::Backup(e) => backup_code(e),
-            Error::Audit(e) => e.source_error().exit_code(),
+            Error::Audit(e) => audit_code(e),
             Error::Bench(e) => bench_code(e),
             Error::CouldNotRun(_) => exit::COULD_NOT_RUN,
             Error::Interrupted => exit::INTERRUPTED,
@@ -364,6 +364,15 @@ fn signal_code(s: Signal) -> u8 {
     match s {
         Signal::Interrupt => exit::INTERRUPTED,
         Signal::Terminate => exit::TERMINATED,
+    }
+}
+
+/// The exit code of a failed `audit --fix`: the API error's underneath, or the signal's.
+fn audit_code(e: &crate::audit::AuditError) -> u8 {
+    match (e, e.source_error()) {
+        (crate::audit::AuditError::Interrupted { signal, .. }, _) => signal_code(*signal),
+        (_, Some(source)) => source.exit_code(),
+        (_, None) => exit::INTERNAL,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `--fix` run: audit, plan, show, dry-run every change on the server, ask, apply all or
-//! roll back, record a transcript, audit again. Every applied (or refused, or declined) fix is
+//! roll back (also on Ctrl-C or SIGTERM while applying), record a transcript, audit again. Every applied (or refused, or declined) fix is
 //! recorded with the runbook engine's transcript writer ([`crate::runbook::transcript`]): the
 //! same redaction, files 0600 in a 0700 directory.
 
@@ -131,12 +131,33 @@ pub async fn run(
         });
         return Ok(report);
     }
-    if let Err(e) = fix::apply_all(&applier, &mut fixes).await {
-        let path = record(&fixes, "rolled-back")?;
-        printer.note(&format!("transcript: {}", path.display()));
-        return Err(e.into());
-    }
-    let path = record(&fixes, "applied")?;
+    // While applying, Ctrl-C and SIGTERM are ours: what this run applied is rolled back and the
+    // transcript written before the process ends with the signal's code.
+    let path = {
+        let mut handler = crate::signals::Handler::new();
+        let mut stop = std::pin::pin!(handler.recv());
+        let notify = |line: &str| printer.note(line);
+        if let Err(e) = fix::apply_all(&applier, &mut fixes, stop.as_mut(), &notify).await {
+            let status = match e {
+                super::AuditError::Interrupted { .. } => "interrupted",
+                _ => "rolled-back",
+            };
+            let path = record(&fixes, status)?;
+            printer.note(&format!("transcript: {}", path.display()));
+            return Err(e.into());
+        }
+        let path = record(&fixes, "applied")?;
+        // A signal after the last change was applied, before the handler is given up: the
+        // fixes stay (recorded as applied); the re-audit is not run.
+        if let std::task::Poll::Ready(signal) = futures::poll!(stop.as_mut()) {
+            printer.note(&format!(
+                "applied; {signal} before the re-audit: stopping (transcript: {})",
+                path.display()
+            ));
+            return Err(signal.into());
+        }
+        path
+    };
     printer.note("applied; auditing again…");
     let before = score::Before {
         score: report.score,

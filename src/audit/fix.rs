@@ -4,12 +4,18 @@
 //! 1. every change is sent as a server-side dry run first (`dryRun=All`: admission, validation
 //!    and RBAC as for real); one refusal and nothing is applied;
 //! 2. then each is applied for real, in order; when one fails, what this run created is deleted
-//!    again and what it patched is patched back, in reverse order, and the error says so.
+//!    again and what it patched is patched back, in reverse order, and the error says so;
+//! 3. Ctrl-C or SIGTERM meanwhile: the change in flight is let finish, then everything applied
+//!    is undone the same way (the error names the signal, exit 130 or 143).
 //!
 //! An object that already exists (a dry-run create answered 409) is left as it is. Objects are
 //! created with POST; the MySQL and Redis settings are strategic-merge patches of the container
 //! arguments, whose undo restores the previous arguments. No change carries a secret value (the
 //! backup job reads the password at run time from the Secret New-API uses).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use futures::future::BoxFuture;
 use kube::Api;
@@ -26,6 +32,7 @@ use crate::config::Selector;
 use crate::error::{Error, Result};
 use crate::inventory::Role;
 use crate::k8s::{Call, Kube};
+use crate::signals::Signal;
 
 /// The label and annotation every object created by a fix carries.
 pub const MANAGED_BY: &str = "newapi-ops";
@@ -927,11 +934,21 @@ pub async fn dry_run_all(
     Ok(())
 }
 
+/// What stops [`apply_all`] part-way: resolves with the signal (Ctrl-C, SIGTERM) that asked to stop.
+pub type Stop<'a> = Pin<&'a mut (dyn Future<Output = Signal> + Send)>;
+
 /// Applies every change that passed the dry run, in order; when one fails, undoes the ones
 /// applied, in reverse order.
+///
+/// `stop` is watched throughout: a signal while a change is in flight lets that request finish
+/// (its outcome is known, so it can be undone; a request dropped half-way might still be
+/// carried out by the server), then everything this run applied is undone, and the rest is not
+/// applied. `notify` is told at once that the signal was heard and what is done about it.
 pub async fn apply_all(
     applier: &dyn Applier,
     fixes: &mut [Fix],
+    mut stop: Stop<'_>,
+    notify: &(dyn Fn(&str) + Sync),
 ) -> std::result::Result<(), AuditError> {
     let positions: Vec<(usize, usize)> = fixes
         .iter()
@@ -939,38 +956,38 @@ pub async fn apply_all(
         .flat_map(|(i, f)| (0..f.changes.len()).map(move |j| (i, j)))
         .collect();
     let mut done: Vec<(usize, usize)> = Vec::new();
+    let mut stopped: Option<(Signal, Option<String>)> = None;
     for &(i, j) in &positions {
         if fixes[i].changes[j].status != ChangeStatus::DryRunOk {
             continue;
         }
-        match applier.apply(&fixes[i].changes[j]).await {
+        // A signal between two changes: the next one is not started.
+        if let Poll::Ready(signal) = futures::poll!(stop.as_mut()) {
+            stopped = Some((signal, None));
+            break;
+        }
+        let what = format!("{} (fix {})", fixes[i].changes[j].what(), fixes[i].id);
+        let mut in_flight = applier.apply(&fixes[i].changes[j]);
+        let result = tokio::select! {
+            biased;
+            r = &mut in_flight => r,
+            signal = stop.as_mut() => {
+                notify(&format!(
+                    "{signal}: letting {what} finish, then rolling back what this run applied…"
+                ));
+                stopped = Some((signal, Some(what.clone())));
+                (&mut in_flight).await
+            }
+        };
+        drop(in_flight);
+        match result {
             Ok(()) => {
                 fixes[i].changes[j].status = ChangeStatus::Applied;
                 done.push((i, j));
             }
-            Err(e) => {
-                let what = format!("{} (fix {})", fixes[i].changes[j].what(), fixes[i].id);
+            Err(e) if stopped.is_none() => {
                 fixes[i].changes[j].status = ChangeStatus::Failed;
-                let mut rolled_back = Vec::new();
-                let mut not_rolled_back = Vec::new();
-                for &(ri, rj) in done.iter().rev() {
-                    let c = &fixes[ri].changes[rj];
-                    let name = format!("{}/{}", c.kind, c.name);
-                    match applier.undo(c).await {
-                        Ok(()) => {
-                            rolled_back.push(name);
-                            fixes[ri].changes[rj].status = ChangeStatus::RolledBack;
-                        }
-                        Err(ue) => not_rolled_back.push(format!("{name}: {ue}")),
-                    }
-                }
-                for f in fixes.iter_mut() {
-                    for c in &mut f.changes {
-                        if c.status == ChangeStatus::DryRunOk {
-                            c.status = ChangeStatus::NotApplied;
-                        }
-                    }
-                }
+                let (rolled_back, not_rolled_back) = roll_back(applier, fixes, &done).await;
                 return Err(AuditError::ApplyFailed {
                     what,
                     source: Box::new(e),
@@ -978,9 +995,65 @@ pub async fn apply_all(
                     not_rolled_back,
                 });
             }
+            Err(e) => {
+                // Stopped meanwhile, and the change in flight failed anyway: nothing of it to undo.
+                fixes[i].changes[j].status = ChangeStatus::Failed;
+                tracing::info!("{what} failed after the signal: {e}");
+            }
+        }
+        if stopped.is_some() {
+            break;
         }
     }
-    Ok(())
+    // A signal after the last change: undone all the same (the run was asked to stop before it
+    // could say it had finished).
+    if stopped.is_none()
+        && let Poll::Ready(signal) = futures::poll!(stop.as_mut())
+    {
+        stopped = Some((signal, None));
+    }
+    let Some((signal, in_flight)) = stopped else {
+        return Ok(());
+    };
+    notify(&format!(
+        "{signal}: rolling back {} this run applied…",
+        crate::units::plural(done.len(), "change", "changes")
+    ));
+    let (rolled_back, not_rolled_back) = roll_back(applier, fixes, &done).await;
+    Err(AuditError::Interrupted {
+        signal,
+        in_flight,
+        rolled_back,
+        not_rolled_back,
+    })
+}
+
+/// Undoes the changes `done` (in reverse order); what is left planned is marked not applied.
+/// Returns the `Kind/name` undone and the `Kind/name: why` that could not be.
+async fn roll_back(
+    applier: &dyn Applier,
+    fixes: &mut [Fix],
+    done: &[(usize, usize)],
+) -> (Vec<String>, Vec<String>) {
+    let mut rolled_back = Vec::new();
+    let mut not_rolled_back = Vec::new();
+    for &(i, j) in done.iter().rev() {
+        let c = &fixes[i].changes[j];
+        let name = format!("{}/{}", c.kind, c.name);
+        match applier.undo(c).await {
+            Ok(()) => {
+                rolled_back.push(name);
+                fixes[i].changes[j].status = ChangeStatus::RolledBack;
+            }
+            Err(e) => not_rolled_back.push(format!("{name}: {e}")),
+        }
+    }
+    for c in fixes.iter_mut().flat_map(|f| f.changes.iter_mut()) {
+        if c.status == ChangeStatus::DryRunOk {
+            c.status = ChangeStatus::NotApplied;
+        }
+    }
+    (rolled_back, not_rolled_back)
 }
 
 #[cfg(test)]

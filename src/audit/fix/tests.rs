@@ -150,6 +150,9 @@ struct Fake {
     refuse_dry_run: Option<String>,
     fail_apply: Option<String>,
     exists: Option<String>,
+    /// Applying the change of this name, a signal comes (sent on `signal`) while it is in flight.
+    signal_during: Option<String>,
+    signal: Mutex<Option<tokio::sync::oneshot::Sender<Signal>>>,
     calls: Mutex<Vec<String>>,
 }
 
@@ -192,7 +195,17 @@ impl Applier for Fake {
         } else {
             Ok(())
         };
-        Box::pin(async move { r })
+        let signal = (self.signal_during.as_deref() == Some(c.name.as_str()))
+            .then(|| self.signal.lock().unwrap().take())
+            .flatten();
+        Box::pin(async move {
+            if let Some(tx) = signal {
+                let _ = tx.send(Signal::Terminate);
+                // Still in flight when the signal is seen.
+                tokio::task::yield_now().await;
+            }
+            r
+        })
     }
     fn undo<'a>(&'a self, c: &'a Change) -> BoxFuture<'a, Result<()>> {
         self.calls
@@ -241,7 +254,9 @@ async fn a_failed_apply_rolls_back_in_reverse_order() {
     };
     let mut fixes = two_fixes();
     dry_run_all(&fake, &mut fixes).await.unwrap();
-    let err = apply_all(&fake, &mut fixes).await.unwrap_err();
+    let err = apply_all(&fake, &mut fixes, never().as_mut(), &|_| {})
+        .await
+        .unwrap_err();
     let calls = fake.calls();
     let applied: Vec<&String> = calls.iter().filter(|c| !c.starts_with("dry-run")).collect();
     assert_eq!(
@@ -260,18 +275,120 @@ async fn a_failed_apply_rolls_back_in_reverse_order() {
         text.contains("HorizontalPodAutoscaler/new-api-slave"),
         "{text}"
     );
-    let statuses: Vec<ChangeStatus> = fixes
-        .iter()
-        .flat_map(|f| &f.changes)
-        .map(|c| c.status)
-        .collect();
     assert_eq!(
-        statuses,
+        statuses(&fixes),
         [
             ChangeStatus::RolledBack,
             ChangeStatus::Exists,
             ChangeStatus::RolledBack,
             ChangeStatus::Failed
         ]
+    );
+}
+
+/// A stop that never comes.
+fn never() -> Pin<Box<dyn Future<Output = Signal> + Send>> {
+    Box::pin(std::future::pending())
+}
+
+fn statuses(fixes: &[Fix]) -> Vec<ChangeStatus> {
+    fixes
+        .iter()
+        .flat_map(|f| &f.changes)
+        .map(|c| c.status)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_signal_while_a_change_is_in_flight_lets_it_finish_then_rolls_everything_back() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let fake = Fake {
+        signal_during: Some("new-api-master-pdb".into()),
+        signal: Mutex::new(Some(tx)),
+        ..Fake::default()
+    };
+    let mut fixes = two_fixes();
+    dry_run_all(&fake, &mut fixes).await.unwrap();
+    let mut stop: Pin<Box<dyn Future<Output = Signal> + Send>> =
+        Box::pin(async move { rx.await.unwrap_or(Signal::Interrupt) });
+    let notes = Mutex::new(Vec::new());
+    let err = apply_all(&fake, &mut fixes, stop.as_mut(), &|n| {
+        notes.lock().unwrap().push(n.to_string());
+    })
+    .await
+    .unwrap_err();
+    let calls = fake.calls();
+    let applied: Vec<&String> = calls.iter().filter(|c| !c.starts_with("dry-run")).collect();
+    assert_eq!(
+        applied,
+        [
+            "apply create horizontalpodautoscaler/new-api-slave",
+            "apply create poddisruptionbudget/new-api-slave-pdb",
+            "apply create poddisruptionbudget/new-api-master-pdb",
+            "undo create poddisruptionbudget/new-api-master-pdb",
+            "undo create poddisruptionbudget/new-api-slave-pdb",
+            "undo create horizontalpodautoscaler/new-api-slave",
+        ],
+        "the change in flight finished and was undone; the MySQL patch was never sent"
+    );
+    assert_eq!(
+        statuses(&fixes),
+        [
+            ChangeStatus::RolledBack,
+            ChangeStatus::RolledBack,
+            ChangeStatus::RolledBack,
+            ChangeStatus::NotApplied
+        ]
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("SIGTERM while applying the fixes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("create poddisruptionbudget/new-api-master-pdb (fix pdb) was in flight"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rolled back what this run had applied"),
+        "{text}"
+    );
+    let notes = notes.into_inner().unwrap();
+    assert!(
+        notes[0].contains("letting create poddisruptionbudget/new-api-master-pdb (fix pdb) finish"),
+        "{notes:?}"
+    );
+    let err = crate::error::Error::from(err);
+    assert_eq!(err.exit_code(), crate::exit::TERMINATED);
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("nothing this run applied is left")
+    );
+}
+
+#[tokio::test]
+async fn a_signal_before_the_first_change_applies_nothing() {
+    let fake = Fake::default();
+    let mut fixes = two_fixes();
+    dry_run_all(&fake, &mut fixes).await.unwrap();
+    let mut stop: Pin<Box<dyn Future<Output = Signal> + Send>> =
+        Box::pin(std::future::ready(Signal::Interrupt));
+    let err = apply_all(&fake, &mut fixes, stop.as_mut(), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(fake.calls().iter().all(|c| c.starts_with("dry-run")));
+    assert!(
+        statuses(&fixes)
+            .iter()
+            .all(|s| *s == ChangeStatus::NotApplied)
+    );
+    assert!(
+        err.to_string().contains("nothing had been applied"),
+        "{err}"
+    );
+    assert_eq!(
+        crate::error::Error::from(err).exit_code(),
+        crate::exit::INTERRUPTED
     );
 }
