@@ -3,7 +3,7 @@
 //! its severity and whose text is its evidence; a rule not checked is `<skipped>` with the reason.
 //! The score and grade are `<properties>` of the whole run.
 
-use super::{Report, Section, Status};
+use super::{Report, Status};
 
 /// Escapes text for XML (content and attribute values).
 pub fn escape(s: &str) -> String {
@@ -33,15 +33,7 @@ pub fn render(report: &Report) -> String {
         c.fail,
         c.not_checked
     ));
-    for section in Section::ALL {
-        let rules: Vec<_> = report
-            .rules
-            .iter()
-            .filter(|r| r.section == section)
-            .collect();
-        if rules.is_empty() {
-            continue;
-        }
+    for (section, rules, score) in report.by_section() {
         let count = |s: Status| rules.iter().filter(|r| r.status == s).count();
         o.push_str(&format!(
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" errors=\"0\" timestamp=\"{}\">\n",
@@ -51,7 +43,7 @@ pub fn render(report: &Report) -> String {
             count(Status::NotChecked),
             escape(&report.started_at)
         ));
-        if let Some(s) = report.sections.iter().find(|s| s.section == section) {
+        if let Some(s) = score {
             o.push_str(&format!(
                 "    <properties>\n      <property name=\"score\" value=\"{}\"/>\n      <property name=\"grade\" value=\"{}\"/>\n    </properties>\n",
                 s.score.map_or_else(|| "-".to_string(), |v| v.to_string()),

@@ -168,6 +168,20 @@ pub struct Report {
 }
 
 impl Report {
+    /// Each section that has rules: its rules (in the order of [`rules::RULES`]) and its score.
+    pub fn by_section(&self) -> Vec<(Section, Vec<&Outcome>, Option<&score::SectionScore>)> {
+        Section::ALL
+            .into_iter()
+            .map(|section| {
+                let rules: Vec<&Outcome> =
+                    self.rules.iter().filter(|r| r.section == section).collect();
+                let score = self.sections.iter().find(|s| s.section == section);
+                (section, rules, score)
+            })
+            .filter(|(_, rules, _)| !rules.is_empty())
+            .collect()
+    }
+
     /// The worst severity among failing rules.
     pub fn worst_failure(&self) -> Option<Severity> {
         self.rules

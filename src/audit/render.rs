@@ -2,7 +2,7 @@
 //! evidence of failing rules under them, the section scores, the grade; then the fixes.
 
 use super::fix::{ChangeStatus, FixReport};
-use super::{Report, Section, Severity, Status};
+use super::{Report, Severity, Status};
 use crate::printer::Style;
 
 fn status_word(s: Status, style: Style) -> String {
@@ -45,16 +45,7 @@ pub fn render(report: &Report, style: Style) -> String {
             .map(|v| format!(", Kubernetes {v}"))
             .unwrap_or_default()
     );
-    for section in Section::ALL {
-        let rules: Vec<_> = report
-            .rules
-            .iter()
-            .filter(|r| r.section == section)
-            .collect();
-        if rules.is_empty() {
-            continue;
-        }
-        let score = report.sections.iter().find(|s| s.section == section);
+    for (section, rules, score) in report.by_section() {
         o.push_str(&format!(
             "\n{} — {}\n",
             style.bold(section.title()),

@@ -50,6 +50,20 @@ fn fail(summary: impl Into<String>, evidence: Vec<String>) -> Verdict {
     }
 }
 
+/// A pass with the summary `ok` or a fail with `bad`, on the same evidence.
+fn judged(
+    passes: bool,
+    ok: impl Into<String>,
+    bad: impl Into<String>,
+    evidence: Vec<String>,
+) -> Verdict {
+    if passes {
+        pass(ok, evidence)
+    } else {
+        fail(bad, evidence)
+    }
+}
+
 fn not_checked(why: impl Into<String>) -> Verdict {
     Verdict {
         status: Status::NotChecked,
@@ -1122,20 +1136,15 @@ fn network_policy(ctx: &Ctx<'_>) -> Verdict {
     if !any {
         return pass("MySQL and Redis run outside the cluster", evidence);
     }
-    if open.is_empty() {
-        pass(
-            "MySQL and Redis accept only the sources their NetworkPolicies name",
-            evidence,
-        )
-    } else {
-        fail(
-            format!(
-                "{} reachable from every pod of the cluster",
-                open.join(" and ")
-            ),
-            evidence,
-        )
-    }
+    judged(
+        open.is_empty(),
+        "MySQL and Redis accept only the sources their NetworkPolicies name",
+        format!(
+            "{} reachable from every pod of the cluster",
+            open.join(" and ")
+        ),
+        evidence,
+    )
 }
 
 /// Whether a secret value looks like a placeholder.
@@ -1479,23 +1488,18 @@ fn secrets_identical(ctx: &Ctx<'_>) -> Verdict {
         })
         .map(|(_, v)| v)
         .collect();
-    if differ.is_empty() {
-        pass(
-            format!(
-                "the same secrets on {}",
-                crate::units::plural(prints.len(), "New-API pod", "New-API pods")
-            ),
-            evidence,
-        )
-    } else {
-        fail(
-            format!(
-                "{} differ(s) between New-API pods: sessions or encrypted values are refused across pods",
-                differ.join(" and ")
-            ),
-            evidence,
-        )
-    }
+    judged(
+        differ.is_empty(),
+        format!(
+            "the same secrets on {}",
+            crate::units::plural(prints.len(), "New-API pod", "New-API pods")
+        ),
+        format!(
+            "{} differ(s) between New-API pods: sessions or encrypted values are refused across pods",
+            differ.join(" and ")
+        ),
+        evidence,
+    )
 }
 
 fn redis_when_scaled(ctx: &Ctx<'_>) -> Verdict {
@@ -1527,20 +1531,15 @@ fn redis_when_scaled(ctx: &Ctx<'_>) -> Verdict {
             ));
         }
     }
-    if missing.is_empty() {
-        pass(
-            format!("Redis configured for {pods} New-API pods"),
-            evidence,
-        )
-    } else {
-        fail(
-            format!(
-                "{pods} New-API pods but no Redis on {}: the pods do not share caches and rate limits",
-                missing.join(", ")
-            ),
-            evidence,
-        )
-    }
+    judged(
+        missing.is_empty(),
+        format!("Redis configured for {pods} New-API pods"),
+        format!(
+            "{pods} New-API pods but no Redis on {}: the pods do not share caches and rate limits",
+            missing.join(", ")
+        ),
+        evidence,
+    )
 }
 
 /// The value of `--flag=N` / `--flag N` (dashes and underscores alike) among a container's
@@ -1640,19 +1639,14 @@ fn sql_pool(ctx: &Ctx<'_>) -> Verdict {
     };
     let (demand, mut evidence) = pool_demand(ctx, None);
     evidence.push(format!("MySQL: {from}"));
-    if demand + ADMIN_HEADROOM <= max {
-        pass(
-            format!("pools of at most {demand} connections fit max_connections {max}"),
-            evidence,
-        )
-    } else {
-        fail(
-            format!(
-                "New-API may open {demand} connections (+{ADMIN_HEADROOM} for administrators) but MySQL allows {max}: `Too many connections` under load"
-            ),
-            evidence,
-        )
-    }
+    judged(
+        demand + ADMIN_HEADROOM <= max,
+        format!("pools of at most {demand} connections fit max_connections {max}"),
+        format!(
+            "New-API may open {demand} connections (+{ADMIN_HEADROOM} for administrators) but MySQL allows {max}: `Too many connections` under load"
+        ),
+        evidence,
+    )
 }
 
 fn sql_lifetime(ctx: &Ctx<'_>) -> Verdict {
@@ -1937,17 +1931,12 @@ fn mysql_pvc(ctx: &Ctx<'_>) -> Verdict {
         "persistentvolumeclaim/{}: {phase} {size}",
         claim.claim_name
     )];
-    if phase == "Bound" {
-        pass(
-            format!("MySQL data on PVC {} ({size})", claim.claim_name),
-            evidence,
-        )
-    } else {
-        fail(
-            format!("PVC {} is {phase}, not Bound", claim.claim_name),
-            evidence,
-        )
-    }
+    judged(
+        phase == "Bound",
+        format!("MySQL data on PVC {} ({size})", claim.claim_name),
+        format!("PVC {} is {phase}, not Bound", claim.claim_name),
+        evidence,
+    )
 }
 
 fn backend_replicas(ctx: &Ctx<'_>) -> Verdict {

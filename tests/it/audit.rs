@@ -622,6 +622,7 @@ async fn fixes_applied_by_the_real_api_server_raise_the_grade() {
     let before = run_in(&sb, &["audit", "-o", "json"]);
     let before = before.json();
     assert_status(&before, "advice.log-aggregation", "fail");
+    assert_status(&before, "advice.scheduled-backups", "fail");
     // --fix --yes as admin: every fix, applied by the real API server.
     let done = Run::new([
         "audit",
@@ -736,6 +737,78 @@ async fn fixes_applied_by_the_real_api_server_raise_the_grade() {
     .await;
     let last = run_in(&sb, &["audit", "-o", "json"]).json();
     assert_status(&last, "advice.log-aggregation", "pass");
+    // The Prometheus Operator's API (its CRDs): advice 6 is judged — nothing scrapes New-API
+    // yet — then passes with a PodMonitor selecting the New-API pods and a PrometheusRule.
+    for (kind, plural) in [
+        ("ServiceMonitor", "servicemonitors"),
+        ("PodMonitor", "podmonitors"),
+        ("PrometheusRule", "prometheusrules"),
+    ] {
+        create(
+            &admin,
+            None,
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.monitoring.coreos.com")},
+                "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                    "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+            "customresourcedefinitions",
+        )
+        .await;
+    }
+    // The CRDs are served once established (a bound on convergence, not a time limit).
+    let mut monitoring = Value::Null;
+    for _ in 0..120 {
+        let report = run_in(&sb, &["audit", "-o", "json"]).json();
+        monitoring = rule(&report, "advice.monitoring").clone();
+        if monitoring["status"] != "not-checked" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(monitoring["status"], "fail", "{monitoring:#}");
+    assert!(
+        monitoring["summary"]
+            .as_str()
+            .unwrap()
+            .contains("nothing scrapes New-API"),
+        "{monitoring:#}"
+    );
+    create(
+        &admin,
+        Some("new-api"),
+        json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+            "metadata": {"name": "new-api"},
+            "spec": {"selector": {"matchLabels": {"app": "new-api"}},
+                "podMetricsEndpoints": [{"port": "http", "path": "/metrics"}]}}),
+        "podmonitors",
+    )
+    .await;
+    let scraped = run_in(&sb, &["audit", "-o", "json"]).json();
+    let r = rule(&scraped, "advice.monitoring");
+    assert_eq!(r["status"], "fail", "{r:#}");
+    assert!(
+        r["summary"].as_str().unwrap().contains("no PrometheusRule"),
+        "{r:#}"
+    );
+    create(
+        &admin,
+        Some("new-api"),
+        json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "new-api"},
+            "spec": {"groups": [{"name": "new-api", "rules": [{"alert": "NewApiDown",
+                "expr": "up{job=\"new-api\"} == 0", "for": "5m"}]}]}}),
+        "prometheusrules",
+    )
+    .await;
+    let last = run_in(&sb, &["audit", "-o", "json"]).json();
+    assert_status(&last, "advice.monitoring", "pass");
+    assert!(
+        rule(&last, "advice.monitoring")["evidence"]
+            .to_string()
+            .contains("podmonitor/new-api")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

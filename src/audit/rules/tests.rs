@@ -178,6 +178,17 @@ fn deployment_mut<'a>(
         .unwrap()
 }
 
+/// The first container of a Deployment's pod template.
+fn container_mut<'a>(f: &'a mut Facts, name: &str) -> &'a mut Container {
+    &mut deployment_mut(f, name)
+        .spec
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+}
+
 #[test]
 fn the_seed_fails_what_the_notes_say_it_lacks() {
     let f = seed();
@@ -239,13 +250,7 @@ fn pool_arithmetic_uses_the_hpa_maximum_and_the_mysql_argument() {
     assert!(o.summary.contains("4000"), "{}", o.summary);
     // Lower pools: 4 × 30 + 10 ≤ 151.
     for name in ["new-api-master", "new-api-slave"] {
-        let c = &mut deployment_mut(&mut f, name)
-            .spec
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0];
+        let c = container_mut(&mut f, name);
         c.env.get_or_insert_default().push(
             serde_json::from_value(json!({"name": "SQL_MAX_OPEN_CONNS", "value": "30"})).unwrap(),
         );
@@ -257,13 +262,7 @@ fn pool_arithmetic_uses_the_hpa_maximum_and_the_mysql_argument() {
     assert_eq!(status(&f, "newapi.sql-pool"), Status::Fail);
     assert_eq!(status(&f, "advice.hpa"), Status::Pass);
     // --max-connections=400 on MySQL's container wins over the live 151.
-    let c = &mut deployment_mut(&mut f, "mysql")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(&mut f, "mysql");
     c.args = Some(vec!["--max-connections=400".into()]);
     let o = outcome(&f, "newapi.sql-pool");
     assert_eq!(o.status, Status::Pass, "{:?}", o.evidence);
@@ -277,13 +276,7 @@ fn pool_arithmetic_uses_the_hpa_maximum_and_the_mysql_argument() {
 fn secrets_rules() {
     let mut f = seed();
     // Both unset on the slaves: New-API refuses to start.
-    let c = &mut deployment_mut(&mut f, "new-api-slave")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(&mut f, "new-api-slave");
     c.env
         .as_mut()
         .unwrap()
@@ -291,13 +284,7 @@ fn secrets_rules() {
     assert_eq!(status(&f, "newapi.secrets-set"), Status::Fail);
     // random_string anywhere: refused too.
     let mut f = seed();
-    let c = &mut deployment_mut(&mut f, "new-api-master")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(&mut f, "new-api-master");
     c.env.as_mut().unwrap().push(
         serde_json::from_value(json!({"name": "SESSION_SECRET", "value": "random_string"}))
             .unwrap(),
@@ -324,13 +311,7 @@ fn secrets_rules() {
 #[test]
 fn masters_node_types_and_names() {
     let mut f = seed();
-    let c = &mut deployment_mut(&mut f, "new-api-slave")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(&mut f, "new-api-slave");
     for e in c.env.as_mut().unwrap() {
         if e.name == "NODE_TYPE" {
             e.value = Some("Slave".into());
@@ -350,13 +331,7 @@ fn masters_node_types_and_names() {
     );
     // SQL_MAX_LIFETIME with a unit, or in milliseconds.
     let mut f = seed();
-    let c = &mut deployment_mut(&mut f, "new-api-master")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(&mut f, "new-api-master");
     c.env
         .as_mut()
         .unwrap()
@@ -369,13 +344,7 @@ fn masters_node_types_and_names() {
     // No Redis with four pods.
     let mut f = seed();
     for name in ["new-api-master", "new-api-slave"] {
-        let c = &mut deployment_mut(&mut f, name)
-            .spec
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0];
+        let c = container_mut(&mut f, name);
         c.env
             .as_mut()
             .unwrap()
@@ -385,13 +354,7 @@ fn masters_node_types_and_names() {
 }
 
 fn c_set(f: &mut Facts, var: &str, value: &str) {
-    let c = &mut deployment_mut(f, "new-api-master")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(f, "new-api-master");
     for e in c.env.as_mut().unwrap() {
         if e.name == var {
             e.value = Some(value.into());
@@ -496,13 +459,7 @@ fn managed_backends_and_ha_redis() {
     assert_eq!(status(&f, "advice.external-database"), Status::Pass);
     assert_eq!(status(&f, "advice.redis-ha"), Status::Pass);
     let mut f = seed();
-    let c = &mut deployment_mut(&mut f, "new-api-master")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(&mut f, "new-api-master");
     c.env.as_mut().unwrap().push(
         serde_json::from_value(
             json!({"name": "REDIS_HA_CONN_STRING", "value": "s1:26379,s2:26379,s3:26379"}),
@@ -533,13 +490,7 @@ fn mysql_storage_and_redis_memory() {
     assert_eq!(o.status, Status::Fail);
     assert!(o.summary.contains("emptyDir"), "{}", o.summary);
     let mut f = seed();
-    let c = &mut deployment_mut(&mut f, "redis")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(&mut f, "redis");
     c.args = Some(vec!["--maxmemory".into(), "3072mb".into()]);
     assert_eq!(status(&f, "kube.redis-maxmemory"), Status::Pass);
     c_redis(&mut f, "8gb");
@@ -550,13 +501,7 @@ fn mysql_storage_and_redis_memory() {
 }
 
 fn c_redis(f: &mut Facts, v: &str) {
-    let c = &mut deployment_mut(f, "redis")
-        .spec
-        .template
-        .spec
-        .as_mut()
-        .unwrap()
-        .containers[0];
+    let c = container_mut(f, "redis");
     c.args = Some(vec!["--maxmemory".into(), v.into()]);
 }
 
