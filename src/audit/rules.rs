@@ -1728,19 +1728,22 @@ fn env_names(ctx: &Ctx<'_>) -> Verdict {
     }
 }
 
-/// Per container of the deployment: what it lacks (`missing`), as evidence lines.
+/// A rule judged on every container of the deployment's workloads: `lacking` says what one
+/// lacks (nothing: it passes); the rule passes with `ok` when no container lacks anything.
 fn per_container(
     ctx: &Ctx<'_>,
+    ok: &str,
+    what: &str,
     lacking: impl Fn(&Workload<'_>, &Container) -> Vec<String>,
-) -> (Vec<String>, Vec<String>) {
+) -> Verdict {
+    if ctx.workloads.is_empty() {
+        return not_checked("none of the deployment's workloads was found");
+    }
     let mut bad = Vec::new();
-    let mut good = Vec::new();
     for w in &ctx.workloads {
         for c in &w.spec.containers {
             let l = lacking(w, c);
-            if l.is_empty() {
-                good.push(format!("{} container {}", w.subject(), c.name));
-            } else {
+            if !l.is_empty() {
                 bad.push(format!(
                     "{} container {}: {}",
                     w.subject(),
@@ -1750,18 +1753,6 @@ fn per_container(
             }
         }
     }
-    (bad, good)
-}
-
-fn container_verdict(
-    ctx: &Ctx<'_>,
-    (bad, _good): (Vec<String>, Vec<String>),
-    ok: &str,
-    what: &str,
-) -> Verdict {
-    if ctx.workloads.is_empty() {
-        return not_checked("none of the deployment's workloads was found");
-    }
     if bad.is_empty() {
         pass(ok, Vec::new())
     } else {
@@ -1770,88 +1761,84 @@ fn container_verdict(
 }
 
 fn probes(ctx: &Ctx<'_>) -> Verdict {
-    let r = per_container(ctx, |_, c| {
-        let mut l = Vec::new();
-        if c.readiness_probe.is_none() {
-            l.push("no readiness probe".to_string());
-        }
-        if c.liveness_probe.is_none() {
-            l.push("no liveness probe".to_string());
-        }
-        l
-    });
-    container_verdict(
+    per_container(
         ctx,
-        r,
         "every container has readiness and liveness probes",
         "without probes",
+        |_, c| {
+            let mut l = Vec::new();
+            if c.readiness_probe.is_none() {
+                l.push("no readiness probe".to_string());
+            }
+            if c.liveness_probe.is_none() {
+                l.push("no liveness probe".to_string());
+            }
+            l
+        },
     )
 }
 
 fn resources(ctx: &Ctx<'_>) -> Verdict {
-    let r = per_container(ctx, |_, c| {
-        let r = c.resources.clone().unwrap_or_default();
-        let mut l = Vec::new();
-        for (what, m) in [("requests", &r.requests), ("limits", &r.limits)] {
-            for k in ["cpu", "memory"] {
-                if !m.as_ref().is_some_and(|m| m.contains_key(k)) {
-                    l.push(format!("no {what}.{k}"));
-                }
-            }
-        }
-        l
-    });
-    container_verdict(
+    per_container(
         ctx,
-        r,
         "every container requests and limits CPU and memory",
         "without requests or limits",
+        |_, c| {
+            let r = c.resources.clone().unwrap_or_default();
+            let mut l = Vec::new();
+            for (what, m) in [("requests", &r.requests), ("limits", &r.limits)] {
+                for k in ["cpu", "memory"] {
+                    if !m.as_ref().is_some_and(|m| m.contains_key(k)) {
+                        l.push(format!("no {what}.{k}"));
+                    }
+                }
+            }
+            l
+        },
     )
 }
 
 fn image_tags(ctx: &Ctx<'_>) -> Verdict {
-    let r = per_container(ctx, |_, c| {
-        let image = c.image.clone().unwrap_or_default();
-        let tag = image
-            .rsplit('/')
-            .next()
-            .and_then(|last| last.split_once(':').map(|(_, t)| t.to_string()));
-        if !image.contains('@') && tag.as_deref().is_none_or(|t| t == "latest") {
-            vec![format!("{image} is not pinned")]
-        } else {
-            Vec::new()
-        }
-    });
-    container_verdict(
+    per_container(
         ctx,
-        r,
         "every image is pinned to a version or digest",
         "on `latest` or untagged",
+        |_, c| {
+            let image = c.image.clone().unwrap_or_default();
+            let tag = image
+                .rsplit('/')
+                .next()
+                .and_then(|last| last.split_once(':').map(|(_, t)| t.to_string()));
+            if !image.contains('@') && tag.as_deref().is_none_or(|t| t == "latest") {
+                vec![format!("{image} is not pinned")]
+            } else {
+                Vec::new()
+            }
+        },
     )
 }
 
 fn run_as_non_root(ctx: &Ctx<'_>) -> Verdict {
-    let r = per_container(ctx, |w, c| {
-        let pod = w.spec.security_context.as_ref();
-        let own = c.security_context.as_ref();
-        let non_root = own
-            .and_then(|s| s.run_as_non_root)
-            .or(pod.and_then(|s| s.run_as_non_root))
-            .unwrap_or(false);
-        let user = own
-            .and_then(|s| s.run_as_user)
-            .or(pod.and_then(|s| s.run_as_user));
-        if non_root || user.is_some_and(|u| u != 0) {
-            Vec::new()
-        } else {
-            vec!["may run as root (no runAsNonRoot, no runAsUser)".to_string()]
-        }
-    });
-    container_verdict(
+    per_container(
         ctx,
-        r,
         "every container runs as a non-root user",
         "may run as root",
+        |w, c| {
+            let pod = w.spec.security_context.as_ref();
+            let own = c.security_context.as_ref();
+            let non_root = own
+                .and_then(|s| s.run_as_non_root)
+                .or(pod.and_then(|s| s.run_as_non_root))
+                .unwrap_or(false);
+            let user = own
+                .and_then(|s| s.run_as_user)
+                .or(pod.and_then(|s| s.run_as_user));
+            if non_root || user.is_some_and(|u| u != 0) {
+                Vec::new()
+            } else {
+                vec!["may run as root (no runAsNonRoot, no runAsUser)".to_string()]
+            }
+        },
     )
 }
 

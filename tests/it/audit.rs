@@ -208,16 +208,7 @@ fn an_rbac_denial_of_a_fix_applies_nothing() {
     assert_status(&report, "newapi.secrets-identical", "not-checked");
     assert_status(&report, "advice.log-aggregation", "not-checked");
     // The refusal is in a transcript (0600), without secrets.
-    let files: Vec<_> = std::fs::read_dir(runs.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
-    for f in &files {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{}", f.display());
+    for f in &transcript_files(runs.path()) {
         let text = std::fs::read_to_string(f).unwrap();
         assert!(text.contains("refused"), "{text}");
         assert!(!text.contains("123456"));
@@ -1124,8 +1115,8 @@ async fn hpas_and_pdbs(admin: &kube::Client, ns: &str) -> (usize, usize) {
     )
 }
 
-/// The transcript of the one fix run in `runs`: (end status, each step's status); files 0600.
-fn transcript_of(runs: &Path) -> (String, Vec<String>) {
+/// The two files (JSONL, markdown) of the one fix run in `runs`, each checked to be 0600.
+fn transcript_files(runs: &Path) -> Vec<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     let files: Vec<_> = std::fs::read_dir(runs)
         .unwrap()
@@ -1137,6 +1128,12 @@ fn transcript_of(runs: &Path) -> (String, Vec<String>) {
         let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", f.display());
     }
+    files
+}
+
+/// The transcript of the one fix run in `runs`: (end status, each step's status).
+fn transcript_of(runs: &Path) -> (String, Vec<String>) {
+    let files = transcript_files(runs);
     let jsonl = files
         .iter()
         .find(|f| f.extension().is_some_and(|e| e == "jsonl"))
@@ -1170,10 +1167,9 @@ fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> Str
     }
 }
 
-/// A signal while the fix run is mid-apply (the HPA created, the slaves' PDB in flight, held in
-/// the API server): the write in flight is let finish, both are deleted again, the master's PDB
-/// is never sent, the transcript says `interrupted`, and the exit code is the signal's.
-async fn a_signal_mid_apply(base: &str, signal: nix::sys::signal::Signal, name: &str, code: i32) {
+/// A namespace of its own with a master and two slaves, and a [`HoldingWebhook`] for its
+/// PodDisruptionBudgets; with the admin client.
+async fn held_namespace(base: &str) -> (String, kube::Client, HoldingWebhook) {
     let ns = apply_in(
         base,
         &[
@@ -1184,6 +1180,14 @@ async fn a_signal_mid_apply(base: &str, signal: nix::sys::signal::Signal, name: 
     .await;
     let admin = crate::support::admin_client().await;
     let hook = HoldingWebhook::start(&admin, &ns, "policy", "poddisruptionbudgets").await;
+    (ns, admin, hook)
+}
+
+/// A signal while the fix run is mid-apply (the HPA created, the slaves' PDB in flight, held in
+/// the API server): the write in flight is let finish, both are deleted again, the master's PDB
+/// is never sent, the transcript says `interrupted`, and the exit code is the signal's.
+async fn a_signal_mid_apply(base: &str, signal: nix::sys::signal::Signal, name: &str, code: i32) {
+    let (ns, admin, hook) = held_namespace(base).await;
     let runs = tempfile::tempdir().unwrap();
     let (mut child, lines, stderr, _home) = spawn_audit(
         &["audit", "-n", &ns, "--fix", "--yes", "--fixes", "hpa,pdb"],
@@ -1259,16 +1263,7 @@ async fn ctrl_c_mid_apply_rolls_back_what_was_applied_and_exits_130() {
 async fn an_rbac_denial_mid_apply_rolls_back_what_was_applied() {
     use k8s_openapi::api::authorization::v1::SubjectAccessReview;
     use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-    let ns = apply_in(
-        "audit-rbac-mid",
-        &[
-            newapi_deployment("master", 1, json!({}), json!({})),
-            newapi_deployment("slave", 2, json!({}), json!({})),
-        ],
-    )
-    .await;
-    let admin = crate::support::admin_client().await;
-    let hook = HoldingWebhook::start(&admin, &ns, "policy", "poddisruptionbudgets").await;
+    let (ns, admin, hook) = held_namespace("audit-rbac-mid").await;
     // The ServiceAccount, its token (1.20: a Secret made by the token controller) and its RBAC.
     let sa = "fixer";
     create(

@@ -160,6 +160,12 @@ impl Fake {
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
+    /// The calls that were not dry runs (applies and undos), in order.
+    fn writes(&self) -> Vec<String> {
+        let mut calls = self.calls();
+        calls.retain(|c| !c.starts_with("dry-run"));
+        calls
+    }
     fn forbidden(c: &Change) -> Error {
         Error::Forbidden {
             verb: "create".into(),
@@ -257,10 +263,8 @@ async fn a_failed_apply_rolls_back_in_reverse_order() {
     let err = apply_all(&fake, &mut fixes, never().as_mut(), &|_| {})
         .await
         .unwrap_err();
-    let calls = fake.calls();
-    let applied: Vec<&String> = calls.iter().filter(|c| !c.starts_with("dry-run")).collect();
     assert_eq!(
-        applied,
+        fake.writes(),
         [
             "apply create horizontalpodautoscaler/new-api-slave",
             "apply create poddisruptionbudget/new-api-master-pdb",
@@ -317,10 +321,8 @@ async fn a_signal_while_a_change_is_in_flight_lets_it_finish_then_rolls_everythi
     })
     .await
     .unwrap_err();
-    let calls = fake.calls();
-    let applied: Vec<&String> = calls.iter().filter(|c| !c.starts_with("dry-run")).collect();
     assert_eq!(
-        applied,
+        fake.writes(),
         [
             "apply create horizontalpodautoscaler/new-api-slave",
             "apply create poddisruptionbudget/new-api-slave-pdb",
