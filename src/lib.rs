@@ -54,12 +54,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.global.verbose, cli.global.quiet);
     let printer = Printer::new(
         cli.global.output.into(),
         cli.global.no_color,
         cli.global.quiet,
     );
+    init_tracing(cli.global.verbose, cli.global.quiet, &printer);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,13 +130,15 @@ fn default_filter(verbose: u8, quiet: bool) -> &'static str {
     }
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
+/// Log events go through the printer's redactor, as everything else the tool writes.
+fn init_tracing(verbose: u8, quiet: bool, printer: &Printer) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("NEWAPI_OPS_LOG")
         .unwrap_or_else(|_| EnvFilter::new(default_filter(verbose, quiet)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(printer.log_writer())
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -88,6 +88,11 @@ impl Printer {
         &self.redactor
     }
 
+    /// Where the tool's log events (`tracing`, `-v`) go: stderr, masked as everything else.
+    pub fn log_writer(&self) -> LogWriter {
+        LogWriter(self.redactor.clone())
+    }
+
     fn masked(&self, text: &str) -> String {
         self.redactor.text(text)
     }
@@ -221,4 +226,85 @@ fn to_yaml<T: Serialize>(value: &T) -> Result<String> {
         s.push('\n');
     }
     Ok(s)
+}
+
+/// The writer of log events: one [`LogEvent`] per event, masked and written whole when the event
+/// is complete (a secret split over two writes would otherwise escape the redactor).
+#[derive(Debug, Clone)]
+pub struct LogWriter(redact::Shared);
+
+/// One log event being formatted.
+pub struct LogEvent {
+    buf: Vec<u8>,
+    redactor: redact::Shared,
+}
+
+impl Write for LogEvent {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogEvent {
+    /// The event as it is written: masked.
+    fn masked(&self) -> String {
+        self.redactor.text(&String::from_utf8_lossy(&self.buf))
+    }
+}
+
+impl Drop for LogEvent {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            let _ = std::io::stderr().lock().write_all(self.masked().as_bytes());
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogEvent;
+
+    fn make_writer(&'a self) -> LogEvent {
+        LogEvent {
+            buf: Vec::new(),
+            redactor: self.0.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::{Format, Printer};
+
+    #[test]
+    fn a_log_event_is_masked_whole_even_when_a_secret_spans_two_writes() {
+        let printer = Printer::new(Format::Human, true, false);
+        printer
+            .redactor()
+            .learn(["Hunter2-log-secret"], std::iter::empty());
+        let writer = printer.log_writer();
+        let mut event = writer.make_writer();
+        event.write_all(b"DEBUG connecting with Hunter2-").unwrap();
+        event
+            .write_all(b"log-secret and mysql://root:pw0rd9@db/x\n")
+            .unwrap();
+        let out = event.masked();
+        assert_eq!(out, "DEBUG connecting with *** and mysql://root:***@db/x\n");
+        // A secret learned after the writer was made is masked too (the command learns the
+        // deployment's secrets once it has connected; tracing was set up before).
+        printer
+            .redactor()
+            .learn(["late-s3cret-value"], std::iter::empty());
+        let mut event = writer.make_writer();
+        event.write_all(b"token late-s3cret-value\n").unwrap();
+        assert_eq!(event.masked(), "token ***\n");
+    }
 }

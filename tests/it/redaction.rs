@@ -99,6 +99,14 @@ async fn secrets_in_a_crashed_pods_previous_log_are_masked_in_every_format() {
         assert_clean(&out, &format!("diagnose -o {format}"));
         assert!(out.stdout.contains("***"), "{format}: {}", out.stdout);
     }
+    // Log events (`-vv`, and everything at NEWAPI_OPS_LOG=trace: the libraries' own) pass
+    // through the same redactor (the masking of an event is unit-tested in printer.rs).
+    let out = Run::new(["-vv", "diagnose", "-n", &ns, "--only", "pods,logs,config"])
+        .env("NEWAPI_OPS_LOG", "trace")
+        .admin()
+        .output();
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert_clean(&out, "diagnose with NEWAPI_OPS_LOG=trace");
     // The documents stay valid.
     let out = Run::new(["diagnose", "-n", &ns, "--only", "logs", "-o", "yaml"])
         .admin()
