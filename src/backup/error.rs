@@ -119,9 +119,30 @@ pub enum BackupError {
     Declined { what: String },
 
     #[error(
-        "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: scheduled backups need Kubernetes 1.21 or newer"
+        "this cluster (Kubernetes {version}) serves no CronJob API (neither batch/v1 nor batch/v1beta1 lists cronjobs)"
     )]
     CronJobUnsupported { version: String },
+
+    /// `backup schedule --run-now`: the Job failed.
+    #[error("backup job {job} in namespace {namespace} failed: {reason}{}", log_block(.pod, .container, .log_tail))]
+    JobFailed {
+        job: String,
+        namespace: String,
+        pod: Option<String>,
+        container: Option<String>,
+        reason: String,
+        log_tail: Vec<String>,
+    },
+
+    /// `backup schedule --run-now`: Ctrl-C or SIGTERM while following; the Job goes on.
+    #[error(
+        "stopped following backup job {job} ({signal}): the Job keeps running in namespace {namespace}"
+    )]
+    StoppedFollowing {
+        job: String,
+        namespace: String,
+        signal: Signal,
+    },
 
     /// Ctrl-C or SIGTERM stopped a backup (its temporary directory is removed), a restore
     /// before it changed anything, or a restore test (its scratch database is dropped).
@@ -253,6 +274,16 @@ impl BackupError {
             BackupError::Declined { .. } => return None,
             BackupError::CronJobUnsupported { .. } => "upgrade the cluster, or run backups from a host outside it with cron: see `newapi-ops backup schedule --crontab`".into(),
             BackupError::Interrupted { .. } => "nothing incomplete was kept: run it again".into(),
+            BackupError::JobFailed { namespace, pod, .. } => format!(
+                "fix what the log says, then run it again: `newapi-ops backup schedule --run-now`; the whole log: {}; the history: `newapi-ops backup status`",
+                pod.as_ref().map_or_else(
+                    || format!("`kubectl -n {namespace} get pods -l job-name`"),
+                    |p| format!("`newapi-ops logs {p} -n {namespace}`")
+                )
+            ),
+            BackupError::StoppedFollowing { job, namespace, .. } => format!(
+                "watch it with `kubectl -n {namespace} get job {job} -w` or `newapi-ops backup status -n {namespace}`; stop it with `kubectl -n {namespace} delete job {job}`"
+            ),
             BackupError::RestoreIncomplete {
                 id,
                 database,
@@ -379,4 +410,22 @@ mod tests {
         assert_eq!(shell_word("it's mine"), r"'it'\''s mine'");
         assert_eq!(shell_word(""), "''");
     }
+}
+
+/// The failed container's last log lines, indented under the message.
+fn log_block(pod: &Option<String>, container: &Option<String>, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let from = match (pod, container) {
+        (Some(p), Some(c)) => format!(" of {p} ({c})"),
+        (Some(p), None) => format!(" of {p}"),
+        _ => String::new(),
+    };
+    let mut s = format!("\n  last log lines{from}:");
+    for l in lines {
+        s.push_str("\n    ");
+        s.push_str(l);
+    }
+    s
 }
