@@ -124,14 +124,11 @@ pub enum BackupError {
     CronJobUnsupported { version: String },
 
     /// `backup schedule --run-now`: the Job failed.
-    #[error("backup job {job} in namespace {namespace} failed: {reason}{}", log_block(.pod, .container, .log_tail))]
+    #[error("backup job {job} in namespace {namespace} failed: {}{}", .failure.reason, log_block(.failure))]
     JobFailed {
         job: String,
         namespace: String,
-        pod: Option<String>,
-        container: Option<String>,
-        reason: String,
-        log_tail: Vec<String>,
+        failure: Box<crate::backup::schedule::status::Failure>,
     },
 
     /// `backup schedule --run-now`: Ctrl-C or SIGTERM while following; the Job goes on.
@@ -274,9 +271,11 @@ impl BackupError {
             BackupError::Declined { .. } => return None,
             BackupError::CronJobUnsupported { .. } => "upgrade the cluster, or run backups from a host outside it with cron: see `newapi-ops backup schedule --crontab`".into(),
             BackupError::Interrupted { .. } => "nothing incomplete was kept: run it again".into(),
-            BackupError::JobFailed { namespace, pod, .. } => format!(
+            BackupError::JobFailed {
+                namespace, failure, ..
+            } => format!(
                 "fix what the log says, then run it again: `newapi-ops backup schedule --run-now`; the whole log: {}; the history: `newapi-ops backup status`",
-                pod.as_ref().map_or_else(
+                failure.pod.as_ref().map_or_else(
                     || format!("`kubectl -n {namespace} get pods -l job-name`"),
                     |p| format!("`newapi-ops logs {p} -n {namespace}`")
                 )
@@ -350,6 +349,24 @@ impl BackupError {
     }
 }
 
+/// The failed container's last log lines, indented under the message.
+fn log_block(f: &crate::backup::schedule::status::Failure) -> String {
+    if f.log_tail.is_empty() {
+        return String::new();
+    }
+    let from = match (&f.pod, &f.container) {
+        (Some(p), Some(c)) => format!(" of {p} ({c})"),
+        (Some(p), None) => format!(" of {p}"),
+        _ => String::new(),
+    };
+    let mut s = format!("\n  last log lines{from}:");
+    for l in &f.log_tail {
+        s.push_str("\n    ");
+        s.push_str(l);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,22 +427,4 @@ mod tests {
         assert_eq!(shell_word("it's mine"), r"'it'\''s mine'");
         assert_eq!(shell_word(""), "''");
     }
-}
-
-/// The failed container's last log lines, indented under the message.
-fn log_block(pod: &Option<String>, container: &Option<String>, lines: &[String]) -> String {
-    if lines.is_empty() {
-        return String::new();
-    }
-    let from = match (pod, container) {
-        (Some(p), Some(c)) => format!(" of {p} ({c})"),
-        (Some(p), None) => format!(" of {p}"),
-        _ => String::new(),
-    };
-    let mut s = format!("\n  last log lines{from}:");
-    for l in lines {
-        s.push_str("\n    ");
-        s.push_str(l);
-    }
-    s
 }

@@ -617,10 +617,7 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
         Some(f) => Err(backup::BackupError::JobFailed {
             job,
             namespace: ns,
-            pod: f.pod,
-            container: f.container,
-            reason: f.reason,
-            log_tail: f.log_tail,
+            failure: Box::new(f),
         }
         .into()),
     }

@@ -13,8 +13,6 @@
 //!   right is missing.
 //! - No log of any of these pods holds the password.
 
-#![allow(clippy::print_stderr)] // a skipped test says so where cargo test shows it
-
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -32,23 +30,21 @@ const NAME: &str = "newapi-ops-backup";
 /// The seed's MySQL password.
 const PASSWORD: &str = "123456";
 
-/// Whether real containers cannot run here (then the test says why and passes, except under CI).
-fn skipped(test: &str) -> bool {
-    let Some(why) = newapi_ops::sandbox::image::unavailable() else {
-        return false;
-    };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: real containers cannot run here ({why}), and CI must run them"
-    );
-    eprintln!("skipped {test}: {why}");
-    true
-}
-
 /// The tests of this file one at a time: they share one CronJob and one MariaDB.
 async fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::const_new(());
     LOCK.lock().await
+}
+
+/// Everything a test here starts with: its turn, the scheduled sandbox, a client; None when
+/// real containers cannot run here (the test is skipped, or fails under CI).
+async fn start(test: &str) -> Option<(MutexGuard<'static, ()>, &'static Scheduled, kube::Client)> {
+    if crate::containers::skipped(test) {
+        return None;
+    }
+    let turn = serial().await;
+    let s = scheduled().await;
+    Some((turn, s, admin_client_of(&s.sb).await))
 }
 
 struct Scheduled {
@@ -81,34 +77,13 @@ async fn scheduled() -> &'static Scheduled {
     pvs.create(&PostParams::default(), &serde_json::from_value(pv).unwrap())
         .await
         .expect("create the PersistentVolume");
-    let dry = Run::new([
-        "backup",
-        "schedule",
-        "--dry-run",
-        "--keep-last",
-        "1",
-        "--keep-daily",
-        "0",
-    ])
-    .admin_of(&sb)
-    .output();
+    let dry = schedule(&sb, &["--dry-run"]);
     dry.code(0)
         .stderr_has("CronJob as batch/v1beta1")
         .stderr_has("Kubernetes v1.20.2")
         .stdout_has("apiVersion: batch/v1beta1\nkind: CronJob")
         .stdout_has("- --keep-last\n");
-    let applied = Run::new([
-        "backup",
-        "schedule",
-        "--keep-last",
-        "1",
-        "--keep-daily",
-        "0",
-        "-o",
-        "json",
-    ])
-    .admin_of(&sb)
-    .output();
+    let applied = schedule(&sb, &["-o", "json"]);
     applied.code(0);
     let applied = applied.json();
     assert_eq!(applied["api_version"], "batch/v1beta1");
@@ -122,22 +97,42 @@ async fn scheduled() -> &'static Scheduled {
     DONE.get_or_init(|| Scheduled { sb, volume })
 }
 
-/// `backup schedule --run-now -o json` with the schedule's own flags (so applying again changes
-/// nothing).
-fn run_now(sb: &Sandbox) -> crate::support::Done {
-    Run::new([
+/// `backup schedule` with the flags of this file's schedule (keep the last backup only) and
+/// `extra`: applying again changes nothing.
+fn schedule(sb: &Sandbox, extra: &[&str]) -> crate::support::Done {
+    let args = [
         "backup",
         "schedule",
         "--keep-last",
         "1",
         "--keep-daily",
         "0",
-        "--run-now",
-        "-o",
-        "json",
-    ])
-    .admin_of(sb)
-    .output()
+    ];
+    Run::new(args.iter().chain(extra)).admin_of(sb).output()
+}
+
+/// `backup schedule --run-now -o json`.
+fn run_now(sb: &Sandbox) -> crate::support::Done {
+    schedule(sb, &["--run-now", "-o", "json"])
+}
+
+/// `diagnose --only backups -o json`, which must exit `code`.
+fn diagnose_backups(sb: &Sandbox, code: i32) -> Value {
+    let diag = Run::new(["diagnose", "--only", "backups", "-o", "json"])
+        .admin_of(sb)
+        .output();
+    let report = diag.json();
+    assert_eq!(diag.code, code, "{report:#}");
+    report
+}
+
+/// `backup status -o json`.
+fn status_json(sb: &Sandbox) -> Value {
+    let st = Run::new(["backup", "status", "-o", "json"])
+        .admin_of(sb)
+        .output();
+    st.code(0);
+    st.json()
 }
 
 /// Every log line of every container of the Job's pods.
@@ -183,12 +178,11 @@ fn backups_on(volume: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scheduled_backup_runs_now_in_the_cluster_and_restores() {
-    if skipped("a_scheduled_backup_runs_now_in_the_cluster_and_restores") {
+    let Some((_turn, s, client)) =
+        start("a_scheduled_backup_runs_now_in_the_cluster_and_restores").await
+    else {
         return;
-    }
-    let _one = serial().await;
-    let s = scheduled().await;
-    let client = admin_client_of(&s.sb).await;
+    };
 
     let out = run_now(&s.sb);
     out.code(0)
@@ -261,14 +255,10 @@ async fn a_scheduled_backup_runs_now_in_the_cluster_and_restores() {
         .unwrap()
         .to_string();
     assert_ne!(second, id);
-    assert_eq!(backups_on(&s.volume), [second.clone()]);
+    assert_eq!(backups_on(&s.volume), std::slice::from_ref(&second));
 
     // What status and diagnose say of it.
-    let st = Run::new(["backup", "status", "-o", "json"])
-        .admin_of(&s.sb)
-        .output();
-    st.code(0);
-    let st = st.json();
+    let st = status_json(&s.sb);
     assert_eq!(st["cronjob"]["api_version"], "batch/v1beta1");
     assert_eq!(st["cronjob"]["schedule"], "0 3 * * *");
     assert_eq!(st["cronjob"]["suspended"], false);
@@ -290,11 +280,7 @@ async fn a_scheduled_backup_runs_now_in_the_cluster_and_restores() {
         .stdout_has("CronJob newapi-ops-backup (batch/v1beta1) \"0 3 * * *\"")
         .stdout_has(&format!("newest backup in the volume: {second}"))
         .stdout_has("verified: files");
-    let diag = Run::new(["diagnose", "--only", "backups", "-o", "json"])
-        .admin_of(&s.sb)
-        .output();
-    let report = diag.json();
-    assert_eq!(diag.code, 0, "{report:#}");
+    let report = diagnose_backups(&s.sb, 0);
     assert_eq!(findings(&report, "backups.recent")[0]["severity"], "ok");
     assert_eq!(findings(&report, "backups.volume")[0]["severity"], "ok");
 
@@ -311,12 +297,11 @@ async fn a_scheduled_backup_runs_now_in_the_cluster_and_restores() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_backup_jobs_say_why_in_run_now_status_and_diagnose() {
-    if skipped("failing_backup_jobs_say_why_in_run_now_status_and_diagnose") {
+    let Some((_turn, s, client)) =
+        start("failing_backup_jobs_say_why_in_run_now_status_and_diagnose").await
+    else {
         return;
-    }
-    let _one = serial().await;
-    let s = scheduled().await;
-    let client = admin_client_of(&s.sb).await;
+    };
     // MariaDB down: the job's backup cannot connect; every attempt fails.
     Run::new([
         "sandbox",
@@ -341,11 +326,7 @@ async fn failing_backup_jobs_say_why_in_run_now_status_and_diagnose() {
     assert_eq!(report["run"]["failure"]["container"], "backup");
     assert_eq!(report["run"]["failure"]["exit_code"], 69);
 
-    let st = Run::new(["backup", "status", "-o", "json"])
-        .admin_of(&s.sb)
-        .output();
-    st.code(0);
-    let st = st.json();
+    let st = status_json(&s.sb);
     assert_eq!(st["last_failed"], true, "{st:#}");
     assert_eq!(st["last_failure"]["name"], job.as_str());
     assert!(
@@ -361,11 +342,7 @@ async fn failing_backup_jobs_say_why_in_run_now_status_and_diagnose() {
         .code(0)
         .stdout_has(&format!("last failure:   job {job}"))
         .stdout_has("(the newest run)");
-    let diag = Run::new(["diagnose", "--only", "backups", "-o", "json"])
-        .admin_of(&s.sb)
-        .output();
-    let report = diag.json();
-    assert_eq!(diag.code, 2, "{report:#}");
+    let report = diagnose_backups(&s.sb, 2);
     let f = findings(&report, "backups.last-failed");
     assert_eq!(f[0]["severity"], "critical");
     let evidence = f[0]["evidence"].to_string();
@@ -429,10 +406,7 @@ async fn failing_backup_jobs_say_why_in_run_now_status_and_diagnose() {
         "{logs}"
     );
     assert!(!logs.contains(PASSWORD));
-    let st = Run::new(["backup", "status", "-o", "json"])
-        .admin_of(&s.sb)
-        .output();
-    let st = st.json();
+    let st = status_json(&s.sb);
     assert_eq!(st["last_failure"]["name"], name, "{st:#}");
     assert!(
         st["last_failure"]["failure"]["log_line"]

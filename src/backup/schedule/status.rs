@@ -33,37 +33,6 @@ const LISTED: usize = 20;
 /// How many log lines of a failed pod are kept.
 pub const LOG_LINES: i64 = 20;
 
-/// One backup in the volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VolumeBackup {
-    pub id: String,
-    pub started_at: String,
-    pub database: String,
-    pub bytes: u64,
-    pub tables: usize,
-    pub rows: u64,
-    pub encrypted: bool,
-    /// `files` or `restore-test`; None when never verified or the last verification failed.
-    pub verified: Option<String>,
-    pub verify_failed: bool,
-}
-
-impl From<&Entry> for VolumeBackup {
-    fn from(e: &Entry) -> VolumeBackup {
-        VolumeBackup {
-            id: e.id.clone(),
-            started_at: e.started_at.clone(),
-            database: e.database.clone(),
-            bytes: e.bytes,
-            tables: e.tables,
-            rows: e.rows,
-            encrypted: e.encrypted,
-            verified: e.verified.clone(),
-            verify_failed: e.verify_failed,
-        }
-    }
-}
-
 /// The volume's listing, as the job writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeStatus {
@@ -76,7 +45,7 @@ pub struct VolumeStatus {
     pub backups: usize,
     pub bytes: u64,
     /// The newest first, at most [`LISTED`].
-    pub newest: Vec<VolumeBackup>,
+    pub newest: Vec<Entry>,
 }
 
 /// The listing of the backups in `dir` (oldest first, as [`crate::backup::store::list`] gives).
@@ -87,7 +56,7 @@ pub fn volume_status(dir: &Path, entries: &[Entry]) -> VolumeStatus {
         dir: dir.display().to_string(),
         backups: entries.len(),
         bytes: entries.iter().map(|e| e.bytes).sum(),
-        newest: entries.iter().rev().take(LISTED).map(Into::into).collect(),
+        newest: entries.iter().rev().take(LISTED).cloned().collect(),
     }
 }
 
