@@ -632,6 +632,8 @@ async fn run_now(
     printer: &Printer,
 ) -> Result<schedule::run::Finished> {
     use std::io::IsTerminal;
+    // Listening before the Job exists and is named: a signal from then on stops the following.
+    let mut signals = signals::Handler::new();
     let job = schedule::run::create(kube, api, ns).await?;
     printer.note(&format!("started job {job} in namespace {ns}"));
     let bar =
@@ -646,7 +648,6 @@ async fn run_now(
             b.set_message(redactor.text(line));
         }
     };
-    let mut signals = signals::Handler::new();
     let r = tokio::select! {
         biased;
         signal = signals.recv() => Err(backup::BackupError::StoppedFollowing {

@@ -12,6 +12,8 @@
 //! - A service account without the rights the job needs: the Job fails, its log says which
 //!   right is missing.
 //! - No log of any of these pods holds the password.
+//! - SIGTERM while `--run-now` follows: exit 143, the message says the Job keeps running and
+//!   how to watch it, and the Job completes.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -133,6 +135,18 @@ fn status_json(sb: &Sandbox) -> Value {
         .output();
     st.code(0);
     st.json()
+}
+
+/// The condition (`Complete`, `Failed`) the Job ends with, once it has one.
+async fn finished(jobs: &Api<Job>, job: &str) -> String {
+    loop {
+        let j = jobs.get(job).await.unwrap();
+        let conditions = j.status.and_then(|s| s.conditions).unwrap_or_default();
+        if let Some(c) = conditions.iter().find(|c| c.status == "True") {
+            return c.type_.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Every log line of every container of the Job's pods.
@@ -387,15 +401,7 @@ async fn failing_backup_jobs_say_why_in_run_now_status_and_diagnose() {
     }))
     .unwrap();
     jobs.create(&PostParams::default(), &job).await.unwrap();
-    let failed = loop {
-        let j = jobs.get(name).await.unwrap();
-        let conditions = j.status.and_then(|s| s.conditions).unwrap_or_default();
-        if let Some(c) = conditions.iter().find(|c| c.status == "True") {
-            break c.type_.clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    };
-    assert_eq!(failed, "Failed");
+    assert_eq!(finished(&jobs, name).await, "Failed");
     let logs = logs_of(&client, name).await;
     assert!(
         logs.contains("RBAC denied get on deployments.apps in namespace \"new-api\"")
@@ -415,4 +421,61 @@ async fn failing_backup_jobs_say_why_in_run_now_status_and_diagnose() {
             .contains("RBAC denied"),
         "{st:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it() {
+    let Some((_turn, s, client)) =
+        start("sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it").await
+    else {
+        return;
+    };
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let home = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::support::bin())
+        .args([
+            "backup",
+            "schedule",
+            "--keep-last",
+            "1",
+            "--keep-daily",
+            "0",
+            "--run-now",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("NO_COLOR", "1")
+        .env("KUBECONFIG", &s.sb.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let job = loop {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no job started");
+        if let Some(rest) = line.trim().strip_prefix("started job ") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(143), "{rest}");
+    assert!(
+        rest.contains(&format!("stopped following backup job {job} (SIGTERM)"))
+            && rest.contains("the Job keeps running in namespace new-api")
+            && rest.contains(&format!("kubectl -n new-api get job {job} -w")),
+        "{rest}"
+    );
+    // And it does: the Job completes without anyone following it.
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    assert_eq!(finished(&jobs, &job).await, "Complete");
 }
