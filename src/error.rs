@@ -424,7 +424,10 @@ fn backup_code(e: &BackupError) -> u8 {
         | BackupError::Mismatch { .. } => exit::DATA,
         BackupError::TargetNotEmpty { .. } => exit::CANT_CREATE,
         BackupError::Declined { .. } => exit::DECLINED,
-        BackupError::Interrupted { signal, .. } => signal_code(*signal),
+        BackupError::Interrupted { signal, .. } | BackupError::StoppedFollowing { signal, .. } => {
+            signal_code(*signal)
+        }
+        BackupError::JobFailed { .. } => exit::JOB_FAILED,
         BackupError::RestoreIncomplete { cause, .. } => backup_code(cause),
     }
 }

@@ -40,6 +40,9 @@ pub const CONFLICT: u8 = 76;
 /// bench --in-cluster: not every worker reported (pods not started, failed, no result); the
 /// report covers those that did (EX_TEMPFAIL, as a rollout that did not complete).
 pub const WORKERS_INCOMPLETE: u8 = 75;
+/// backup schedule --run-now: the backup Job failed (the failed pod's last log lines are shown;
+/// EX_TEMPFAIL: fix the cause and run it again).
+pub const JOB_FAILED: u8 = 75;
 /// scale/restart: the answer at the confirmation prompt was no; nothing was changed.
 pub const DECLINED: u8 = 1;
 /// runbook run: completed, but steps that say `on_failure: continue` failed.
@@ -70,6 +73,7 @@ pub const ALL: &[(&str, u8)] = &[
     ("ROLLOUT_INCOMPLETE", ROLLOUT_INCOMPLETE),
     ("CONFLICT", CONFLICT),
     ("WORKERS_INCOMPLETE", WORKERS_INCOMPLETE),
+    ("JOB_FAILED", JOB_FAILED),
     ("DECLINED", DECLINED),
     ("RUN_FAILED_STEPS", RUN_FAILED_STEPS),
     ("RUN_ABORTED", RUN_ABORTED),
@@ -141,6 +145,7 @@ mod tests {
             (ROLLOUT_INCOMPLETE, 75),
             (CONFLICT, 76),
             (WORKERS_INCOMPLETE, 75),
+            (JOB_FAILED, 75),
             (PERMISSION, 77),
             (CONFIG, 78),
             (DECLINED, 1),

@@ -119,9 +119,27 @@ pub enum BackupError {
     Declined { what: String },
 
     #[error(
-        "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: scheduled backups need Kubernetes 1.21 or newer"
+        "this cluster (Kubernetes {version}) serves no CronJob API (neither batch/v1 nor batch/v1beta1 lists cronjobs)"
     )]
     CronJobUnsupported { version: String },
+
+    /// `backup schedule --run-now`: the Job failed.
+    #[error("backup job {job} in namespace {namespace} failed: {}{}", .failure.reason, log_block(.failure))]
+    JobFailed {
+        job: String,
+        namespace: String,
+        failure: Box<crate::backup::schedule::status::Failure>,
+    },
+
+    /// `backup schedule --run-now`: Ctrl-C or SIGTERM while following; the Job goes on.
+    #[error(
+        "stopped following backup job {job} ({signal}): the Job keeps running in namespace {namespace}"
+    )]
+    StoppedFollowing {
+        job: String,
+        namespace: String,
+        signal: Signal,
+    },
 
     /// Ctrl-C or SIGTERM stopped a backup (its temporary directory is removed), a restore
     /// before it changed anything, or a restore test (its scratch database is dropped).
@@ -253,6 +271,18 @@ impl BackupError {
             BackupError::Declined { .. } => return None,
             BackupError::CronJobUnsupported { .. } => "upgrade the cluster, or run backups from a host outside it with cron: see `newapi-ops backup schedule --crontab`".into(),
             BackupError::Interrupted { .. } => "nothing incomplete was kept: run it again".into(),
+            BackupError::JobFailed {
+                namespace, failure, ..
+            } => format!(
+                "fix what the log says, then run it again: `newapi-ops backup schedule --run-now`; the whole log: {}; the history: `newapi-ops backup status`",
+                failure.pod.as_ref().map_or_else(
+                    || format!("`kubectl -n {namespace} get pods -l job-name`"),
+                    |p| format!("`newapi-ops logs {p} -n {namespace}`")
+                )
+            ),
+            BackupError::StoppedFollowing { job, namespace, .. } => format!(
+                "watch it with `kubectl -n {namespace} get job {job} -w` or `newapi-ops backup status -n {namespace}`; stop it with `kubectl -n {namespace} delete job {job}`"
+            ),
             BackupError::RestoreIncomplete {
                 id,
                 database,
@@ -317,6 +347,24 @@ impl BackupError {
             },
         }
     }
+}
+
+/// The failed container's last log lines, indented under the message.
+fn log_block(f: &crate::backup::schedule::status::Failure) -> String {
+    if f.log_tail.is_empty() {
+        return String::new();
+    }
+    let from = match (&f.pod, &f.container) {
+        (Some(p), Some(c)) => format!(" of {p} ({c})"),
+        (Some(p), None) => format!(" of {p}"),
+        _ => String::new(),
+    };
+    let mut s = format!("\n  last log lines{from}:");
+    for l in &f.log_tail {
+        s.push_str("\n    ");
+        s.push_str(l);
+    }
+    s
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{BackupError, Result};
 use super::manifest::{MANIFEST, Manifest, Verified};
@@ -30,8 +30,9 @@ pub fn default_dir() -> PathBuf {
     )
 }
 
-/// One complete backup, as `backup list` shows it.
-#[derive(Debug, Clone, Serialize)]
+/// One complete backup, as `backup list` shows it (and the scheduled job's status ConfigMap
+/// holds it: [`crate::backup::schedule::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: String,
     #[serde(skip)]

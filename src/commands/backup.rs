@@ -47,18 +47,26 @@ pub enum BackupCommand {
     /// line for a host outside it.
     #[command(long_about = SCHEDULE_LONG)]
     Schedule(ScheduleArgs),
-    /// The CronJob's last schedule and last success, and the newest backup's age.
+    /// The backup CronJob (schedule, suspended, API version), its last successful and last
+    /// failed Job, and the newest backup in its volume with its age and whether it was verified.
     Status(StatusArgs),
 }
 
 const SCHEDULE_LONG: &str = "Scheduled backups in the cluster.
 
 Creates (or with --dry-run prints) a ServiceAccount, a Role that may only `get` the master \
-Deployment and the ConfigMaps/Secrets its environment names, a RoleBinding, a PVC for the \
-backups (or uses --pvc), and a batch/v1 CronJob (concurrencyPolicy Forbid) whose pod runs \
-`newapi-ops backup` then `newapi-ops backup prune`. The job reads SQL_DSN with its \
-service-account token at run time and reaches MySQL by its Service name; no password is \
-copied into the objects. batch/v1 CronJob needs Kubernetes 1.21 or newer.
+Deployment and the ConfigMaps/Secrets its environment names (and `get`/`patch` its own status \
+ConfigMap), a RoleBinding, a PVC for the backups (or uses --pvc), a ConfigMap for the job's \
+status, and a CronJob (concurrencyPolicy Forbid) whose pod runs `newapi-ops backup`, `backup \
+verify latest`, `backup prune` (the retention: --keep-last/--keep-daily), then `backup status \
+--publish`. The CronJob is batch/v1 where the server serves it, batch/v1beta1 otherwise \
+(Kubernetes 1.20), as API discovery says; --dry-run prints what would be applied to this \
+cluster. The job reads SQL_DSN with its service-account token at run time and reaches MySQL by \
+its Service name; no password is copied into the objects.
+
+--run-now then starts a Job from the CronJob's template (as `kubectl create job \
+--from=cronjob/newapi-ops-backup` does) and follows it: the backup id on success; on failure \
+exit 75 with the failed pod's last log lines. Ctrl-C stops following; the Job keeps running.
 
 Outside the cluster, use cron instead: `newapi-ops backup schedule --crontab --dir DIR` prints \
 a crontab line such as
@@ -199,8 +207,13 @@ pub struct ScheduleArgs {
     pub dry_run: bool,
 
     /// Print a crontab line for a host outside the cluster instead (uses --dir).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run_now")]
     pub crontab: bool,
+
+    /// After applying, run the backup once now (a Job from the CronJob) and follow it: prints
+    /// the backup id, or the failed pod's last log lines (exit 75).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub run_now: bool,
 
     #[command(flatten)]
     pub dir: DirArg,
@@ -210,6 +223,11 @@ pub struct ScheduleArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub dir: DirArg,
+
+    /// Write the listing of --dir into the ConfigMap newapi-ops-backup-status instead of
+    /// showing the status: the last step of the scheduled job, whose volume is --dir.
+    #[arg(long)]
+    pub publish: bool,
 }
 
 pub async fn run(global: &GlobalArgs, args: BackupArgs, printer: &Printer) -> Result<u8> {
@@ -464,9 +482,9 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
         )?;
         return Ok(exit::OK);
     }
-    if args.cron.split_whitespace().count() != 5 {
+    if let Err(why) = schedule::cron::parse(&args.cron) {
         return Err(Error::Usage(format!(
-            "--cron {:?}: expected five fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * *\"",
+            "--cron {:?}: {why}; e.g. \"0 3 * * *\" (minute hour day-of-month month day-of-week) or @daily",
             args.cron
         )));
     }
@@ -500,14 +518,17 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
         encrypt_to: args.encrypt_to.clone(),
         extra_args: Vec::new(),
     };
-    let objects = schedule::objects(&spec);
+    let (server_version, api) = schedule::api::discover(&kube).await?;
+    let version = server_version.unwrap_or_else(|| "of unknown version".into());
+    let Some(api) = api else {
+        return Err(backup::BackupError::CronJobUnsupported { version }.into());
+    };
+    let objects = schedule::at_version(schedule::objects(&spec), &api.api_version);
     if args.dry_run {
-        let (version, served) = schedule::cronjob_support(&kube).await?;
-        if !served {
-            printer.warn(&format!(
-                "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob: these objects need Kubernetes 1.21 or newer"
-            ));
-        }
+        printer.note(&format!(
+            "CronJob as {}: what this cluster (Kubernetes {version}) serves, by API discovery",
+            api.api_version
+        ));
         if printer.format == crate::printer::Format::Json {
             printer.data(&schedule::to_list(&objects), |_| String::new())?;
         } else {
@@ -518,7 +539,6 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
         }
         return Ok(exit::OK);
     }
-    schedule::require_cronjob(&kube).await?;
     if let Some(pvc) = &args.pvc {
         schedule::require_pvc(&kube, &ns, pvc).await?;
     }
@@ -527,132 +547,318 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
     struct Applied {
         namespace: String,
         schedule: String,
+        api_version: String,
         applied: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run: Option<schedule::run::Finished>,
     }
-    let out = Applied {
-        namespace: ns,
+    let mut out = Applied {
+        namespace: ns.clone(),
         schedule: args.cron,
+        api_version: api.api_version.clone(),
         applied,
+        run: None,
     };
-    printer.data(&out, |style| {
+    let human = |out: &Applied, style: crate::printer::Style| {
         let mut s = format!(
-            "{} scheduled backups in namespace {} at \"{}\":\n",
+            "{} scheduled backups in namespace {} at \"{}\" (CronJob {}):\n",
             style.green("ok:"),
             out.namespace,
-            out.schedule
+            out.schedule,
+            out.api_version
         );
         for a in &out.applied {
             s.push_str(&format!("  {a}\n"));
         }
         s
-    })?;
-    Ok(exit::OK)
+    };
+    if !printer.is_machine() {
+        printer.text(&human(&out, printer.style))?;
+    }
+    if !args.run_now {
+        if printer.is_machine() {
+            printer.data(&out, |_| String::new())?;
+        }
+        return Ok(exit::OK);
+    }
+    crate::secrets::learn(printer.redactor(), &kube, &settings).await;
+    let finished = run_now(&kube, &api, &ns, printer).await?;
+    let failure = finished.failure.clone();
+    let (job, id) = (finished.job.clone(), finished.backup_id.clone());
+    out.run = Some(finished);
+    if printer.is_machine() {
+        printer.data(&out, |_| String::new())?;
+    } else if let Some(run) = &out.run
+        && run.succeeded
+    {
+        let headline = run.backup.as_ref().and_then(|b| {
+            Some(format!(
+                "{} tables, {} rows, {}",
+                b["tables"].as_u64()?,
+                b["rows"].as_u64()?,
+                units::bytes(b["bytes"].as_u64()?)
+            ))
+        });
+        printer.data(&(), |style| match &id {
+            Some(id) => format!(
+                "{} job {job} complete in {}: backup {id}{}\n",
+                style.green("ok:"),
+                units::duration(std::time::Duration::from_secs(run.duration_secs)),
+                headline.map(|h| format!(" ({h})")).unwrap_or_default()
+            ),
+            None => format!(
+                "{} job {job} complete, but its backup container's summary line could not be read: `newapi-ops backup status` shows the volume\n",
+                style.yellow("ok:")
+            ),
+        })?;
+    }
+    match failure {
+        None => Ok(exit::OK),
+        Some(f) => Err(backup::BackupError::JobFailed {
+            job,
+            namespace: ns,
+            failure: Box::new(f),
+        }
+        .into()),
+    }
+}
+
+/// Starts the Job and follows it, with a progress line on a terminal; Ctrl-C or SIGTERM stops
+/// following (the Job keeps running).
+async fn run_now(
+    kube: &Kube,
+    api: &schedule::CronJobApi,
+    ns: &str,
+    printer: &Printer,
+) -> Result<schedule::run::Finished> {
+    use std::io::IsTerminal;
+    // Listening before the Job exists and is named: a signal from then on stops the following.
+    let mut signals = signals::Handler::new();
+    let job = schedule::run::create(kube, api, ns).await?;
+    printer.note(&format!("started job {job} in namespace {ns}"));
+    let bar =
+        (!printer.quiet && !printer.is_machine() && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
+    let redactor = printer.redactor().clone();
+    let progress = |line: &str| {
+        if let Some(b) = &bar {
+            b.set_message(redactor.text(line));
+        }
+    };
+    let r = tokio::select! {
+        biased;
+        signal = signals.recv() => Err(backup::BackupError::StoppedFollowing {
+            job: job.clone(),
+            namespace: ns.to_string(),
+            signal,
+        }
+        .into()),
+        r = schedule::run::follow(kube, ns, &job, &progress) => r,
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    r
 }
 
 async fn status(global: &GlobalArgs, args: StatusArgs, printer: &Printer) -> Result<u8> {
+    let settings = global.settings()?;
+    let dir = args.dir.resolve();
+    let entries = store::list(&dir)?;
+    if args.publish {
+        let kube = k8s::connect(&settings).await?;
+        let listing = schedule::status::volume_status(&dir, &entries);
+        schedule::status::publish(&kube, &settings.namespace, &listing).await?;
+        printer.data(&listing, |_| {
+            format!(
+                "wrote the listing of {} ({}) into ConfigMap {} in namespace {}\n",
+                dir.display(),
+                units::plural(listing.backups, "backup", "backups"),
+                schedule::STATUS_CONFIGMAP,
+                settings.namespace
+            )
+        })?;
+        return Ok(exit::OK);
+    }
     #[derive(Serialize)]
     struct Newest {
         id: String,
+        started_at: String,
         age_secs: i64,
         verified: Option<String>,
     }
+    impl Newest {
+        fn of(id: &str, started_at: &str, verified: Option<&String>) -> Newest {
+            Newest {
+                id: id.to_string(),
+                started_at: started_at.to_string(),
+                age_secs: started_at
+                    .parse::<jiff::Timestamp>()
+                    .map(|t| crate::units::seconds_since(&t))
+                    .unwrap_or(0),
+                verified: verified.cloned(),
+            }
+        }
+    }
     #[derive(Serialize)]
-    struct Status {
-        namespace: String,
-        server_version: Option<String>,
-        cronjob_served: Option<bool>,
-        cronjob: Option<schedule::CronJobStatus>,
-        cluster_note: Option<String>,
+    struct Local {
         dir: String,
         backups: usize,
         newest: Option<Newest>,
     }
-    let settings = global.settings()?;
-    let dir = args.dir.resolve();
-    let entries = store::list(&dir)?;
-    let newest = entries.last().map(|e| Newest {
-        id: e.id.clone(),
-        age_secs: e
-            .started_at
-            .parse::<jiff::Timestamp>()
-            .map(|t| crate::units::seconds_since(&t))
-            .unwrap_or(0),
-        verified: e.verified.clone(),
-    });
-    let mut st = Status {
-        namespace: settings.namespace.clone(),
-        server_version: None,
-        cronjob_served: None,
-        cronjob: None,
-        cluster_note: None,
+    #[derive(Serialize)]
+    struct Status {
+        #[serde(flatten)]
+        cluster: Option<schedule::status::ScheduleStatus>,
+        /// The newest backup in the job's volume (from the status ConfigMap).
+        newest_in_volume: Option<Newest>,
+        cluster_note: Option<String>,
+        /// The backups in --dir, here.
+        local: Local,
+    }
+    let local = Local {
         dir: dir.display().to_string(),
         backups: entries.len(),
-        newest,
+        newest: entries
+            .last()
+            .map(|e| Newest::of(&e.id, &e.started_at, e.verified.as_ref())),
     };
-    match k8s::connect(&settings).await {
-        Ok(kube) => match schedule::cronjob_support(&kube).await {
-            Ok((version, served)) => {
-                st.server_version = Some(version.clone());
-                st.cronjob_served = Some(served);
-                if served {
-                    st.cronjob = schedule::cronjob_status(&kube, &settings.namespace).await?;
-                    if st.cronjob.is_none() {
-                        st.cluster_note = Some(format!(
-                            "no CronJob {} in namespace {}: `newapi-ops backup schedule` creates it",
-                            schedule::NAME,
-                            settings.namespace
-                        ));
-                    }
-                } else {
-                    st.cluster_note = Some(format!(
-                        "this cluster (Kubernetes {version}) does not serve batch/v1 CronJob (Kubernetes 1.21 or newer needed)"
-                    ));
-                }
+    let mut st = Status {
+        cluster: None,
+        newest_in_volume: None,
+        cluster_note: None,
+        local,
+    };
+    let gathered = match k8s::connect(&settings).await {
+        Ok(kube) => schedule::status::gather(&kube, &settings.namespace).await,
+        Err(e) => Err(e),
+    };
+    match gathered {
+        Ok(c) => {
+            if c.api_version.is_none() {
+                st.cluster_note = Some(format!(
+                    "this cluster (Kubernetes {}) serves no CronJob API",
+                    c.server_version.as_deref().unwrap_or("of unknown version")
+                ));
+            } else if c.cronjob.is_none() {
+                st.cluster_note = Some(format!(
+                    "no CronJob {} in namespace {}: `newapi-ops backup schedule` creates it",
+                    schedule::NAME,
+                    settings.namespace
+                ));
             }
-            Err(e) => st.cluster_note = Some(format!("cluster not checked: {e}")),
-        },
+            st.newest_in_volume = c
+                .volume
+                .as_ref()
+                .and_then(|v| v.newest.first())
+                .map(|b| Newest::of(&b.id, &b.started_at, b.verified.as_ref()));
+            st.cluster = Some(c);
+        }
         Err(e) => st.cluster_note = Some(format!("cluster not checked: {e}")),
     }
     printer.data(&st, |style| {
+        let ago = |t: Option<&str>| {
+            t.and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map_or_else(
+                    || "never".to_string(),
+                    |t| format!("{} ago ({t})", human_age(crate::units::seconds_since(&t))),
+                )
+        };
+        let verified = |v: &Option<String>| {
+            v.as_deref()
+                .map_or_else(|| "not verified".to_string(), |m| format!("verified: {m}"))
+        };
         let mut s = String::new();
-        match &st.cronjob {
-            Some(cj) => {
-                let ago = |t: &Option<String>| {
-                    t.as_deref()
-                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                        .map_or_else(
-                            || "never".to_string(),
-                            |t| format!("{} ago ({t})", human_age(crate::units::seconds_since(&t))),
-                        )
-                };
-                s.push_str(&format!(
-                    "CronJob {} \"{}\"{}: last scheduled {}, last success {}, {} active\n",
-                    cj.name,
-                    cj.schedule,
-                    if cj.suspended { " (suspended)" } else { "" },
-                    ago(&cj.last_schedule),
-                    ago(&cj.last_success),
-                    cj.active_jobs
-                ));
+        if let Some(n) = &st.cluster_note {
+            s.push_str(&format!("{} {n}\n", style.yellow("note:")));
+        }
+        if let Some(c) = &st.cluster
+            && let Some(cj) = &c.cronjob
+        {
+            let every = cj.period_secs.map_or_else(
+                || format!(", {}", style.red(cj.schedule_error.as_deref().unwrap_or("?"))),
+                |p| format!(", at most {} between runs", units::duration(std::time::Duration::from_secs(p))),
+            );
+            s.push_str(&format!(
+                "CronJob {} ({}) \"{}\"{every}{}\n",
+                cj.name,
+                cj.api_version,
+                cj.schedule,
+                if cj.suspended { style.yellow(" SUSPENDED") } else { String::new() }
+            ));
+            s.push_str(&format!("  last scheduled: {}\n", ago(cj.last_schedule.as_deref())));
+            let job_line = |r: &schedule::status::JobRun| {
+                format!(
+                    "job {}{}, finished {}",
+                    r.name,
+                    if r.manual { " (run now)" } else { "" },
+                    ago(r.finished_at.as_deref())
+                )
+            };
+            s.push_str(&format!(
+                "  last success:   {}\n",
+                c.last_success.as_ref().map_or_else(|| "none".to_string(), job_line)
+            ));
+            match &c.last_failure {
+                Some(r) => {
+                    s.push_str(&format!(
+                        "  last failure:   {}{}\n",
+                        job_line(r),
+                        if c.last_failed { style.red(" (the newest run)") } else { String::new() }
+                    ));
+                    if let Some(f) = &r.failure {
+                        s.push_str(&format!("                  {}\n", f.reason));
+                        if let Some(l) = &f.log_line {
+                            s.push_str(&format!(
+                                "                  {}: {l}\n",
+                                f.pod.as_deref().unwrap_or("its pod")
+                            ));
+                        }
+                    }
+                }
+                None => s.push_str("  last failure:   none\n"),
             }
-            None => {
-                if let Some(n) = &st.cluster_note {
-                    s.push_str(&format!("{} {n}\n", style.yellow("note:")));
+            for r in &c.running {
+                s.push_str(&format!("  running:        job {r}\n"));
+            }
+        }
+        if let Some(c) = &st.cluster {
+            match (&c.volume, &st.newest_in_volume) {
+                (Some(v), Some(n)) => s.push_str(&format!(
+                    "newest backup in the volume: {} ({} old, {}), {} in all, {} (listed by the job {})\n",
+                    n.id,
+                    human_age(n.age_secs),
+                    verified(&n.verified),
+                    units::plural(v.backups, "backup", "backups"),
+                    units::bytes(v.bytes),
+                    ago(Some(&v.written_at))
+                )),
+                (Some(v), None) => s.push_str(&format!(
+                    "no backups in the volume (listed by the job {})\n",
+                    ago(Some(&v.written_at))
+                )),
+                (None, _) => {
+                    if c.cronjob.is_some()
+                        && let Some(n) = &c.volume_note
+                    {
+                        s.push_str(&format!("volume: {n}\n"));
+                    }
                 }
             }
         }
-        match &st.newest {
+        match &st.local.newest {
             Some(n) => s.push_str(&format!(
                 "newest backup in {}: {} ({} old, {}), {} backups in all\n",
-                st.dir,
+                st.local.dir,
                 n.id,
                 human_age(n.age_secs),
-                n.verified
-                    .as_deref()
-                    .map_or_else(|| "not verified".to_string(), |m| format!("verified: {m}")),
-                st.backups
+                verified(&n.verified),
+                st.local.backups
             )),
-            None => s.push_str(&format!("no backups in {}\n", st.dir)),
+            None => s.push_str(&format!("no backups in {}\n", st.local.dir)),
         }
         s
     })?;

@@ -66,6 +66,7 @@ pub enum ComponentArg {
     Redis,
     App,
     Config,
+    Backups,
 }
 
 impl From<ComponentArg> for Component {
@@ -78,6 +79,7 @@ impl From<ComponentArg> for Component {
             ComponentArg::Redis => Component::Redis,
             ComponentArg::App => Component::App,
             ComponentArg::Config => Component::Config,
+            ComponentArg::Backups => Component::Backups,
         }
     }
 }

@@ -35,10 +35,11 @@ pub enum Component {
     Redis,
     App,
     Config,
+    Backups,
 }
 
 impl Component {
-    pub const ALL: [Component; 7] = [
+    pub const ALL: [Component; 8] = [
         Component::Pods,
         Component::Nodes,
         Component::Logs,
@@ -46,6 +47,7 @@ impl Component {
         Component::Redis,
         Component::App,
         Component::Config,
+        Component::Backups,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Component {
             Component::Redis => "redis",
             Component::App => "app",
             Component::Config => "config",
+            Component::Backups => "backups",
         }
     }
 }

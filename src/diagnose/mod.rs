@@ -4,6 +4,7 @@
 //! runbook action `diagnose` and of `incident`'s checks.
 
 pub mod app;
+pub mod backups;
 pub mod config;
 pub mod finding;
 pub mod gather;

@@ -30,7 +30,7 @@ const NS: &str = "new-api";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `Some(reason)` when real containers cannot run here (the test is skipped, or fails under CI).
-fn skipped(test: &str) -> bool {
+pub(crate) fn skipped(test: &str) -> bool {
     let Some(why) = newapi_ops::sandbox::image::unavailable() else {
         return false;
     };

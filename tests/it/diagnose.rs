@@ -276,7 +276,9 @@ fn seed_deployment_report_is_whole_and_documented() {
         .collect();
     assert_eq!(
         components,
-        ["pods", "nodes", "logs", "mysql", "redis", "app", "config"]
+        [
+            "pods", "nodes", "logs", "mysql", "redis", "app", "config", "backups"
+        ]
     );
     for f in report["findings"].as_array().unwrap() {
         for key in ["component", "check", "severity", "summary"] {

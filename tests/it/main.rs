@@ -7,6 +7,7 @@ mod support;
 mod api_calls;
 mod audit;
 mod backup;
+mod backup_schedule;
 mod bad_input;
 mod bench;
 mod cluster_errors;

@@ -14,6 +14,7 @@
 
 mod app;
 mod backends;
+mod backups;
 mod logs;
 mod nodes;
 mod sample;
@@ -436,6 +437,7 @@ async fn run_component(ctx: &Ctx, component: Component) -> Vec<Finding> {
         Component::App => app::check(ctx).await,
         Component::Mysql => backends::check_mysql(ctx).await,
         Component::Redis => backends::check_redis(ctx).await,
+        Component::Backups => backups::check(ctx).await,
     }
 }
 

@@ -1,20 +1,29 @@
 //! Scheduled backups in the cluster: a ServiceAccount, a Role allowing only what the job reads
-//! (the master Deployment, and the ConfigMaps/Secrets its environment names, by name), a
-//! RoleBinding, a PVC for the backups (or an existing one), and a batch/v1 CronJob whose pod runs
-//! `newapi-ops backup` (an init container) then `newapi-ops backup prune` — in order, without a
-//! shell in the image. The job reaches MySQL by its Service name with the pod's service-account
-//! token; the password is read at run time from the Secret/ConfigMap New-API itself uses, and is
-//! never copied into any of these objects.
+//! (the master Deployment, and the ConfigMaps/Secrets its environment names, by name) and the one
+//! ConfigMap it writes (its status), a RoleBinding, a PVC for the backups (or an existing one),
+//! and a CronJob — batch/v1 where the server serves it, batch/v1beta1 otherwise ([`api`]) — whose
+//! pod runs, in order and without a shell in the image, `newapi-ops backup`, `backup verify
+//! latest`, `backup prune` (the retention) as init containers, then `backup status --publish`,
+//! which writes the volume's listing into the ConfigMap [`STATUS_CONFIGMAP`] for `backup status`
+//! and `diagnose` to read ([`status`]). The job reaches MySQL by its Service name with the pod's
+//! service-account token; the password is read at run time from the Secret/ConfigMap New-API
+//! itself uses, and is never copied into any of these objects.
+//!
+//! `backup schedule --run-now` makes a Job of the CronJob's template as `kubectl create job
+//! --from=cronjob/…` does and follows it ([`run`]).
 
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+pub mod api;
+pub mod cron;
+pub mod run;
+pub mod status;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::error::BackupError;
+pub use api::CronJobApi;
+
 use crate::error::{Error, Result};
 use crate::k8s::{Call, Kube};
 
@@ -22,6 +31,11 @@ use crate::k8s::{Call, Kube};
 pub const NAME: &str = "newapi-ops-backup";
 /// Where the backups volume is mounted in the job's pod.
 pub const MOUNT: &str = "/backups";
+/// The ConfigMap the job writes the volume's listing into (key [`status::KEY`]).
+pub const STATUS_CONFIGMAP: &str = "newapi-ops-backup-status";
+/// The labels of the job's objects, as a selector (the Jobs of the CronJob and of `--run-now`).
+pub const SELECTOR: &str =
+    "app.kubernetes.io/component=backup,app.kubernetes.io/managed-by=newapi-ops";
 
 /// What the schedule is made of.
 #[derive(Debug, Clone)]
@@ -75,6 +89,12 @@ pub fn objects(spec: &ScheduleSpec) -> Vec<Value> {
             "verbs": ["get"]
         }));
     }
+    rules.push(json!({
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [STATUS_CONFIGMAP],
+        "verbs": ["get", "patch"]
+    }));
     if !spec.secrets.is_empty() {
         rules.push(json!({
             "apiGroups": [""],
@@ -122,6 +142,11 @@ pub fn objects(spec: &ScheduleSpec) -> Vec<Value> {
             "spec": pvc_spec
         }));
     }
+    out.push(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(spec, STATUS_CONFIGMAP)
+    }));
     let mut backup_args = vec![
         "backup".to_string(),
         "--dir".into(),
@@ -148,6 +173,26 @@ pub fn objects(spec: &ScheduleSpec) -> Vec<Value> {
         spec.keep_last.to_string(),
         "--keep-daily".into(),
         spec.keep_daily.to_string(),
+        "--output".into(),
+        "json".into(),
+    ];
+    let verify_args = vec![
+        "backup".to_string(),
+        "verify".into(),
+        "latest".into(),
+        "--dir".into(),
+        MOUNT.into(),
+        "--output".into(),
+        "json".into(),
+    ];
+    let publish_args = vec![
+        "backup".to_string(),
+        "status".into(),
+        "--publish".into(),
+        "--dir".into(),
+        MOUNT.into(),
+        "--namespace".into(),
+        spec.namespace.clone(),
         "--output".into(),
         "json".into(),
     ];
@@ -196,8 +241,12 @@ pub fn objects(spec: &ScheduleSpec) -> Vec<Value> {
                                 "runAsGroup": 65532,
                                 "fsGroup": 65532
                             },
-                            "initContainers": [container("backup", backup_args)],
-                            "containers": [container("prune", prune_args)],
+                            "initContainers": [
+                                container("backup", backup_args),
+                                container("verify", verify_args),
+                                container("prune", prune_args)
+                            ],
+                            "containers": [container("status", publish_args)],
                             "volumes": [{
                                 "name": "backups",
                                 "persistentVolumeClaim": {"claimName": pvc_name}
@@ -236,84 +285,40 @@ pub fn crontab_line(cron: &str, dir: &str, keep_last: usize, keep_daily: usize) 
     )
 }
 
-/// The API server's version and whether it serves batch/v1 CronJob.
-pub async fn cronjob_support(kube: &Kube) -> Result<(String, bool)> {
-    let version = kube
-        .client
-        .apiserver_version()
-        .await
-        .map_err(|e| kube.error(&Call::new("get", "version", None), e))?
-        .git_version;
-    let served = match kube.client.list_api_group_resources("batch/v1").await {
-        Ok(list) => list.resources.iter().any(|r| r.name == "cronjobs"),
-        Err(kube::Error::Api(s)) if s.code == 404 => false,
-        Err(e) => return Err(kube.error(&Call::new("get", "batch/v1 resources", None), e)),
-    };
-    Ok((version, served))
-}
-
-/// Fails clearly if the cluster cannot run the CronJob.
-pub async fn require_cronjob(kube: &Kube) -> Result<()> {
-    let (version, served) = cronjob_support(kube).await?;
-    if served {
-        Ok(())
-    } else {
-        Err(BackupError::CronJobUnsupported { version }.into())
+/// The objects with the CronJob at `api_version` (what discovery chose for this cluster).
+pub fn at_version(mut objects: Vec<Value>, api_version: &str) -> Vec<Value> {
+    for o in &mut objects {
+        if o["kind"] == "CronJob" {
+            o["apiVersion"] = json!(api_version);
+        }
     }
+    objects
 }
 
-/// Creates or updates every object (server-side apply, field manager `newapi-ops`); returns
-/// `Kind/name` of each.
+/// Creates or updates every object (server-side apply, field manager `newapi-ops`; the status
+/// ConfigMap's data belongs to the job, which writes it with a manager of its own, so applying
+/// again never clears it); returns `Kind/name` of each.
 pub async fn apply(kube: &Kube, namespace: &str, objects: &[Value]) -> Result<Vec<String>> {
+    use crate::audit::discovery::{resource, resource_name};
     let pp = PatchParams::apply("newapi-ops").force();
     let mut done = Vec::new();
     for o in objects {
         let kind = o["kind"].as_str().unwrap_or_default();
         let name = o["metadata"]["name"].as_str().unwrap_or_default();
-        let client = kube.client.clone();
-        let (resource, result) = match kind {
-            "ServiceAccount" => (
-                "serviceaccounts",
-                Api::<ServiceAccount>::namespaced(client, namespace)
-                    .patch(name, &pp, &Patch::Apply(o))
-                    .await
-                    .map(|_| ()),
-            ),
-            "Role" => (
-                "roles.rbac.authorization.k8s.io",
-                Api::<Role>::namespaced(client, namespace)
-                    .patch(name, &pp, &Patch::Apply(o))
-                    .await
-                    .map(|_| ()),
-            ),
-            "RoleBinding" => (
-                "rolebindings.rbac.authorization.k8s.io",
-                Api::<RoleBinding>::namespaced(client, namespace)
-                    .patch(name, &pp, &Patch::Apply(o))
-                    .await
-                    .map(|_| ()),
-            ),
-            "PersistentVolumeClaim" => (
-                "persistentvolumeclaims",
-                Api::<PersistentVolumeClaim>::namespaced(client, namespace)
-                    .patch(name, &pp, &Patch::Apply(o))
-                    .await
-                    .map(|_| ()),
-            ),
-            "CronJob" => (
-                "cronjobs.batch",
-                Api::<CronJob>::namespaced(client, namespace)
-                    .patch(name, &pp, &Patch::Apply(o))
-                    .await
-                    .map(|_| ()),
-            ),
-            other => {
-                return Err(Error::Internal(format!(
-                    "schedule: unexpected object kind {other}"
-                )));
-            }
-        };
-        result.map_err(|e| kube.error(&Call::new("patch", resource, Some(namespace)), e))?;
+        let av = o["apiVersion"].as_str().unwrap_or_default();
+        if kind.is_empty() || name.is_empty() || av.is_empty() {
+            return Err(Error::Internal(format!(
+                "schedule: an object without kind, name or apiVersion: {o}"
+            )));
+        }
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(kube.client.clone(), namespace, &resource(av, kind));
+        api.patch(name, &pp, &Patch::Apply(o)).await.map_err(|e| {
+            kube.error(
+                &Call::new("patch", resource_name(av, kind), Some(namespace)),
+                e,
+            )
+        })?;
         done.push(format!("{kind}/{name}"));
     }
     Ok(done)
@@ -346,36 +351,6 @@ pub async fn require_pvc(kube: &Kube, namespace: &str, name: &str) -> Result<()>
     }
 }
 
-/// The CronJob as `backup status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct CronJobStatus {
-    pub name: String,
-    pub schedule: String,
-    pub suspended: bool,
-    pub last_schedule: Option<String>,
-    pub last_success: Option<String>,
-    pub active_jobs: usize,
-}
-
-/// The CronJob's status; Ok(None) when it does not exist.
-pub async fn cronjob_status(kube: &Kube, namespace: &str) -> Result<Option<CronJobStatus>> {
-    let api: Api<CronJob> = Api::namespaced(kube.client.clone(), namespace);
-    let call = Call::new("get", "cronjobs.batch", Some(namespace));
-    let Some(cj) = api.get_opt(NAME).await.map_err(|e| kube.error(&call, e))? else {
-        return Ok(None);
-    };
-    let spec = cj.spec;
-    let status = cj.status.unwrap_or_default();
-    Ok(Some(CronJobStatus {
-        name: NAME.to_string(),
-        schedule: spec.schedule,
-        suspended: spec.suspend.unwrap_or(false),
-        last_schedule: status.last_schedule_time.map(|t| t.0.to_string()),
-        last_success: status.last_successful_time.map(|t| t.0.to_string()),
-        active_jobs: status.active.map_or(0, |a| a.len()),
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +376,8 @@ mod tests {
 
     #[test]
     fn objects_parse_as_their_kubernetes_types() {
+        use k8s_openapi::api::batch::v1::CronJob;
+        use k8s_openapi::api::rbac::v1::Role;
         let objs = objects(&spec());
         let kinds: Vec<&str> = objs.iter().filter_map(|o| o["kind"].as_str()).collect();
         assert_eq!(
@@ -410,23 +387,44 @@ mod tests {
                 "Role",
                 "RoleBinding",
                 "PersistentVolumeClaim",
+                "ConfigMap",
                 "CronJob"
             ]
         );
-        let cj: CronJob = serde_json::from_value(objs[4].clone()).unwrap();
+        let cj: CronJob = serde_json::from_value(objs[5].clone()).unwrap();
         let s = cj.spec;
         assert_eq!(s.concurrency_policy.as_deref(), Some("Forbid"));
         assert_eq!(s.starting_deadline_seconds, Some(3600));
+        let pod = s.job_template.spec.unwrap().template.spec.unwrap();
+        // backup, verify, prune (the retention, with its flags) in order; then the status.
+        let inits: Vec<_> = pod.init_containers.unwrap_or_default();
+        let names: Vec<&str> = inits.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["backup", "verify", "prune"]);
+        let prune = inits[2].args.clone().unwrap_or_default().join(" ");
+        assert!(prune.contains("--keep-last 14 --keep-daily 7"), "{prune}");
+        let status = pod.containers[0].args.clone().unwrap_or_default().join(" ");
+        assert!(status.starts_with("backup status --publish"), "{status}");
         let role: Role = serde_json::from_value(objs[1].clone()).unwrap();
         let rules = role.rules.unwrap_or_default();
-        assert!(rules.iter().all(|r| r.verbs == ["get"]));
         assert!(rules.iter().all(|r| r.resource_names.is_some()));
+        // Reads only, but for the status ConfigMap, which it may patch.
+        for r in &rules {
+            let names = r.resource_names.clone().unwrap_or_default();
+            if names == [STATUS_CONFIGMAP] {
+                assert_eq!(r.verbs, ["get", "patch"]);
+            } else {
+                assert_eq!(r.verbs, ["get"]);
+            }
+        }
         let yaml = to_yaml(&objs).unwrap();
-        assert_eq!(yaml.matches("---\n").count(), 5);
+        assert_eq!(yaml.matches("---\n").count(), 6);
+        let at = at_version(objs, "batch/v1beta1");
+        assert_eq!(at[5]["apiVersion"], "batch/v1beta1");
+        assert_eq!(at[4]["apiVersion"], "v1");
         let mut with_pvc = spec();
         with_pvc.existing_pvc = Some("mine".into());
         let objs = objects(&with_pvc);
-        assert_eq!(objs.len(), 4);
-        assert!(objs[3].to_string().contains("\"claimName\":\"mine\""));
+        assert_eq!(objs.len(), 5);
+        assert!(objs[4].to_string().contains("\"claimName\":\"mine\""));
     }
 }
