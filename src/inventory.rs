@@ -225,16 +225,6 @@ impl Snapshot {
     }
 }
 
-/// A container as the checks see it: name, image, resources.
-fn container(c: Container) -> Container {
-    Container {
-        name: c.name,
-        image: c.image,
-        resources: c.resources,
-        ..Default::default()
-    }
-}
-
 /// A container status without the runtime's identifiers.
 fn container_status(s: ContainerStatus) -> ContainerStatus {
     ContainerStatus {
@@ -256,16 +246,33 @@ fn container_status(s: ContainerStatus) -> ContainerStatus {
 /// kilobytes (managed fields, environment, volumes, probes, annotations).
 pub fn reduced(p: Pod) -> Pod {
     let m = p.metadata;
-    let spec = p.spec.map(|s| PodSpec {
-        containers: s.containers.into_iter().map(container).collect(),
-        init_containers: s
-            .init_containers
-            .map(|cs| cs.into_iter().map(container).collect()),
-        node_name: s.node_name,
-        overhead: s.overhead,
-        ..Default::default()
-    });
-    let status = p.status.map(|s| PodStatus {
+    SlimPod {
+        metadata: SlimMeta {
+            name: m.name,
+            namespace: m.namespace,
+            labels: m.labels,
+            owner_references: m.owner_references,
+            creation_timestamp: m.creation_timestamp,
+            deletion_timestamp: m.deletion_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            finalizers: m.finalizers,
+        },
+        spec: p.spec.map(|s| SlimSpec {
+            containers: s.containers.into_iter().map(SlimContainer::from).collect(),
+            init_containers: s
+                .init_containers
+                .map(|cs| cs.into_iter().map(SlimContainer::from).collect()),
+            node_name: s.node_name,
+            overhead: s.overhead,
+        }),
+        status: p.status,
+    }
+    .into_pod()
+}
+
+/// A pod's status reduced to what [`PodView`] and the checks read.
+fn reduced_status(s: PodStatus) -> PodStatus {
+    PodStatus {
         phase: s.phase,
         reason: s.reason,
         message: s.message,
@@ -288,21 +295,6 @@ pub fn reduced(p: Pod) -> Pod {
             .container_statuses
             .map(|cs| cs.into_iter().map(container_status).collect()),
         ..Default::default()
-    });
-    Pod {
-        metadata: ObjectMeta {
-            name: m.name,
-            namespace: m.namespace,
-            labels: m.labels,
-            owner_references: m.owner_references,
-            creation_timestamp: m.creation_timestamp,
-            deletion_timestamp: m.deletion_timestamp,
-            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
-            finalizers: m.finalizers,
-            ..Default::default()
-        },
-        spec,
-        status,
     }
 }
 
@@ -350,6 +342,16 @@ struct SlimContainer {
     resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
+impl From<Container> for SlimContainer {
+    fn from(c: Container) -> SlimContainer {
+        SlimContainer {
+            name: c.name,
+            image: c.image,
+            resources: c.resources,
+        }
+    }
+}
+
 impl SlimContainer {
     fn into_container(self) -> Container {
         Container {
@@ -368,7 +370,7 @@ impl SlimPod {
         let to_containers = |cs: Vec<SlimContainer>| -> Vec<Container> {
             cs.into_iter().map(SlimContainer::into_container).collect()
         };
-        reduced(Pod {
+        Pod {
             metadata: ObjectMeta {
                 name: m.name,
                 namespace: m.namespace,
@@ -387,8 +389,8 @@ impl SlimPod {
                 overhead: s.overhead,
                 ..Default::default()
             }),
-            status: self.status,
-        })
+            status: self.status.map(reduced_status),
+        }
     }
 }
 

@@ -194,6 +194,13 @@ pub const FAN_IN: usize = 64;
 /// The variable that changes [`FAN_IN`] (tests make several passes with few pods).
 pub const FAN_IN_ENV: &str = "NEWAPI_OPS_LOGS_FAN_IN";
 
+/// The bounds of [`read_merged`]: logs read at once, spill files merged at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub concurrency: usize,
+    pub fan_in: usize,
+}
+
 /// [`FAN_IN`], or what [`FAN_IN_ENV`] says (at least 2).
 pub fn fan_in() -> usize {
     std::env::var(FAN_IN_ENV)
@@ -214,9 +221,8 @@ pub async fn read_merged(
     namespace: &str,
     pods: &[String],
     params: &LogParams,
-    concurrency: usize,
+    bounds: Bounds,
     keep: &dyn Fn(&str) -> bool,
-    fan_in: usize,
     out: &mut dyn FnMut(LogLine) -> Result<()>,
 ) -> Result<(MergeStats, Vec<(String, Error)>)> {
     let dir = spill::Dir::new()?;
@@ -227,7 +233,7 @@ pub async fn read_merged(
             let params = params.clone();
             async move { (i, api.logs(pod, &params).await) }
         })
-        .buffer_unordered(concurrency.max(1));
+        .buffer_unordered(bounds.concurrency.max(1));
     let mut runs: Vec<(usize, std::path::PathBuf)> = Vec::new();
     let mut failures = Vec::new();
     let mut stats = MergeStats::default();
@@ -254,7 +260,7 @@ pub async fn read_merged(
     runs.sort_by_key(|(i, _)| *i);
     stats.files = runs.len();
     let runs = runs.into_iter().map(|(_, p)| p).collect();
-    dir.merge(runs, fan_in.max(2), &mut stats, &mut |rec| {
+    dir.merge(runs, bounds.fan_in.max(2), &mut stats, &mut |rec| {
         out(LogLine {
             pod: pods.get(rec.pod).cloned().unwrap_or_default(),
             time: rec.time,
@@ -303,9 +309,8 @@ mod spill {
         /// `nanos \t pod \t seq \t time \t line` (a log line has no newline; the first four
         /// fields no tab).
         fn write(&self, w: &mut impl Write) -> std::io::Result<()> {
-            match self.nanos {
-                Some(n) => write!(w, "{n}")?,
-                None => {}
+            if let Some(n) = self.nanos {
+                write!(w, "{n}")?;
             }
             writeln!(
                 w,

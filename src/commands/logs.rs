@@ -135,9 +135,11 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         &ns,
         &pods,
         &params,
-        args.concurrency,
+        logs::Bounds {
+            concurrency: args.concurrency,
+            fan_in: logs::fan_in(),
+        },
         &keep,
-        logs::fan_in(),
         &mut |l| {
             if machine {
                 lines.push(l);
