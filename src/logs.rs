@@ -180,7 +180,8 @@ pub struct MergeStats {
     pub lines: u64,
     /// Spill files written: one per pod with lines, plus one per intermediate merge.
     pub files: usize,
-    /// Merge passes (1 when every pod's file was merged at once).
+    /// k-way merges made (1 when every pod's file was merged at once; each intermediate file
+    /// is one more).
     pub passes: usize,
     /// The most files open at once while merging (never above the fan-in).
     pub max_open: usize,
@@ -359,8 +360,11 @@ mod spill {
     impl Dir {
         /// A fresh 0700 directory under the system's temporary directory.
         pub fn new() -> Result<Dir> {
+            use std::os::unix::fs::PermissionsExt;
+            // Created with this mode (not the umask's): no one else may list or read the lines.
             let dir = tempfile::Builder::new()
                 .prefix("newapi-ops-logs-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
                 .tempdir()
                 .map_err(|e| io("creating a directory in", &std::env::temp_dir(), e))?;
             Ok(Dir {
@@ -544,8 +548,8 @@ mod spill {
             assert_eq!(stats.lines, 20);
             assert_eq!(stats.max_open, 2);
             assert!(stats.max_held <= 2);
-            // 5 → 3 → 2 files, then the last pass: 4 passes.
-            assert_eq!(stats.passes, 4);
+            // 5 files → 3 (three merges) → 2 (two) → the output (one): 6 merges.
+            assert_eq!(stats.passes, 6);
         }
     }
 }
