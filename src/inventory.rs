@@ -121,6 +121,34 @@ impl Snapshot {
         })
     }
 
+    /// Lists pods, Deployments and StatefulSets of the namespace concurrently (one list each,
+    /// paged), handing `each` every pod as its page arrives, decoded straight into the fields
+    /// [`reduced`] keeps ([`SlimPod`]: the rest of each pod is skipped by the decoder, never
+    /// built). The snapshot returned has no pods: what is kept of them is what `each` keeps (a
+    /// compact record per pod in `diagnose`, a [`PodView`] in `pods`, a name in `logs`).
+    pub async fn load_each(
+        kube: &Kube,
+        settings: &Settings,
+        mut each: impl FnMut(Pod) -> Result<()>,
+    ) -> Result<Snapshot> {
+        let ns = settings.namespace.as_str();
+        let lp = ListParams::default();
+        // Concurrent, but errors are reported in this order, whichever failed first.
+        let (listed, deployments, statefulsets) = tokio::join!(
+            kube.list_each_as::<Pod, SlimPod>(Some(ns), &lp, |p| each(p.into_pod())),
+            kube.list::<Deployment>(Some(ns), &lp),
+            kube.list::<StatefulSet>(Some(ns), &lp),
+        );
+        listed?;
+        let (deployments, statefulsets) = (deployments?, statefulsets?);
+        Ok(Snapshot {
+            namespace: ns.to_string(),
+            pods: Vec::new(),
+            deployments: deployments.items,
+            statefulsets: statefulsets.items,
+        })
+    }
+
     /// The role a pod plays, by the configured label selectors.
     pub fn role_of(pod: &Pod, settings: &Settings) -> Option<Role> {
         Role::ALL.into_iter().find(|r| {
@@ -197,16 +225,6 @@ impl Snapshot {
     }
 }
 
-/// A container as the checks see it: name, image, resources.
-fn container(c: Container) -> Container {
-    Container {
-        name: c.name,
-        image: c.image,
-        resources: c.resources,
-        ..Default::default()
-    }
-}
-
 /// A container status without the runtime's identifiers.
 fn container_status(s: ContainerStatus) -> ContainerStatus {
     ContainerStatus {
@@ -228,16 +246,33 @@ fn container_status(s: ContainerStatus) -> ContainerStatus {
 /// kilobytes (managed fields, environment, volumes, probes, annotations).
 pub fn reduced(p: Pod) -> Pod {
     let m = p.metadata;
-    let spec = p.spec.map(|s| PodSpec {
-        containers: s.containers.into_iter().map(container).collect(),
-        init_containers: s
-            .init_containers
-            .map(|cs| cs.into_iter().map(container).collect()),
-        node_name: s.node_name,
-        overhead: s.overhead,
-        ..Default::default()
-    });
-    let status = p.status.map(|s| PodStatus {
+    SlimPod {
+        metadata: SlimMeta {
+            name: m.name,
+            namespace: m.namespace,
+            labels: m.labels,
+            owner_references: m.owner_references,
+            creation_timestamp: m.creation_timestamp,
+            deletion_timestamp: m.deletion_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            finalizers: m.finalizers,
+        },
+        spec: p.spec.map(|s| SlimSpec {
+            containers: s.containers.into_iter().map(SlimContainer::from).collect(),
+            init_containers: s
+                .init_containers
+                .map(|cs| cs.into_iter().map(SlimContainer::from).collect()),
+            node_name: s.node_name,
+            overhead: s.overhead,
+        }),
+        status: p.status,
+    }
+    .into_pod()
+}
+
+/// A pod's status reduced to what [`PodView`] and the checks read.
+fn reduced_status(s: PodStatus) -> PodStatus {
+    PodStatus {
         phase: s.phase,
         reason: s.reason,
         message: s.message,
@@ -260,21 +295,111 @@ pub fn reduced(p: Pod) -> Pod {
             .container_statuses
             .map(|cs| cs.into_iter().map(container_status).collect()),
         ..Default::default()
-    });
-    Pod {
-        metadata: ObjectMeta {
-            name: m.name,
-            namespace: m.namespace,
-            labels: m.labels,
-            owner_references: m.owner_references,
-            creation_timestamp: m.creation_timestamp,
-            deletion_timestamp: m.deletion_timestamp,
-            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
-            finalizers: m.finalizers,
+    }
+}
+
+/// A pod as a list page is decoded when only [`reduced`]'s fields are read: the decoder skips
+/// everything else (managed fields, environment, volumes, probes, annotations, the status's
+/// runtime identifiers), so a page of 500 pods costs its text and these, not 500 whole pods.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SlimPod {
+    #[serde(default)]
+    metadata: SlimMeta,
+    spec: Option<SlimSpec>,
+    status: Option<PodStatus>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    creation_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    deletion_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    deletion_grace_period_seconds: Option<i64>,
+    finalizers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimSpec {
+    #[serde(default)]
+    containers: Vec<SlimContainer>,
+    init_containers: Option<Vec<SlimContainer>>,
+    node_name: Option<String>,
+    overhead: Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct SlimContainer {
+    #[serde(default)]
+    name: String,
+    image: Option<String>,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+}
+
+impl From<Container> for SlimContainer {
+    fn from(c: Container) -> SlimContainer {
+        SlimContainer {
+            name: c.name,
+            image: c.image,
+            resources: c.resources,
+        }
+    }
+}
+
+impl SlimContainer {
+    fn into_container(self) -> Container {
+        Container {
+            name: self.name,
+            image: self.image,
+            resources: self.resources,
             ..Default::default()
-        },
-        spec,
-        status,
+        }
+    }
+}
+
+impl SlimPod {
+    /// The pod as [`reduced`] makes it.
+    pub fn into_pod(self) -> Pod {
+        let m = self.metadata;
+        let to_containers = |cs: Vec<SlimContainer>| -> Vec<Container> {
+            cs.into_iter().map(SlimContainer::into_container).collect()
+        };
+        Pod {
+            metadata: ObjectMeta {
+                name: m.name,
+                namespace: m.namespace,
+                labels: m.labels,
+                owner_references: m.owner_references,
+                creation_timestamp: m.creation_timestamp,
+                deletion_timestamp: m.deletion_timestamp,
+                deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+                finalizers: m.finalizers,
+                ..Default::default()
+            },
+            spec: self.spec.map(|s| PodSpec {
+                containers: to_containers(s.containers),
+                init_containers: s.init_containers.map(to_containers),
+                node_name: s.node_name,
+                overhead: s.overhead,
+                ..Default::default()
+            }),
+            status: self.status.map(reduced_status),
+        }
+    }
+}
+
+impl crate::k8s::Keyed for SlimPod {
+    fn list_key(&self) -> (String, String) {
+        (
+            self.metadata.namespace.clone().unwrap_or_default(),
+            self.metadata.name.clone().unwrap_or_default(),
+        )
     }
 }
 
@@ -393,12 +518,14 @@ pub struct MissingWorkload {
 }
 
 impl PodsReport {
-    /// The report of `pods`: each workload's controller (or that it is missing) and its pods,
-    /// of one role or all, sorted by role then name.
-    pub fn build(
+    /// The report of `pods`: each workload's controller (or that it is missing) and its pods'
+    /// views (made as they were listed: `pods` keeps only these of each pod), of one role or
+    /// all, sorted by role then name.
+    pub fn from_views(
         snap: &Snapshot,
         settings: &Settings,
         wanted: Option<Role>,
+        views: Vec<PodView>,
         context: Option<String>,
     ) -> PodsReport {
         let mut workloads = Vec::new();
@@ -415,10 +542,8 @@ impl PodsReport {
                 }),
             }
         }
-        let mut pods: Vec<PodView> = snap
-            .pods
-            .iter()
-            .filter_map(|p| Snapshot::role_of(p, settings).map(|r| PodView::new(p, r)))
+        let mut pods: Vec<PodView> = views
+            .into_iter()
             .filter(|v| wanted.is_none_or(|w| w == v.role))
             .collect();
         pods.sort_by(|a, b| (a.role, &a.name).cmp(&(b.role, &b.name)));

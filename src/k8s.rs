@@ -375,19 +375,71 @@ impl Kube {
         self.pages(&api, &call, params, each).await
     }
 
-    /// The paging loop: `limit` [`Kube::page_size`], then `continue` with the token of each page
-    /// until the server gives none. One list of N objects costs ⌈N / page size⌉ calls. A token
-    /// that expired meanwhile (410 Gone, the list took longer than the server keeps a snapshot)
-    /// starts the list again without paging, once.
+    /// Lists a namespaced kind page by page like [`Kube::list_each`], but decodes each page
+    /// straight into `S` — a type with only the fields the caller reads — so that what it does
+    /// not read (managed fields, environment, volumes, probes, annotations) is skipped by the
+    /// decoder and never built. Only the page's text (at most [`Kube::page_size`] objects) and
+    /// what `each` keeps are in memory at once.
+    pub async fn list_each_as<K, S>(
+        &self,
+        namespace: Option<&str>,
+        params: &ListParams,
+        each: impl FnMut(S) -> Result<()>,
+    ) -> Result<ListMeta>
+    where
+        K: Resource<DynamicType = ()> + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        S: DeserializeOwned + Keyed,
+    {
+        let call = Call::new("list", resource_name::<K>(), namespace);
+        let url = K::url_path(&(), namespace);
+        let fetch = |lp: ListParams| {
+            let url = url.clone();
+            async move {
+                let mut req = kube::core::Request::new(url)
+                    .list(&lp)
+                    .map_err(kube::Error::BuildRequest)?;
+                req.extensions_mut().insert("list");
+                let page: Page<S> = self.client.request(req).await?;
+                Ok((page.metadata, page.items))
+            }
+        };
+        self.paged(&call, params, fetch, Keyed::list_key, each)
+            .await
+    }
+
+    /// The paging loop over `api`'s lists ([`Kube::paged`]).
     async fn pages<K>(
         &self,
         api: &Api<K>,
         call: &Call,
         params: &ListParams,
-        mut each: impl FnMut(K) -> Result<()>,
+        each: impl FnMut(K) -> Result<()>,
     ) -> Result<ListMeta>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let fetch = |lp: ListParams| async move {
+            let list = api.list(&lp).await?;
+            Ok((list.metadata, list.items))
+        };
+        self.paged(call, params, fetch, key_of, each).await
+    }
+
+    /// The paging loop: `limit` [`Kube::page_size`], then `continue` with the token of each page
+    /// until the server gives none. One list of N objects costs ⌈N / page size⌉ calls. A token
+    /// that expired meanwhile (410 Gone, the list took longer than the server keeps a snapshot)
+    /// starts the list again without paging, once.
+    async fn paged<T, F, Fut>(
+        &self,
+        call: &Call,
+        params: &ListParams,
+        fetch: F,
+        key: impl Fn(&T) -> (String, String),
+        mut each: impl FnMut(T) -> Result<()>,
+    ) -> Result<ListMeta>
+    where
+        F: Fn(ListParams) -> Fut,
+        Fut: std::future::Future<Output = kube::Result<(ListMeta, Vec<T>)>>,
     {
         let mut page = params.clone();
         if page.limit.is_none() {
@@ -396,7 +448,7 @@ impl Kube {
         let mut last: Option<(String, String)> = None;
         loop {
             let listed = match self.page_limit {
-                Some(limit) => match tokio::time::timeout(limit, api.list(&page)).await {
+                Some(limit) => match tokio::time::timeout(limit, fetch(page.clone())).await {
                     Ok(r) => r,
                     Err(_) => {
                         return Err(Error::Unreachable {
@@ -408,9 +460,9 @@ impl Kube {
                         });
                     }
                 },
-                None => api.list(&page).await,
+                None => fetch(page.clone()).await,
             };
-            let list = match listed {
+            let (metadata, items) = match listed {
                 Ok(l) => l,
                 Err(kube::Error::Api(s)) if s.code == 410 && page.continue_token.is_some() => {
                     // What was handed out stays handed out: the restart lists everything again
@@ -419,25 +471,26 @@ impl Kube {
                     let mut whole = params.clone();
                     whole.limit = None;
                     whole.continue_token = None;
-                    let list = api.list(&whole).await.map_err(|e| self.error(call, e))?;
-                    for k in list.items {
-                        if last.as_ref().is_none_or(|l| key_of(&k) > *l) {
+                    let (metadata, items) = fetch(whole).await.map_err(|e| self.error(call, e))?;
+                    for k in items {
+                        if last.as_ref().is_none_or(|l| key(&k) > *l) {
                             each(k)?;
                         }
                     }
-                    return Ok(list.metadata);
+                    return Ok(metadata);
                 }
                 Err(e) => return Err(self.error(call, e)),
             };
-            let token = list.metadata.continue_.clone().filter(|t| !t.is_empty());
-            last = list.items.last().map(key_of).or(last);
-            for k in list.items {
+            let token = metadata.continue_.clone().filter(|t| !t.is_empty());
+            last = items.last().map(&key).or(last);
+            tracing::debug!("{call}: a page of {} objects", items.len());
+            for k in items {
                 each(k)?;
             }
             match token {
                 Some(t) if params.limit.is_none() => page.continue_token = Some(t),
                 _ => {
-                    let mut meta = list.metadata;
+                    let mut meta = metadata;
                     meta.continue_ = None;
                     meta.remaining_item_count = None;
                     return Ok(meta);
@@ -473,6 +526,22 @@ impl Kube {
             },
         }
     }
+}
+
+/// A type a list's items are decoded into ([`Kube::list_each_as`]): where it sorts in the list.
+pub trait Keyed {
+    /// Namespace, then name: the order of a list.
+    fn list_key(&self) -> (String, String);
+}
+
+/// One page of a list, decoded into only what the caller reads.
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "S: DeserializeOwned"))]
+struct Page<S> {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(default)]
+    items: Vec<S>,
 }
 
 /// Where an object sorts in a list: namespace, then name.

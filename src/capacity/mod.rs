@@ -165,6 +165,16 @@ pub struct NodeCapacity {
 impl NodeCapacity {
     /// Builds the node's view from the node and every active pod bound to it.
     pub fn new<'a>(node: &Node, pods: impl IntoIterator<Item = &'a Pod>) -> NodeCapacity {
+        NodeCapacity::of_resources(
+            node,
+            pods.into_iter()
+                .filter_map(|p| p.spec.as_ref().map(pod_resources)),
+        )
+    }
+
+    /// [`NodeCapacity::new`] from the requests and limits of each active pod bound to the node
+    /// (what a compact record of a pod keeps).
+    pub fn of_resources(node: &Node, pods: impl IntoIterator<Item = PodResources>) -> NodeCapacity {
         let status = node.status.clone().unwrap_or_default();
         let mut bad = Vec::new();
         let allocatable = amount(status.allocatable.as_ref(), &mut bad);
@@ -186,13 +196,10 @@ impl NodeCapacity {
         let mut requested = Amount::default();
         let mut limits = Amount::default();
         let mut count = 0;
-        for pod in pods {
-            if let Some(spec) = &pod.spec {
-                let r = pod_resources(spec);
-                requested = requested.add(r.requests);
-                limits = limits.add(r.limits);
-                count += 1;
-            }
+        for r in pods {
+            requested = requested.add(r.requests);
+            limits = limits.add(r.limits);
+            count += 1;
         }
         let spec = node.spec.clone().unwrap_or_default();
         NodeCapacity {

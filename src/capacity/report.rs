@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use serde::Serialize;
 
-use super::{Amount, Fit, NodeCapacity, pod_is_active, pod_resources};
+use super::{Amount, Fit, NodeCapacity, PodResources, pod_is_active, pod_resources};
 use crate::config::Settings;
 use crate::error::Result;
-use crate::inventory::{Role, Snapshot};
+use crate::inventory::{Role, SlimPod, Snapshot};
 use crate::k8s::Kube;
 use crate::quantity::percent;
 
@@ -66,11 +66,16 @@ impl NodesReport {
         let active = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
         // Concurrent, but errors are reported in this order, whichever failed first. The pods
         // of every namespace are reduced to what capacity reads as their pages arrive.
+        // Each pod is decoded into the fields capacity reads and kept as a compact record
+        // ([`Placed`]) as its page arrives.
         let mut pods = Vec::new();
         let (nodes, listed, deployments) = tokio::join!(
             kube.list_cluster::<Node>(&all),
-            kube.list_each::<Pod>(None, &active, |p| {
-                pods.push(crate::capacity::for_capacity(p));
+            kube.list_each_as::<Pod, SlimPod>(None, &active, |p| {
+                let p = p.into_pod();
+                if pod_is_active(&p) {
+                    pods.push(Placed::of(&p, settings));
+                }
                 Ok(())
             }),
             kube.list::<Deployment>(Some(&ns), &all),
@@ -95,13 +100,7 @@ impl NodesReport {
                 none_if_empty(&snap.controller_names())
             ));
         }
-        let active_pods: Vec<&Pod> = pods.iter().filter(|p| pod_is_active(p)).collect();
-        let report = build(
-            &nodes.items,
-            &active_pods,
-            settings,
-            slave_template.as_ref(),
-        );
+        let report = build_placed(&nodes.items, &pods, settings, slave_template.as_ref());
         Ok((report, note))
     }
 }
@@ -114,10 +113,45 @@ fn none_if_empty(v: &[String]) -> String {
     }
 }
 
+/// An active pod as the `nodes` report keeps it: its node, its role in the deployment (None
+/// for a pod of another namespace or of no role) and its requests and limits.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub node: Option<String>,
+    pub role: Option<Role>,
+    pub resources: PodResources,
+}
+
+impl Placed {
+    pub fn of(p: &Pod, settings: &Settings) -> Placed {
+        let ours = p.metadata.namespace.as_deref() == Some(settings.namespace.as_str());
+        Placed {
+            node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+            role: ours.then(|| Snapshot::role_of(p, settings)).flatten(),
+            resources: p.spec.as_ref().map(pod_resources).unwrap_or_default(),
+        }
+    }
+}
+
 /// Builds the report from listed objects (pure, so it is tested without a cluster).
 pub fn build(
     nodes: &[Node],
     pods: &[&Pod],
+    settings: &Settings,
+    slave_template: Option<&k8s_openapi::api::core::v1::PodSpec>,
+) -> NodesReport {
+    let placed: Vec<Placed> = pods
+        .iter()
+        .filter(|p| p.spec.is_some())
+        .map(|p| Placed::of(p, settings))
+        .collect();
+    build_placed(nodes, &placed, settings, slave_template)
+}
+
+/// [`build`] from the compact records of the active pods.
+pub fn build_placed(
+    nodes: &[Node],
+    pods: &[Placed],
     settings: &Settings,
     slave_template: Option<&k8s_openapi::api::core::v1::PodSpec>,
 ) -> NodesReport {
@@ -127,9 +161,9 @@ pub fn build(
             let name = n.metadata.name.as_deref();
             let on_node = pods
                 .iter()
-                .copied()
-                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == name);
-            let capacity = NodeCapacity::new(n, on_node);
+                .filter(|p| p.node.as_deref() == name)
+                .map(|p| p.resources);
+            let capacity = NodeCapacity::of_resources(n, on_node);
             let a = capacity.allocatable;
             NodeRow {
                 cpu_requests_percent: percent(capacity.requested.cpu_millis, a.cpu_millis),
@@ -155,15 +189,10 @@ pub fn build(
     };
     let mut roles = Vec::new();
     for role in Role::ALL {
-        let members: Vec<_> = pods
+        let members: Vec<PodResources> = pods
             .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(settings.namespace.as_str()))
-            .filter(|p| {
-                role.workload(settings)
-                    .selector
-                    .matches(p.metadata.labels.as_ref())
-            })
-            .filter_map(|p| p.spec.as_ref().map(pod_resources))
+            .filter(|p| p.role == Some(role))
+            .map(|p| p.resources)
             .collect();
         roles.push(RoleShare {
             role: role.as_str().to_string(),

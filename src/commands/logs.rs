@@ -11,7 +11,6 @@ use kube::api::LogParams;
 use crate::commands::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::exit;
-use crate::inventory::Snapshot;
 use crate::k8s;
 use crate::logs::{self, Followed, LogLine};
 use crate::printer::Printer;
@@ -55,9 +54,11 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         .transpose()
         .map_err(|e| Error::Usage(format!("--grep: {e}")))?;
     let kube = k8s::connect(&settings).await?;
-    let snap = Snapshot::load_with(&kube, &settings, crate::inventory::reduced).await?;
+    // Only each pod's name and role are kept as the pages of pods arrive.
+    let (snap, named) = logs::named_pods(&kube, &settings).await?;
     crate::secrets::learn_with(printer.redactor(), &kube, &settings, &snap).await;
-    let mut pods = logs::pods_of(&snap, &settings, &args.target)?;
+    let mut pods = logs::pods_of(&named, &settings, &args.target)?;
+    drop(named);
     pods.sort();
     if pods.is_empty() {
         printer.warn(&format!(
@@ -123,26 +124,45 @@ pub async fn run(global: &GlobalArgs, args: LogsArgs, printer: &Printer) -> Resu
         }
         return Ok(exit::OK);
     }
-    let (per_pod, failures) = logs::read(&kube, &ns, &pods, &params, args.concurrency, &keep).await;
+    // The logs are spilled to private files and merged from them (logs::read_merged): the
+    // human output is written a chunk at a time as the merge produces it, so memory does not
+    // follow the number of lines; JSON and YAML are one document, so they hold the lines.
+    let machine = printer.is_machine();
+    let mut lines: Vec<LogLine> = Vec::new();
+    let mut chunk = String::new();
+    let (_, failures) = logs::read_merged(
+        &kube,
+        &ns,
+        &pods,
+        &params,
+        logs::Bounds {
+            concurrency: args.concurrency,
+            fan_in: logs::fan_in(),
+        },
+        &keep,
+        &mut |l| {
+            if machine {
+                lines.push(l);
+            } else {
+                chunk.push_str(&render(&l));
+                if chunk.len() >= 64 * 1024 {
+                    printer.text(&chunk)?;
+                    chunk.clear();
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
     for (pod, e) in &failures {
         printer.warn(&format!("{pod}: {e}"));
     }
     if failures.len() == pods.len() {
         return Err(logs::nothing_read(failures, args.previous));
     }
-    let lines = logs::merge(per_pod);
-    if printer.is_machine() {
+    if machine {
         printer.data(&lines, |_| String::new())?;
     } else {
-        // Written a chunk at a time: 1,000 pods' logs are not also held as one string.
-        let mut chunk = String::new();
-        for l in &lines {
-            chunk.push_str(&render(l));
-            if chunk.len() >= 64 * 1024 {
-                printer.text(&chunk)?;
-                chunk.clear();
-            }
-        }
         printer.text(&chunk)?;
     }
     Ok(exit::OK)

@@ -6,7 +6,7 @@ use clap::Args;
 use crate::commands::GlobalArgs;
 use crate::error::Result;
 use crate::exit;
-use crate::inventory::{PodsReport, Role, Snapshot};
+use crate::inventory::{PodView, PodsReport, Role, Snapshot};
 use crate::k8s;
 use crate::printer::{Printer, Style, render_table};
 use crate::units::age as human_age;
@@ -40,17 +40,24 @@ impl From<RoleArg> for Role {
 pub async fn run(global: &GlobalArgs, args: PodsArgs, printer: &Printer) -> Result<u8> {
     let settings = global.settings()?;
     let kube = k8s::connect(&settings).await?;
-    // Each page of pods is reduced to what the table shows as it arrives.
-    let snap = Snapshot::load_with(&kube, &settings, crate::inventory::reduced).await?;
+    // Each pod is decoded into what the table shows and kept as its row (a PodView) as its
+    // page arrives.
+    let wanted: Option<Role> = args.role.map(Into::into);
+    kube.ensure_namespace(&settings.namespace).await?;
+    let mut views = Vec::new();
+    let snap = Snapshot::load_each(&kube, &settings, |p| {
+        if let Some(role) =
+            Snapshot::role_of(&p, &settings).filter(|r| wanted.is_none_or(|w| w == *r))
+        {
+            views.push(PodView::new(&p, role));
+        }
+        Ok(())
+    })
+    .await?;
     // New-API itself must be there; MySQL and Redis may be managed services outside the cluster.
     snap.require(Role::Master, &settings)?;
     snap.require(Role::Slave, &settings)?;
-    let report = PodsReport::build(
-        &snap,
-        &settings,
-        args.role.map(Into::into),
-        kube.context.clone(),
-    );
+    let report = PodsReport::from_views(&snap, &settings, wanted, views, kube.context.clone());
     printer.data(&report, |style| render(&report, style, printer))?;
     Ok(exit::OK)
 }

@@ -87,17 +87,20 @@ fn latest<'a>(events: Option<&Vec<&'a Event>>, reasons: &[&str]) -> Option<&'a E
         .copied()
 }
 
-/// Checks every pod; `role_of` names the pod's role for the next steps.
+/// Checks every pod; `role_of` names the pod's role for the next steps. `healthy_elsewhere`
+/// pods of the deployment were found healthy as they were listed (diagnose keeps only a compact
+/// record of those): they count as checked and healthy.
 pub fn check_pods(
     pods: &[Pod],
+    healthy_elsewhere: usize,
     events: &[Event],
     thresholds: &PodThresholds,
     role_of: impl Fn(&Pod) -> Option<&'static str>,
 ) -> Vec<Finding> {
     let by_pod = events_by_pod(events);
     let mut out = Vec::new();
-    let mut healthy = 0;
-    let mut considered = 0;
+    let mut healthy = healthy_elsewhere;
+    let mut considered = healthy_elsewhere;
     for pod in pods {
         let Some(role) = role_of(pod) else { continue };
         considered += 1;
@@ -581,6 +584,7 @@ mod tests {
         let pods: Vec<Pod> = (0..300).map(|i| pod(&format!("slave-{i}"))).collect();
         let out = crate::diagnose::finding::group(check_pods(
             &pods,
+            0,
             &[],
             &PodThresholds::default(),
             |_| Some("slave"),

@@ -1,6 +1,9 @@
 //! diagnose on a deployment of a size CI can afford, in a sandbox of its own: 200 slaves that
-//! share one problem are one finding naming all 200, the app check probes a sample, the lists are
-//! paged — asserted by counting findings and the API server's audit log, never by time.
+//! share one problem are one finding naming all 200, the app check probes a sample (chosen from
+//! the compact records of the healthy slaves), the lists are paged, and `logs` merges many pods
+//! through spill files with a bound on open files and held lines — asserted by counting
+//! findings, pages, records and merge passes (`-vv`) and the API server's audit log, never by
+//! time.
 
 use serde_json::json;
 
@@ -97,13 +100,40 @@ async fn two_hundred_slaves_with_one_problem_are_one_finding_and_the_app_is_samp
     // Every component, pages of 50 objects. The findings: one Pending group, the Deployment with
     // no replica available, and a handful of info/ok ones, whatever the number of pods.
     let before = audit_len_of(&sb);
-    let out = Run::new(["diagnose", "-n", &ns, "-o", "json"])
+    let out = Run::new(["-vv", "diagnose", "-n", &ns, "-o", "json"])
         .admin_of(&sb)
         .env("NEWAPI_OPS_LIST_PAGE_SIZE", "50")
         .output();
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     let report = out.json();
     let calls = calls_in(&sb, &ns, before);
+    // The list of pods came in pages of 50 (4 full pages and one of the last 31), and the 30
+    // running slaves — healthy, never restarted — were kept as compact records, the others as
+    // reduced pods; the sampling below was made from those records.
+    let pages: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(&format!("list pods in namespace \"{ns}\": a page of")))
+        .collect();
+    assert_eq!(pages.len(), 5, "{}", out.stderr);
+    assert_eq!(
+        pages
+            .iter()
+            .filter(|l| l.ends_with("a page of 50 objects"))
+            .count(),
+        4,
+        "{pages:#?}"
+    );
+    assert!(
+        pages.iter().any(|l| l.ends_with("a page of 31 objects")),
+        "{pages:#?}"
+    );
+    let kept = format!(
+        "diagnose: {} pods listed, {RUNNING} kept as compact records (healthy slaves), {} as reduced pods",
+        PENDING + RUNNING + 1,
+        PENDING + 1
+    );
+    assert!(out.stderr.contains(&kept), "{kept}\n{}", out.stderr);
     let all = report["findings"].as_array().unwrap();
     assert!(all.len() <= 30, "{} findings:\n{report:#}", all.len());
     assert_eq!(findings(&report, "pods.pending").len(), 1, "{report:#}");
@@ -168,4 +198,56 @@ async fn two_hundred_slaves_with_one_problem_are_one_finding_and_the_app_is_samp
         .filter(|l| l.contains("pod/new-api-slave-big-"))
         .count();
     assert_eq!(named, PENDING, "{}", expanded.stdout);
+
+    // `logs` of the slaves merged through spill files, 4 at a time: 30 files (one per running
+    // pod) → 8 → 2 → the output, in 8 + 2 + 1 merge passes, never more than 4 files open or 4
+    // lines held, and every line merged is printed, in time order.
+    let logs = Run::new([
+        "-vv",
+        "logs",
+        "slaves",
+        "-n",
+        &ns,
+        "--tail",
+        "5",
+        "--timestamps",
+    ])
+    .admin_of(&sb)
+    .env("NEWAPI_OPS_LOGS_FAN_IN", "4")
+    .output();
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    let stats = logs
+        .stderr
+        .lines()
+        .find_map(|l| Some(l.split_once("logs: merged ")?.1))
+        .unwrap_or_else(|| panic!("no merge statistics:\n{}", logs.stderr));
+    let numbers: Vec<u64> = stats
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // lines, pods, files, passes, open, held
+    assert_eq!(numbers.len(), 6, "{stats}");
+    let (lines, pods, files, passes, open, held) = (
+        numbers[0], numbers[1], numbers[2], numbers[3], numbers[4], numbers[5],
+    );
+    // Every slave's log was asked for; the 200 pending ones are empty and spill no file.
+    assert_eq!(pods, (PENDING + RUNNING) as u64, "{stats}");
+    assert_eq!((files, passes, open), (40, 11, 4), "{stats}");
+    assert!((1..=4).contains(&held), "{stats}");
+    let printed: Vec<&str> = logs.stdout.lines().collect();
+    assert_eq!(printed.len() as u64, lines, "{stats}\n{}", logs.stdout);
+    assert!(
+        lines >= RUNNING as u64,
+        "every running slave logged: {stats}"
+    );
+    let times: Vec<jiff::Timestamp> = printed
+        .iter()
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("no timestamp: {l}"))
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{}", logs.stdout);
 }

@@ -44,6 +44,12 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
             let role = Snapshot::role_of(p, &ctx.settings)?;
             Some(Candidate::of(p, role))
         })
+        .chain(
+            d.pods
+                .healthy_slaves
+                .iter()
+                .map(super::slim::HealthySlave::candidate),
+        )
         .collect();
     if cands.is_empty() {
         return vec![

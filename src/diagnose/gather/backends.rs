@@ -78,8 +78,8 @@ async fn endpoint(ctx: &Ctx, backend: Backend) -> Result<Reached, Finding> {
     let reached =
         crate::backends::endpoint_from_env(backend, &env, &master_name).map_err(to_finding)?;
     let pods = d
-        .snapshot
         .pods
+        .others
         .iter()
         .filter(|p| Snapshot::role_of(p, &ctx.settings) == Some(backend.role()));
     let r = crate::backends::forward_if_needed(
@@ -102,7 +102,8 @@ fn new_api_pods_and_env<T: std::str::FromStr>(ctx: &Ctx, var: &str) -> (u32, Opt
     let pods = d
         .new_api_pods(&ctx.settings)
         .filter(|p| pod_is_active(p))
-        .count();
+        .count()
+        + d.pods.healthy_slaves.len();
     let value = d
         .snapshot
         .controller(Role::Master, &ctx.settings)

@@ -73,13 +73,14 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
     let start_until = tokio::time::Instant::from_std(t0 + limit.mul_f32(START_UNTIL));
     let per_read = limit.mul_f32(PER_READ);
     let api: Api<Pod> = Api::namespaced(kube.client.clone(), &ctx.settings.namespace);
-    let sick = unhealthy(&d.snapshot.pods, &ctx.settings);
+    let sick = unhealthy(&d.pods.others, &ctx.settings);
     let sync_secs = sync_frequency(ctx, d);
     // A slave younger than two sync periods cannot be judged yet.
     let window = i64::try_from(2 * sync_secs + 5).unwrap_or(i64::MAX);
-    let slaves: Vec<&Pod> = d
-        .snapshot
+    // The healthy slaves old enough to judge: the compact records and the others.
+    let cands: Vec<Candidate> = d
         .pods
+        .others
         .iter()
         .filter(|p| Snapshot::role_of(p, &ctx.settings) == Some(Role::Slave))
         .filter(|p| PodView::new(p, Role::Slave).healthy())
@@ -89,16 +90,20 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
                 .as_ref()
                 .is_some_and(|t| crate::units::seconds_since(&t.0) >= window)
         })
-        .collect();
-    let cands: Vec<Candidate> = slaves
-        .iter()
         .map(|p| Candidate::of(p, Role::Slave))
+        .chain(
+            d.pods
+                .healthy_slaves
+                .iter()
+                .filter(|h| h.age_secs().is_some_and(|a| a >= window))
+                .map(super::slim::HealthySlave::candidate),
+        )
         .collect();
     let by_name = |name: &str| {
-        slaves
+        cands
             .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(name))
-            .copied()
+            .find(|c| c.name == name)
+            .map(|c| c.name.as_str())
     };
     let mut plan = sample::plan(&cands);
     let mut jobs: Vec<LogJob> = sick.iter().map(|p| LogJob::Failure(p)).collect();
@@ -166,9 +171,9 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
                 "no known failure in the logs of {}; {} old enough to judge synced channels within {} s",
                 plural(sick.len() as u64, "unhealthy pod", "unhealthy pods"),
                 if plan.is_all() {
-                    plural(slaves.len() as u64, "slave", "slaves")
+                    plural(cands.len() as u64, "slave", "slaves")
                 } else {
-                    format!("{} sampled of {} slaves", plan.picks.len(), slaves.len())
+                    format!("{} sampled of {} slaves", plan.picks.len(), cands.len())
                 },
                 2 * sync_secs
             ),
@@ -229,8 +234,8 @@ fn sync_frequency(ctx: &Ctx, d: &ClusterData) -> u64 {
 enum LogJob<'a> {
     /// An unhealthy pod's log, against the signatures.
     Failure(&'a Pod),
-    /// A healthy slave's recent log, for a channel sync.
-    Sync(&'a Pod, Pick),
+    /// A healthy slave's recent log (by name), for a channel sync.
+    Sync(&'a str, Pick),
 }
 
 impl LogJob<'_> {
@@ -243,7 +248,8 @@ impl LogJob<'_> {
 
     fn pod_name(&self) -> String {
         match self {
-            LogJob::Failure(p) | LogJob::Sync(p, _) => p.metadata.name.clone().unwrap_or_default(),
+            LogJob::Failure(p) => p.metadata.name.clone().unwrap_or_default(),
+            LogJob::Sync(name, _) => (*name).to_string(),
         }
     }
 
@@ -255,9 +261,7 @@ impl LogJob<'_> {
         sync_secs: u64,
         limit: Duration,
     ) -> Vec<Finding> {
-        let pod = match &self {
-            LogJob::Failure(p) | LogJob::Sync(p, _) => *p,
-        };
+        let name = self.pod_name();
         let work = async {
             match self {
                 LogJob::Failure(pod) => failure(pod, api, kube, sigs).await,
@@ -267,7 +271,6 @@ impl LogJob<'_> {
         match tokio::time::timeout(limit, work).await {
             Ok(fs) => fs,
             Err(_) => {
-                let name = pod.metadata.name.clone().unwrap_or_default();
                 vec![
                     Finding::new(
                         Component::Logs,
@@ -287,8 +290,8 @@ impl LogJob<'_> {
 }
 
 /// A log that could not be read: information, not a failure of the check.
-fn unavailable(kube: &Kube, pod: &Pod, name: &str, e: kube::Error) -> Finding {
-    let call = Call::new("get", "pods/log", pod.metadata.namespace.as_deref());
+fn unavailable(kube: &Kube, api: &Api<Pod>, name: &str, e: kube::Error) -> Finding {
+    let call = Call::new("get", "pods/log", api.namespace());
     Finding::new(
         Component::Logs,
         "logs.unavailable",
@@ -313,7 +316,7 @@ async fn failure(pod: &Pod, api: &Api<Pod>, kube: &Kube, sigs: &[Signature]) -> 
     };
     let text = match api.logs(&name, &params).await {
         Ok(t) => t,
-        Err(e) => return vec![unavailable(kube, pod, &name, e)],
+        Err(e) => return vec![unavailable(kube, api, &name, e)],
     };
     let which = if restarted { "previous" } else { "current" };
     let lines = text.lines().map(|l| split_timestamp(l).1);
@@ -342,8 +345,7 @@ async fn failure(pod: &Pod, api: &Api<Pod>, kube: &Kube, sigs: &[Signature]) -> 
         .collect()
 }
 
-async fn sync(pod: &Pod, api: &Api<Pod>, kube: &Kube, sync_secs: u64) -> Vec<Finding> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
+async fn sync(name: &str, api: &Api<Pod>, kube: &Kube, sync_secs: u64) -> Vec<Finding> {
     // Only slaves older than this window are given to this job (see `check`).
     let window = 2 * sync_secs + 5;
     let params = LogParams {
@@ -353,7 +355,7 @@ async fn sync(pod: &Pod, api: &Api<Pod>, kube: &Kube, sync_secs: u64) -> Vec<Fin
     };
     // Read line by line, and stop at the first sync: a busy slave's window may be long.
     let read = async {
-        let mut lines = api.log_stream(&name, &params).await?.lines();
+        let mut lines = api.log_stream(name, &params).await?.lines();
         let mut seen = 0usize;
         while let Some(line) = lines.try_next().await.map_err(kube::Error::ReadEvents)? {
             seen += 1;
@@ -377,6 +379,6 @@ async fn sync(pod: &Pod, api: &Api<Pod>, kube: &Kube, sync_secs: u64) -> Vec<Fin
             .evidence(format!("{seen} log lines in the last {window} s, none a channel sync"))
             .next(format!("newapi-ops logs {name} --since {window}s; check its database connection: newapi-ops runbook run db-connection")),
         ],
-        Err(e) => vec![unavailable(kube, pod, &name, e)],
+        Err(e) => vec![unavailable(kube, api, name, e)],
     }
 }

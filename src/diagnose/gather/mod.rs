@@ -115,7 +115,11 @@ pub fn url_from_env(var: &str) -> Option<String> {
 
 /// Everything listed from the API server, once.
 struct ClusterData {
+    /// The namespace's controllers (its pods are in `pods`).
     snapshot: Snapshot,
+    /// The namespace's pods, listed once: compact records of the healthy slaves, the others
+    /// reduced.
+    pods: slim::Pods,
     events: Vec<Event>,
     nodes: Vec<Node>,
     /// The active pods of the other namespaces (the namespace's own are in `snapshot`).
@@ -133,18 +137,33 @@ impl ClusterData {
         }
     }
 
-    /// Every active pod of the cluster, this namespace's and the others': what the nodes hold.
-    fn active_pods(&self) -> impl Iterator<Item = &Pod> {
-        self.snapshot
-            .pods
+    /// Every active pod of the cluster, this namespace's and the others', as what the nodes
+    /// hold: its node and its requests and limits.
+    fn active_pods(&self) -> impl Iterator<Item = (&str, crate::capacity::PodResources)> {
+        self.pods
+            .others
             .iter()
             .chain(&self.active_elsewhere)
             .filter(|p| crate::capacity::pod_is_active(p))
+            .filter_map(|p| {
+                let spec = p.spec.as_ref()?;
+                Some((
+                    spec.node_name.as_deref()?,
+                    crate::capacity::pod_resources(spec),
+                ))
+            })
+            .chain(
+                self.pods
+                    .healthy_slaves
+                    .iter()
+                    .map(|h| (&*h.node, h.resources)),
+            )
     }
 
-    /// The pods of New-API itself: master and slaves.
+    /// The pods of New-API itself (master and slaves) that are not healthy slaves (those are
+    /// `pods.healthy_slaves`).
     fn new_api_pods<'a>(&'a self, settings: &'a Settings) -> impl Iterator<Item = &'a Pod> {
-        self.snapshot.pods.iter().filter(|p| {
+        self.pods.others.iter().filter(|p| {
             matches!(
                 Snapshot::role_of(p, settings),
                 Some(Role::Master | Role::Slave)
@@ -167,26 +186,37 @@ async fn fetch(kube: &Kube, settings: &Settings, page_limit: Duration) -> Result
         "status.phase!=Succeeded,status.phase!=Failed,metadata.namespace!={ns}"
     ));
     let (mut events, mut active_elsewhere) = (Vec::new(), Vec::new());
+    let mut pods = slim::Pods::default();
     let get_namespace = crate::k8s::Call::new("get", "namespaces", None);
     let namespace_checked = kube.within(page_limit, &get_namespace, kube.ensure_namespace(ns));
     let (snapshot, listed_events, nodes, listed_elsewhere, secrets, configmaps) = tokio::join!(
         async {
             namespace_checked.await?;
-            Snapshot::load_listed(kube, settings, slim::pod).await
+            Snapshot::load_each(kube, settings, |p| {
+                pods.keep(p, settings);
+                Ok(())
+            })
+            .await
         },
         kube.list_each::<Event>(Some(ns), &warnings, |e| {
             events.extend(slim::event(e));
             Ok(())
         }),
         kube.list_cluster::<Node>(&all),
-        kube.list_each::<Pod>(None, &elsewhere, |p| {
-            active_elsewhere.push(slim::active_pod(p));
+        kube.list_each_as::<Pod, crate::inventory::SlimPod>(None, &elsewhere, |p| {
+            active_elsewhere.push(slim::active_pod(p.into_pod()));
             Ok(())
         }),
         kube.list::<Secret>(Some(ns), &all),
         kube.list::<ConfigMap>(Some(ns), &all),
     );
     let snapshot = snapshot?;
+    tracing::debug!(
+        "diagnose: {} pods listed, {} kept as compact records (healthy slaves), {} as reduced pods",
+        pods.healthy_slaves.len() + pods.others.len(),
+        pods.healthy_slaves.len(),
+        pods.others.len()
+    );
     // Secrets and ConfigMaps may be forbidden to a read-only operator: the checks that need
     // them say so instead of failing the report.
     let (nodes, active_elsewhere) = match (nodes, listed_elsewhere) {
@@ -204,6 +234,7 @@ async fn fetch(kube: &Kube, settings: &Settings, page_limit: Duration) -> Result
     };
     Ok(ClusterData {
         snapshot,
+        pods,
         events,
         nodes,
         active_elsewhere,
@@ -451,7 +482,8 @@ fn check_pods(ctx: &Ctx) -> Vec<Finding> {
         terminating_grace_secs: i64::try_from(ctx.opts.stuck_after.as_secs()).unwrap_or(i64::MAX),
         ..Default::default()
     };
-    let mut out = pod_check::check_pods(&d.snapshot.pods, &d.events, &th, |p| {
+    let healthy = d.pods.healthy_slaves.len();
+    let mut out = pod_check::check_pods(&d.pods.others, healthy, &d.events, &th, |p| {
         Snapshot::role_of(p, &ctx.settings).map(Role::as_str)
     });
     let ours: Vec<&Deployment> = d

@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 
-use super::Ctx;
-use crate::capacity::{Amount, NodeCapacity, pod_resources};
+use super::{ClusterData, Ctx};
+use crate::capacity::{Amount, NodeCapacity, PodResources, pod_resources};
 use crate::diagnose::finding::{Component, Finding, Severity};
 use crate::diagnose::nodes as node_check;
 use crate::k8s::Kube;
@@ -27,11 +26,9 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
         )
         .next("use a context with cluster-wide read rights (list nodes, list pods)")];
     }
-    let mut on_node: HashMap<&str, Vec<&Pod>> = HashMap::new();
-    for p in d.active_pods() {
-        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-            on_node.entry(node).or_default().push(p);
-        }
+    let mut on_node: HashMap<&str, Vec<PodResources>> = HashMap::new();
+    for (node, resources) in d.active_pods() {
+        on_node.entry(node).or_default().push(resources);
     }
     let caps: Vec<NodeCapacity> = d
         .nodes
@@ -43,14 +40,14 @@ pub(super) async fn check(ctx: &Ctx) -> Vec<Finding> {
                 .as_deref()
                 .and_then(|name| on_node.get(name))
                 .map_or(&[][..], Vec::as_slice);
-            NodeCapacity::new(n, pods.iter().copied())
+            NodeCapacity::of_resources(n, pods.iter().copied())
         })
         .collect();
     let (usage, pod_usage) = match &ctx.kube {
         Some(kube) => {
             tokio::join!(
                 node_metrics(kube),
-                pod_metrics(kube, &ctx.settings.namespace, &d.snapshot.pods)
+                pod_metrics(kube, &ctx.settings.namespace, d)
             )
         }
         None => (None, None),
@@ -119,17 +116,25 @@ struct NodeMetrics {
 async fn pod_metrics(
     kube: &Kube,
     namespace: &str,
-    pods: &[Pod],
+    d: &ClusterData,
 ) -> Option<Vec<node_check::PodUsage>> {
     let list: MetricsList<PodMetrics> =
         metrics_list(kube, &format!("namespaces/{namespace}/pods")).await?;
-    let limits: HashMap<&str, Amount> = pods
+    let limits: HashMap<&str, Amount> = d
+        .pods
+        .others
         .iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
         .filter_map(|p| {
             let limits = p.spec.as_ref().map(|s| pod_resources(s).limits)?;
             Some((p.metadata.name.as_deref()?, limits))
         })
+        .chain(
+            d.pods
+                .healthy_slaves
+                .iter()
+                .map(|h| (h.name.as_str(), h.resources.limits)),
+        )
         .collect();
     Some(
         list.items
