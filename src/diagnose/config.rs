@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use super::finding::{Component, Finding, Severity};
 use crate::envvars::{EnvValue, Sources, resolve};
 use crate::inventory::Role;
+use crate::units;
 
 /// Passwords that ship in examples and tutorials (the seed's own MySQL uses 123456).
 const DEFAULT_PASSWORDS: &[&str] = &[
@@ -29,6 +30,39 @@ fn finding(check: &str, sev: Severity, summary: String) -> Finding {
 }
 
 /// Extracts the password of a Go MySQL DSN `user:password@tcp(host:port)/db?params`.
+/// New-API's SYNC_FREQUENCY when a node does not set it, in seconds (`common/init.go`:
+/// `GetEnvOrDefault("SYNC_FREQUENCY", 60)`; a value that is not a number falls back to it too).
+pub const DEFAULT_SYNC_SECS: u64 = 60;
+/// Past this, a slave serves a changed channel (key, weight, disabled) this long after the
+/// master: worth saying.
+const SLOW_SYNC_SECS: u64 = 300;
+
+/// A slave's SYNC_FREQUENCY judged: unset is New-API's default (60 s, the seed's value) and fine;
+/// not a number, 0 (a reload loop against the database) or slower than five minutes is a warning.
+fn sync_frequency_finding(value: Option<&EnvValue>) -> Option<Finding> {
+    let raw = value.and_then(EnvValue::value)?.expose().trim().to_string();
+    let (summary, next) = match raw.parse::<u64>() {
+        Err(_) => (
+            format!("SYNC_FREQUENCY={raw:?} is not a number of seconds: New-API ignores it and syncs every {DEFAULT_SYNC_SECS} s"),
+            format!("set SYNC_FREQUENCY to a number of seconds ({DEFAULT_SYNC_SECS} is the seed's value)"),
+        ),
+        Ok(0) => (
+            "SYNC_FREQUENCY=0: every slave reloads channels and options from the database in a loop".to_string(),
+            format!("set SYNC_FREQUENCY={DEFAULT_SYNC_SECS} on the slaves"),
+        ),
+        Ok(secs) if secs > SLOW_SYNC_SECS => (
+            format!("SYNC_FREQUENCY={secs}: slaves pick up a changed channel or option only after {}", units::duration(std::time::Duration::from_secs(secs))),
+            format!("set SYNC_FREQUENCY={DEFAULT_SYNC_SECS} on the slaves (the seed's value), unless the database cannot take it"),
+        ),
+        Ok(_) => return None,
+    };
+    Some(
+        finding("config.sync-frequency", Severity::Warning, summary)
+            .evidence(format!("SYNC_FREQUENCY: {raw}"))
+            .next(next),
+    )
+}
+
 pub fn dsn_password(dsn: &str) -> Option<&str> {
     let creds = dsn.rsplit_once('@')?.0;
     Some(creds.split_once(':').map_or("", |(_, p)| p))
@@ -95,13 +129,10 @@ pub fn check_config(templates: &[Template<'_>], src: &Sources<'_>) -> Vec<Findin
                 .next("remove NODE_TYPE from the master (or set it to master)"),
             ),
         }
-        if t.role == Role::Slave && !env.contains_key("SYNC_FREQUENCY") {
-            out.push(
-                finding("config.sync-frequency", Severity::Warning, format!("{} does not set SYNC_FREQUENCY: slaves reload channels only every 10 minutes", t.name))
-                    .subject(subject.clone())
-                    .evidence("SYNC_FREQUENCY: (unset; New-API's default is 600 s)".to_string())
-                    .next("set SYNC_FREQUENCY=60 on the slaves (the seed's value)"),
-            );
+        if t.role == Role::Slave
+            && let Some(f) = sync_frequency_finding(env.get("SYNC_FREQUENCY"))
+        {
+            out.push(f.subject(subject.clone()));
         }
     }
     for (var, missing_sev, why) in [
@@ -367,7 +398,10 @@ mod tests {
     #[test]
     fn two_masters_latest_images_and_missing_node_type() {
         let m = spec(serde_json::json!([]), "calciumion/new-api");
-        let s = spec(serde_json::json!([]), "calciumion/new-api:latest");
+        let s = spec(
+            serde_json::json!([{"name": "SYNC_FREQUENCY", "value": "3600"}]),
+            "calciumion/new-api:latest",
+        );
         let templates = [
             Template {
                 role: Role::Master,
@@ -401,5 +435,39 @@ mod tests {
         ] {
             assert!(checks.contains(&c), "{c} missing from {checks:?}");
         }
+    }
+
+    #[test]
+    fn sync_frequency_unset_is_new_apis_default_and_fine() {
+        let judged = |env: serde_json::Value| {
+            let s = spec(env, "calciumion/new-api:v0.9.0");
+            let templates = [Template {
+                role: Role::Slave,
+                name: "new-api-slave",
+                replicas: 3,
+                spec: &s,
+            }];
+            let src = Sources {
+                secrets: Some(&[]),
+                configmaps: Some(&[]),
+            };
+            check_config(&templates, &src)
+                .into_iter()
+                .find(|f| f.check == "config.sync-frequency")
+                .map(|f| f.summary)
+        };
+        let with = |v: &str| serde_json::json!([{"name": "SYNC_FREQUENCY", "value": v}]);
+        assert_eq!(judged(serde_json::json!([])), None);
+        assert_eq!(judged(with("60")), None);
+        assert_eq!(judged(with("300")), None);
+        let slow = judged(with("3600")).expect("3600 s is slow");
+        assert!(slow.contains("only after 60 min"), "{slow}");
+        let zero = judged(with("0")).expect("0 loops");
+        assert!(zero.contains("in a loop"), "{zero}");
+        let junk = judged(with("1m")).expect("not a number");
+        assert!(
+            junk.contains("not a number of seconds") && junk.contains("every 60 s"),
+            "{junk}"
+        );
     }
 }

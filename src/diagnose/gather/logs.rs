@@ -18,6 +18,7 @@ use kube::api::LogParams;
 use super::sample::{self, Candidate, Pick, Why};
 use super::{ClusterData, Ctx};
 use crate::config::Settings;
+use crate::diagnose::config::DEFAULT_SYNC_SECS;
 use crate::diagnose::finding::{Component, Finding, Severity};
 use crate::diagnose::signatures::{self, Signature};
 use crate::envvars::{EnvValue, resolve};
@@ -26,9 +27,6 @@ use crate::inventory::{Role, Snapshot};
 use crate::k8s::{Call, Kube};
 use crate::logs::split_timestamp;
 use crate::units::plural;
-
-/// New-API's SYNC_FREQUENCY when the slaves do not set it, in seconds.
-const DEFAULT_SYNC_SECS: u64 = 600;
 
 /// Log reads start until this share of the time limit has passed, each may take this share.
 const START_UNTIL: f32 = 0.6;
@@ -215,7 +213,7 @@ fn out_of_sync(fs: &[Finding]) -> bool {
     fs.iter().any(|f| f.check == "logs.slave-out-of-sync")
 }
 
-/// SYNC_FREQUENCY of the slaves (New-API's default is 600 s).
+/// SYNC_FREQUENCY of the slaves (New-API's default is 60 s).
 fn sync_frequency(ctx: &Ctx, d: &ClusterData) -> u64 {
     let Some(spec) = ctx.slave_template(d) else {
         return DEFAULT_SYNC_SECS;
