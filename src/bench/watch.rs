@@ -258,6 +258,10 @@ impl Watch {
     /// Stops sampling, lists the pods again, reads their logs over the run; `elapsed` is how
     /// long the load ran and `path` the path it requested.
     pub async fn finish(self, elapsed: Duration, path: &str) -> Result<ClusterReport> {
+        let window = RunWindow {
+            from: self.started_at,
+            until: jiff::Timestamp::now(),
+        };
         // One last sample, taken under the load's tail.
         self.stop.stop();
         let (usage, unavailable) = self
@@ -271,8 +275,13 @@ impl Watch {
                 names.push(p.name.clone());
             }
         }
+        // The server takes whole seconds (kube rounds `sinceTime` to the nearest one, which
+        // dropped every line of a run shorter than the half second it was rounded up by), so
+        // the log is asked from the second before the start, with the kubelet's timestamps,
+        // and cut to the run here.
         let params = LogParams {
-            since_time: Some(self.started_at),
+            since_time: Some(window.since()),
+            timestamps: true,
             limit_bytes: Some(LOG_LIMIT_BYTES),
             ..LogParams::default()
         };
@@ -288,12 +297,26 @@ impl Watch {
         let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
         let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
         let mut seen = Vec::new();
+        let mut cut_short = Vec::new();
         for lines in &logs {
             let Some(pod) = lines.first().map(|l| l.pod.clone()) else {
                 continue;
             };
+            // What the kubelet sent, timestamps and newlines included: at the limit, the log
+            // was cut and the counts are short.
+            let bytes: usize = lines
+                .iter()
+                .map(|l| l.line.len() + l.time.as_ref().map_or(0, |t| t.len() + 1) + 1)
+                .sum();
+            if i64::try_from(bytes).unwrap_or(i64::MAX) >= LOG_LIMIT_BYTES - 4096 {
+                cut_short.push(pod.clone());
+            }
+            let lines: Vec<&crate::logs::LogLine> = lines
+                .iter()
+                .filter(|l| window.holds(l.time.as_deref()))
+                .collect();
             let counts = served.entry(pod.clone()).or_default();
-            for l in lines {
+            for l in &lines {
                 if let Some(status) = gin_status(&l.line, path) {
                     *counts.entry(status).or_default() += 1;
                 }
@@ -328,6 +351,10 @@ impl Watch {
             let note = match (b, a) {
                 (Some(_), None) => Some("gone after the run (deleted or evicted)".to_string()),
                 (None, Some(_)) => Some("started during the run".to_string()),
+                _ if cut_short.contains(name) => Some(format!(
+                    "its log over the run passed {}: the requests counted are a lower bound",
+                    crate::units::bytes(LOG_LIMIT_BYTES.unsigned_abs())
+                )),
                 _ => None,
             };
             let counts = served.get(name).cloned().unwrap_or_default();
@@ -364,6 +391,34 @@ impl Watch {
     }
 }
 
+/// The time the load ran, to cut the pods' logs to.
+#[derive(Debug, Clone, Copy)]
+struct RunWindow {
+    from: jiff::Timestamp,
+    until: jiff::Timestamp,
+}
+
+/// Lines logged this long after the load ended still count: the last responses' lines reach
+/// the kubelet a moment after the client read them.
+const LOG_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
+impl RunWindow {
+    /// The `sinceTime` to ask for: the whole second the run started in (the API server keeps
+    /// whole seconds only; rounding to the nearest would cut up to half a second off the run).
+    fn since(self) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(self.from.as_second()).unwrap_or(self.from)
+    }
+
+    /// Whether a line with the kubelet's timestamp `time` was logged during the run; a line
+    /// without one (a kubelet that ignores `timestamps`) is kept, as the server chose it.
+    fn holds(self, time: Option<&str>) -> bool {
+        match time.map(str::parse::<jiff::Timestamp>) {
+            Some(Ok(t)) => t >= self.from && t <= self.until + LOG_GRACE,
+            _ => true,
+        }
+    }
+}
+
 /// The status of a New-API `[GIN]` request line for `path`
 /// (`[GIN] 2025/11/13 - 10:00:10 | 2025… | 200 |  1.2ms | 10.0.0.1 | GET "/api/status"`).
 pub fn gin_status(line: &str, path: &str) -> Option<u16> {
@@ -384,6 +439,28 @@ pub fn gin_status(line: &str, path: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_window_is_the_run_to_the_nanosecond() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let w = RunWindow {
+            from: t("2026-12-01T12:42:25.655Z"),
+            until: t("2026-12-01T12:42:25.724Z"),
+        };
+        // Asked from the second it started in, never rounded up past the run's first lines.
+        assert_eq!(w.since(), t("2026-12-01T12:42:25Z"));
+        let late = RunWindow {
+            from: t("2026-12-01T12:42:25.999Z"),
+            ..w
+        };
+        assert_eq!(late.since(), t("2026-12-01T12:42:25Z"));
+        assert!(!w.holds(Some("2026-12-01T12:42:25.654999999Z")), "before");
+        assert!(w.holds(Some("2026-12-01T12:42:25.655000000Z")));
+        assert!(w.holds(Some("2026-12-01T12:42:25.700000000Z")));
+        assert!(w.holds(Some("2026-12-01T12:42:26.724000000Z")), "the grace");
+        assert!(!w.holds(Some("2026-12-01T12:42:26.724000001Z")), "after");
+        assert!(w.holds(None), "no timestamp: as the server chose");
+    }
 
     #[test]
     fn gin_lines_give_the_status_of_the_path() {

@@ -291,7 +291,6 @@ fn workers_results_from_the_real_binary_merge_into_one_report() {
 }
 
 #[test]
-#[ignore = "flaky: the pods' served counts from their [GIN] lines come back empty on a freshly started sandbox (bench/watch.rs log window); see the session 3 note"]
 fn the_slaves_through_port_forwards_with_the_cluster_watched() {
     let sb = sandbox();
     let done = Run::new([
@@ -331,6 +330,23 @@ fn the_slaves_through_port_forwards_with_the_cluster_watched() {
         })
         .sum();
     assert!((60..=80).contains(&served), "{served}: {r:#}");
+    // Each pod logged at least what its port-forward got answered, and only lines of this run
+    // count: the probes during it, not the requests of an earlier run.
+    for p in &slaves {
+        let answered = endpoints
+            .iter()
+            .find(|e| {
+                e["endpoint"].as_str() == Some(&format!("pod/{}", p["pod"].as_str().unwrap()))
+            })
+            .map_or(0, |e| n(&e["responses"]));
+        let logged = n(&p["served"]["200"]);
+        assert!(answered > 0, "{r:#}");
+        assert!(
+            (answered..=answered + 10).contains(&logged),
+            "{} answered {answered}, logged {logged}: {r:#}",
+            p["pod"]
+        );
+    }
     for p in &slaves {
         assert_eq!(p["restarts_during"], 0);
         assert!(n(&p["cpu_limit_millis"]) > 0, "the seed's limits: {p:#}");
