@@ -462,3 +462,127 @@ async fn in_cluster_workers_run_as_real_containers_merge_and_are_cleaned_up() {
     }
     assert_eq!(left, (0, 0), "Jobs and pods of the run left behind");
 }
+
+/// The figure `bench` measures is the one `plan` and `scale --qps` plan with: the `[capacity]`
+/// lines it prints, put in a config file as it says, change their slave counts, and they say
+/// where the figure comes from.
+#[test]
+fn a_measured_capacity_goes_from_bench_to_plan_and_scale() {
+    sandbox();
+    // Two requests in three fail (429, 500): the server is the limit, so the figure is a
+    // capacity and bench prints the lines to keep.
+    let url = server(Behaviour::Statuses);
+    let done = Run::new([
+        "bench",
+        "--url",
+        &url,
+        "--requests",
+        "300",
+        "-c",
+        "3",
+        "-o",
+        "json",
+    ])
+    .admin()
+    .output();
+    done.code(0);
+    let r = done.json();
+    let cap = &r["capacity"];
+    assert_eq!(cap["saturated_by"], "errors", "{cap:#}");
+    assert_eq!(cap["is_capacity"], true, "{cap:#}");
+    let config = cap["config"].as_str().expect("the [capacity] lines");
+    let measured = cap["measured_qps_per_pod"].as_f64().unwrap();
+    let q: u64 = config
+        .lines()
+        .find_map(|l| l.strip_prefix("qps_per_pod = "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("qps_per_pod in {config}"));
+    #[allow(clippy::cast_precision_loss)]
+    let off = (q as f64 - measured.max(1.0)).abs();
+    assert!(off <= 0.5, "{q} is the measured {measured}, rounded");
+    // Human output says it too.
+    let human = Run::new(["bench", "--url", &url, "--requests", "30", "-c", "1"])
+        .admin()
+        .output();
+    human
+        .code(0)
+        .stdout_has("[capacity]")
+        .stdout_has("qps_per_pod = ");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("newapi-ops.toml");
+    std::fs::write(&file, format!("{config}\n")).unwrap();
+    let file = file.to_str().unwrap();
+
+    // plan: 5×q QPS takes 5 slaves at the measured figure (the notes' 1000 would say otherwise
+    // for any q but 1000), and the source is named.
+    let target = (5 * q).to_string();
+    let plan = Run::new(["plan", "--qps", &target, "--config", file, "-o", "json"])
+        .admin()
+        .output();
+    plan.code(0);
+    let p = plan.json();
+    assert_eq!(n(&p["qps_per_pod"]), q, "{p:#}");
+    assert_eq!(n(&p["rows"][0]["slaves"]), 5, "{p:#}");
+    let source = p["qps_source"].as_str().unwrap();
+    assert!(
+        source.contains("[capacity] in")
+            && source.contains(file)
+            && source.contains("by newapi-ops bench"),
+        "{source}"
+    );
+    Run::new(["plan", "--qps", &target, "--config", file])
+        .admin()
+        .output()
+        .code(0)
+        .stdout_has(&format!(
+            "~{q} QPS per slave ([capacity] in {file}, measured "
+        ));
+    // The flag still wins over the file.
+    let flag = Run::new([
+        "plan",
+        "--qps",
+        &target,
+        "--config",
+        file,
+        "--qps-per-pod",
+        "1",
+        "-o",
+        "json",
+    ])
+    .admin()
+    .output()
+    .json();
+    assert_eq!(n(&flag["qps_per_pod"]), 1);
+    assert_eq!(flag["qps_source"], "--qps-per-pod");
+
+    // scale --qps: the same count, as a dry run (nothing changes on the shared sandbox).
+    let scale = Run::new([
+        "scale",
+        "--qps",
+        &target,
+        "--dry-run",
+        "--config",
+        file,
+        "-o",
+        "json",
+    ])
+    .admin()
+    .output();
+    scale.code(0);
+    let s = scale.json();
+    assert_eq!(n(&s["plan"]["qps_per_pod"]), q, "{s:#}");
+    assert_eq!(n(&s["plan"]["to"]), 5, "{s:#}");
+    assert!(
+        s["plan"]["qps_source"]
+            .as_str()
+            .unwrap()
+            .contains("[capacity] in"),
+        "{s:#}"
+    );
+    Run::new(["scale", "--qps", &target, "--dry-run", "--config", file])
+        .admin()
+        .output()
+        .code(0)
+        .stdout_has(&format!("~{q} QPS per New-API pod ([capacity] in {file}"));
+}
