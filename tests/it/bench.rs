@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Run, closed_port, private_sandbox, sandbox};
+use crate::support::{Done, Run, closed_port, private_sandbox, sandbox};
 
 /// How a test server answers.
 #[derive(Clone, Copy)]
@@ -30,6 +30,13 @@ enum Behaviour {
 /// Starts a server on 127.0.0.1 on a thread of its own; returns its URL for /api/status. It
 /// lives as long as the test process.
 fn server(b: Behaviour) -> String {
+    counted_server(b).0
+}
+
+/// [`server`], with the count of requests it has read so far.
+fn counted_server(b: Behaviour) -> (String, Arc<AtomicU64>) {
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -40,7 +47,7 @@ fn server(b: Behaviour) -> String {
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let count = Arc::new(AtomicU64::new(0));
+            let count = counted;
             let gate = Arc::new(tokio::sync::Mutex::new(()));
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
@@ -98,7 +105,7 @@ fn server(b: Behaviour) -> String {
             }
         });
     });
-    format!("http://127.0.0.1:{port}/api/status")
+    (format!("http://127.0.0.1:{port}/api/status"), count)
 }
 
 fn bench(args: &[&str]) -> (Value, i32, String) {
@@ -107,6 +114,14 @@ fn bench(args: &[&str]) -> (Value, i32, String) {
     let done = Run::new(full).output();
     let v = serde_json::from_str(&done.stdout).unwrap_or(Value::Null);
     (v, done.code, done.stderr)
+}
+
+/// `bench ARGS -o json` on the sandbox, the cluster watched.
+fn watched(args: &[&str]) -> Done {
+    let mut full = vec!["bench"];
+    full.extend_from_slice(args);
+    full.extend(["-o", "json"]);
+    Run::new(full).admin().output()
 }
 
 fn n(v: &Value) -> u64 {
@@ -293,19 +308,7 @@ fn workers_results_from_the_real_binary_merge_into_one_report() {
 #[test]
 fn the_slaves_through_port_forwards_with_the_cluster_watched() {
     let sb = sandbox();
-    let done = Run::new([
-        "bench",
-        "--target",
-        "slaves",
-        "--requests",
-        "60",
-        "-c",
-        "3",
-        "-o",
-        "json",
-    ])
-    .admin()
-    .output();
+    let done = watched(&["--target", "slaves", "--requests", "60", "-c", "3"]);
     done.code(0).stderr_has("port-forwards");
     let r = done.json();
     counts_add_up(&r);
@@ -463,6 +466,67 @@ async fn in_cluster_workers_run_as_real_containers_merge_and_are_cleaned_up() {
     assert_eq!(left, (0, 0), "Jobs and pods of the run left behind");
 }
 
+/// Ctrl-C (a real SIGINT) in the middle of a long run stops the load and prints the report of
+/// what ran, with exit 130; in JSON and for people.
+#[test]
+fn ctrl_c_prints_the_partial_report() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    for json in [true, false] {
+        let (url, count) = counted_server(Behaviour::Delay(Duration::from_millis(5)));
+        let mut args = vec!["bench", "--no-watch", "--url", &url, "-d", "10m", "-c", "2"];
+        if json {
+            args.extend(["-o", "json"]);
+        }
+        let mut child = Command::new(crate::support::bin())
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Well into the run (the server has answered some), and the process still runs.
+        while count.load(Ordering::SeqCst) < 50 {
+            assert!(child.try_wait().unwrap().is_none(), "bench ended by itself");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{err}\n{out}");
+        assert!(err.contains("interrupted: stopping the load"), "{err}");
+        if json {
+            let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+            assert_eq!(r["interrupted"], true, "{r:#}");
+            counts_add_up(&r);
+            assert!(
+                n(&r["responses"]) >= 49,
+                "what ran before the signal: {r:#}"
+            );
+            assert!(r["elapsed_s"].as_f64().unwrap() < 600.0, "{r:#}");
+            assert!(r["latency"]["p50_ms"].as_f64().unwrap() >= 4.9, "{r:#}");
+        } else {
+            assert!(out.contains("interrupted: partial results"), "{out}");
+            assert!(out.contains("p99"), "{out}");
+        }
+    }
+}
+
 /// The figure `bench` measures is the one `plan` and `scale --qps` plan with: the `[capacity]`
 /// lines it prints, put in a config file as it says, change their slave counts, and they say
 /// where the figure comes from.
@@ -472,19 +536,7 @@ fn a_measured_capacity_goes_from_bench_to_plan_and_scale() {
     // Two requests in three fail (429, 500): the server is the limit, so the figure is a
     // capacity and bench prints the lines to keep.
     let url = server(Behaviour::Statuses);
-    let done = Run::new([
-        "bench",
-        "--url",
-        &url,
-        "--requests",
-        "300",
-        "-c",
-        "3",
-        "-o",
-        "json",
-    ])
-    .admin()
-    .output();
+    let done = watched(&["--url", &url, "--requests", "300", "-c", "3"]);
     done.code(0);
     let r = done.json();
     let cap = &r["capacity"];
