@@ -196,6 +196,27 @@ pub fn render(r: &Report, style: Style, printer: &Printer) -> String {
             ]);
         }
         o.push_str(&render_table(&t));
+        for p in &c.pods {
+            let logged: u64 = p.served.values().sum();
+            let bad: Vec<String> = p
+                .served
+                .iter()
+                .filter(|(s, _)| !(200..300).contains(*s))
+                .map(|(s, n)| format!("{s}: {}", count(*n)))
+                .collect();
+            if !bad.is_empty() {
+                o.push_str(&format!(
+                    "  {} pod/{} answered {} of the {} requests it logged\n",
+                    style.yellow("log:"),
+                    p.pod,
+                    bad.join(", "),
+                    count(logged)
+                ));
+            }
+            if let Some(note) = &p.note {
+                o.push_str(&format!("  pod/{}: {note}\n", p.pod));
+            }
+        }
         if let Some(why) = &c.metrics_unavailable {
             o.push_str(&format!("  usage not sampled: {why}\n"));
         }

@@ -294,12 +294,38 @@ impl Watch {
             &|_| true,
         )
         .await;
-        let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
-        let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
-        let mut seen = Vec::new();
+        // A container that restarted during the run took the first part of the run with it:
+        // its previous log has those lines and, above all, why it ended (OOM, Error 1040).
+        let restarted: Vec<String> = after
+            .iter()
+            .filter(|a| {
+                self.before
+                    .iter()
+                    .any(|b| b.name == a.name && a.restarts > b.restarts)
+            })
+            .map(|a| a.name.clone())
+            .collect();
+        let (previous, previous_failures) = if restarted.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let params = LogParams {
+                previous: true,
+                ..params.clone()
+            };
+            crate::logs::read(
+                &self.kube,
+                &self.settings.namespace,
+                &restarted,
+                &params,
+                4,
+                &|_| true,
+            )
+            .await
+        };
+        let mut by_pod: BTreeMap<&str, Vec<&crate::logs::LogLine>> = BTreeMap::new();
         let mut cut_short = Vec::new();
-        for lines in &logs {
-            let Some(pod) = lines.first().map(|l| l.pod.clone()) else {
+        for lines in logs.iter().chain(&previous) {
+            let Some(pod) = lines.first().map(|l| l.pod.as_str()) else {
                 continue;
             };
             // What the kubelet sent, timestamps and newlines included: at the limit, the log
@@ -309,13 +335,21 @@ impl Watch {
                 .map(|l| l.line.len() + l.time.as_ref().map_or(0, |t| t.len() + 1) + 1)
                 .sum();
             if i64::try_from(bytes).unwrap_or(i64::MAX) >= LOG_LIMIT_BYTES - 4096 {
-                cut_short.push(pod.clone());
+                cut_short.push(pod.to_string());
             }
-            let lines: Vec<&crate::logs::LogLine> = lines
-                .iter()
-                .filter(|l| window.holds(l.time.as_deref()))
-                .collect();
-            let counts = served.entry(pod.clone()).or_default();
+            by_pod
+                .entry(pod)
+                .or_default()
+                .extend(lines.iter().filter(|l| window.holds(l.time.as_deref())));
+        }
+        let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
+        let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
+        let mut seen = Vec::new();
+        for (pod, mut lines) in by_pod {
+            // A container waiting to restart shows its last run as the current log too: once.
+            lines.sort_by(|x, y| (&x.time, &x.line).cmp(&(&y.time, &y.line)));
+            lines.dedup_by(|x, y| x.time.is_some() && x.time == y.time && x.line == y.line);
+            let counts = served.entry(pod.to_string()).or_default();
             for l in &lines {
                 if let Some(status) = gin_status(&l.line, path) {
                     *counts.entry(status).or_default() += 1;
@@ -326,7 +360,7 @@ impl Watch {
                 &signatures,
             ) {
                 seen.push(SignatureSeen {
-                    pod: pod.clone(),
+                    pod: pod.to_string(),
                     id: m.id,
                     count: m.count,
                     cause: m.cause,
@@ -335,7 +369,15 @@ impl Watch {
                 });
             }
         }
-        let unreadable: Vec<String> = failures.iter().map(|(p, e)| format!("{p}: {e}")).collect();
+        let unreadable: Vec<String> = failures
+            .iter()
+            .map(|(p, e)| format!("{p}: {e}"))
+            .chain(
+                previous_failures
+                    .iter()
+                    .map(|(p, e)| format!("{p} (the container before its restart): {e}")),
+            )
+            .collect();
         let read_ok = |pod: &str| !failures.iter().any(|(p, _)| p == pod);
         let secs = elapsed.as_secs_f64().max(0.001);
         let mut pods = Vec::new();

@@ -638,3 +638,193 @@ fn a_measured_capacity_goes_from_bench_to_plan_and_scale() {
         .code(0)
         .stdout_has(&format!("~{q} QPS per New-API pod ([capacity] in {file}"));
 }
+
+/// `bench ARGS -o json` on `sb` again until some response has `status` (a fault takes a moment
+/// to show), at most 50 times; the last report.
+async fn bench_until(sb: &crate::support::Sandbox, args: &[&str], status: &str) -> Value {
+    let mut full: Vec<String> = ["bench", "-o", "json"].map(String::from).to_vec();
+    full.extend(args.iter().map(|a| (*a).to_string()));
+    let mut r = Value::Null;
+    for _ in 0..50 {
+        let (sb, full) = (sb.clone(), full.clone());
+        let done = tokio::task::spawn_blocking(move || Run::new(full).admin_of(&sb).output())
+            .await
+            .unwrap();
+        done.code(0);
+        r = done.json();
+        if n(&r["status"][status]) > 0 {
+            break;
+        }
+    }
+    assert!(n(&r["status"][status]) > 0, "no {status} came: {r:#}");
+    r
+}
+
+/// What the notes say to watch during a load test, caused for real on a sandbox of its own:
+/// a slave that answers 429 (its [GIN] lines say so), Redis killed (the pods' `Redis ping test
+/// failed` lines are the redis-ping-failed signature), and a slave OOMKilled during the run
+/// (its restart, the termination reason, and `out of memory` from the log of the container
+/// before the restart).
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_redis_down_and_oom_kills_during_the_run_are_reported() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+
+    let sb = private_sandbox("bench-faults");
+    let kc = kube::config::Kubeconfig::read_from(&sb.kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).unwrap(), "new-api");
+    let slaves = pods
+        .list(&ListParams::default().labels("app=new-api,role=slave"))
+        .await
+        .unwrap();
+    let limited = slaves.items[0].metadata.name.clone().unwrap();
+    let annotate = |v: serde_json::Value| serde_json::json!({"metadata": {"annotations": {"sandbox.newapi-ops.io/rate-limited": v}}});
+    pods.patch(
+        &limited,
+        &PatchParams::default(),
+        &Patch::Merge(annotate("true".into())),
+    )
+    .await
+    .unwrap();
+    let sb2 = sb.clone();
+    let run = move |args: Vec<String>| {
+        let sb = sb2.clone();
+        tokio::task::spawn_blocking(move || Run::new(args).admin_of(&sb).output())
+    };
+    let args = |s: &[&str]| s.iter().map(|a| (*a).to_string()).collect::<Vec<_>>();
+
+    // 429: the rate-limited slave answers every request it gets with 429, and logs them so.
+    let r = bench_until(
+        &sb,
+        &["--target", "slaves", "--requests", "60", "-c", "3"],
+        "429",
+    )
+    .await;
+    counts_add_up(&r);
+    let answered_429 = n(&r["status"]["429"]);
+    assert!(answered_429 > 0, "the annotation took: {r:#}");
+    let pod_of = |r: &Value, name: &str| {
+        r["cluster"]["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["pod"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {r:#}"))
+    };
+    let p = pod_of(&r, &limited);
+    assert_eq!(n(&p["served"]["429"]), answered_429, "{p:#}");
+    let human = run(args(&[
+        "bench",
+        "--target",
+        "slaves",
+        "--requests",
+        "30",
+        "-c",
+        "3",
+    ]))
+    .await
+    .unwrap();
+    human
+        .code(0)
+        .stdout_has(&format!("log: pod/{limited} answered 429: "));
+    pods.patch(
+        &limited,
+        &PatchParams::default(),
+        &Patch::Merge(annotate(Value::Null)),
+    )
+    .await
+    .unwrap();
+
+    // Redis down: New-API answers 500 and logs why; the signature names the runbook.
+    let dir = sb.dir.to_str().unwrap().to_string();
+    run(args(&["sandbox", "--dir", &dir, "fault", "redis-down"]))
+        .await
+        .unwrap()
+        .code(0);
+    // (The stand-in reuses its last PING of Redis for a second.)
+    let r = bench_until(
+        &sb,
+        &["--target", "slaves", "--requests", "30", "-c", "3"],
+        "500",
+    )
+    .await;
+    let redis: Vec<&Value> = r["cluster"]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"] == "redis-ping-failed")
+        .collect();
+    assert!(!redis.is_empty(), "{r:#}");
+    for s in &redis {
+        assert!(
+            s["line"]
+                .as_str()
+                .unwrap()
+                .contains("Redis ping test failed"),
+            "{s:#}"
+        );
+        assert!(!s["runbook"].as_str().unwrap().is_empty(), "{s:#}");
+    }
+    run(args(&["sandbox", "--dir", &dir, "heal"]))
+        .await
+        .unwrap()
+        .code(0);
+
+    // OOMKilled during the run: a new slave crash-loops, killed every 30 s; a run of 35 s
+    // sees one kill at least. The load goes elsewhere (a server of the test's own): only the
+    // watch matters here.
+    run(args(&["sandbox", "--dir", &dir, "fault", "oom"]))
+        .await
+        .unwrap()
+        .code(0);
+    let oom_pod = loop {
+        let list = pods
+            .list(&ListParams::default().labels("app=new-api,role=slave"))
+            .await
+            .unwrap();
+        let crashing = list.items.iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c.last_state
+                            .as_ref()
+                            .and_then(|l| l.terminated.as_ref())
+                            .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"))
+                    })
+                })
+        });
+        if let Some(p) = crashing {
+            break p.metadata.name.clone().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let url = server(Behaviour::Delay(Duration::from_millis(1)));
+    let done = run(args(&[
+        "bench", "--url", &url, "-d", "35s", "--rate", "4", "-c", "1", "-o", "json",
+    ]))
+    .await
+    .unwrap();
+    done.code(0);
+    let r = done.json();
+    let p = pod_of(&r, &oom_pod);
+    assert!(n(&p["restarts_during"]) >= 1, "{p:#}");
+    assert_eq!(p["terminated"], "OOMKilled", "{p:#}");
+    assert!(
+        r["cluster"]["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["pod"] == oom_pod.as_str() && s["id"] == "out-of-memory"),
+        "the log before the restart was read: {r:#}"
+    );
+    run(args(&["sandbox", "--dir", &dir, "heal"]))
+        .await
+        .unwrap()
+        .code(0);
+}
