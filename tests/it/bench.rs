@@ -249,6 +249,12 @@ fn nothing_listening_is_unavailable_and_bad_values_are_refused_first() {
         &["--url", url.as_str(), "-d", "2h"],
         &["--url", "https://example.com/"],
         &[],
+        // --in-cluster's values too, before any cluster is asked (there is none here).
+        &["--in-cluster", "--workers", "0"],
+        &["--in-cluster", "--workers", "101"],
+        &["--in-cluster", "--workers", "4", "-c", "2"],
+        &["--in-cluster", "--worker-cpu", "lots"],
+        &["--in-cluster", "--worker-cpu", "0"],
     ] {
         let (_, code, err) = bench(bad);
         assert_eq!(code, 64, "{bad:?}: {err}");
