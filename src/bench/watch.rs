@@ -212,11 +212,16 @@ impl Watch {
         let sampler = tokio::spawn(async move {
             let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
             let mut unavailable = None;
+            // The first sample is taken before the load (it only says whether metrics.k8s.io
+            // answers); then one every SAMPLE_EVERY, and a last one when the load stops, so
+            // that a run shorter than SAMPLE_EVERY is measured under load too.
+            let mut first = true;
+            let mut last = false;
             loop {
                 match pod_usage(&k, &ns).await {
                     Ok(now) => {
                         unavailable = None;
-                        for (pod, a) in now {
+                        for (pod, a) in now.into_iter().filter(|_| !first) {
                             let u = usage.entry(pod).or_default();
                             u.samples += 1;
                             u.cpu_sum += a.cpu_millis;
@@ -230,9 +235,13 @@ impl Watch {
                         }
                     }
                 }
+                first = false;
+                if last {
+                    break;
+                }
                 tokio::select! {
                     () = tokio::time::sleep(SAMPLE_EVERY) => {}
-                    () = s.wait() => break,
+                    () = s.wait() => last = true,
                 }
             }
             (usage, unavailable)
@@ -262,7 +271,7 @@ impl Watch {
             from: self.started_at,
             until: jiff::Timestamp::now(),
         };
-        // One last sample, taken under the load's tail.
+        // The sampler takes its last sample, under the load's tail, and ends.
         self.stop.stop();
         let (usage, unavailable) = self
             .sampler

@@ -361,7 +361,17 @@ fn the_slaves_through_port_forwards_with_the_cluster_watched() {
         assert!(n(&p["cpu_limit_millis"]) > 0, "the seed's limits: {p:#}");
     }
     if sb.metrics.is_some() {
-        assert!(slaves.iter().all(|p| n(&p["samples"]) >= 1), "{r:#}");
+        // Sampled under the load (the last sample is taken as it stops), against the limits.
+        for p in &slaves {
+            assert!(n(&p["samples"]) >= 1, "{p:#}");
+            assert!(n(&p["cpu_max_millis"]) > 0, "{p:#}");
+            assert!(n(&p["memory_max_bytes"]) > 0, "{p:#}");
+            assert!(n(&p["memory_limit_bytes"]) > 0, "{p:#}");
+        }
+        let human = Run::new(["bench", "--target", "slaves", "--requests", "30", "-c", "3"])
+            .admin()
+            .output();
+        human.code(0).stdout_has("% of limit)");
     }
     let cap = &r["capacity"];
     assert_eq!(
