@@ -331,53 +331,11 @@ impl Watch {
             )
             .await
         };
-        let mut by_pod: BTreeMap<&str, Vec<&crate::logs::LogLine>> = BTreeMap::new();
-        let mut cut_short = Vec::new();
-        for lines in logs.iter().chain(&previous) {
-            let Some(pod) = lines.first().map(|l| l.pod.as_str()) else {
-                continue;
-            };
-            // What the kubelet sent, timestamps and newlines included: at the limit, the log
-            // was cut and the counts are short.
-            let bytes: usize = lines
-                .iter()
-                .map(|l| l.line.len() + l.time.as_ref().map_or(0, |t| t.len() + 1) + 1)
-                .sum();
-            if i64::try_from(bytes).unwrap_or(i64::MAX) >= LOG_LIMIT_BYTES - 4096 {
-                cut_short.push(pod.to_string());
-            }
-            by_pod
-                .entry(pod)
-                .or_default()
-                .extend(lines.iter().filter(|l| window.holds(l.time.as_deref())));
-        }
-        let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
-        let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
-        let mut seen = Vec::new();
-        for (pod, mut lines) in by_pod {
-            // A container waiting to restart shows its last run as the current log too: once.
-            lines.sort_by(|x, y| (&x.time, &x.line).cmp(&(&y.time, &y.line)));
-            lines.dedup_by(|x, y| x.time.is_some() && x.time == y.time && x.line == y.line);
-            let counts = served.entry(pod.to_string()).or_default();
-            for l in &lines {
-                if let Some(status) = gin_status(&l.line, path) {
-                    *counts.entry(status).or_default() += 1;
-                }
-            }
-            for m in crate::diagnose::signatures::scan(
-                lines.iter().map(|l| l.line.as_str()),
-                &signatures,
-            ) {
-                seen.push(SignatureSeen {
-                    pod: pod.to_string(),
-                    id: m.id,
-                    count: m.count,
-                    cause: m.cause,
-                    runbook: m.runbook,
-                    line: m.last_line,
-                });
-            }
-        }
+        let Tally {
+            served,
+            seen,
+            cut_short,
+        } = tally(logs.iter().chain(&previous), window, path);
         let unreadable: Vec<String> = failures
             .iter()
             .map(|(p, e)| format!("{p}: {e}"))
@@ -439,6 +397,76 @@ impl Watch {
             signatures: seen,
             logs_unreadable: unreadable,
         })
+    }
+}
+
+/// What the pods' logs say of the run.
+struct Tally {
+    /// Requests to the path, by pod and status.
+    served: BTreeMap<String, BTreeMap<u16, u64>>,
+    seen: Vec<SignatureSeen>,
+    /// Pods whose log reached [`LOG_LIMIT_BYTES`] (their counts are short).
+    cut_short: Vec<String>,
+}
+
+/// Counts the `[GIN]` lines for `path` and the failure signatures in the logs read (the
+/// current logs and, for containers that restarted, their previous ones: one pod may come
+/// twice, a line it has in both counts once), only the lines of `window`.
+fn tally<'a>(
+    logs: impl Iterator<Item = &'a Vec<crate::logs::LogLine>>,
+    window: RunWindow,
+    path: &str,
+) -> Tally {
+    let mut by_pod: BTreeMap<&str, Vec<&crate::logs::LogLine>> = BTreeMap::new();
+    let mut cut_short = Vec::new();
+    for lines in logs {
+        let Some(pod) = lines.first().map(|l| l.pod.as_str()) else {
+            continue;
+        };
+        // What the kubelet sent, timestamps and newlines included: at the limit, the log
+        // was cut and the counts are short.
+        let bytes: usize = lines
+            .iter()
+            .map(|l| l.line.len() + l.time.as_ref().map_or(0, |t| t.len() + 1) + 1)
+            .sum();
+        if i64::try_from(bytes).unwrap_or(i64::MAX) >= LOG_LIMIT_BYTES - 4096 {
+            cut_short.push(pod.to_string());
+        }
+        by_pod
+            .entry(pod)
+            .or_default()
+            .extend(lines.iter().filter(|l| window.holds(l.time.as_deref())));
+    }
+    let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
+    let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
+    let mut seen = Vec::new();
+    for (pod, mut lines) in by_pod {
+        // A container waiting to restart shows its last run as the current log too: once.
+        lines.sort_by(|x, y| (&x.time, &x.line).cmp(&(&y.time, &y.line)));
+        lines.dedup_by(|x, y| x.time.is_some() && x.time == y.time && x.line == y.line);
+        let counts = served.entry(pod.to_string()).or_default();
+        for l in &lines {
+            if let Some(status) = gin_status(&l.line, path) {
+                *counts.entry(status).or_default() += 1;
+            }
+        }
+        for m in
+            crate::diagnose::signatures::scan(lines.iter().map(|l| l.line.as_str()), &signatures)
+        {
+            seen.push(SignatureSeen {
+                pod: pod.to_string(),
+                id: m.id,
+                count: m.count,
+                cause: m.cause,
+                runbook: m.runbook,
+                line: m.last_line,
+            });
+        }
+    }
+    Tally {
+        served,
+        seen,
+        cut_short,
     }
 }
 
@@ -511,6 +539,60 @@ mod tests {
         assert!(w.holds(Some("2026-12-01T12:42:26.724000000Z")), "the grace");
         assert!(!w.holds(Some("2026-12-01T12:42:26.724000001Z")), "after");
         assert!(w.holds(None), "no timestamp: as the server chose");
+    }
+
+    #[test]
+    fn a_restarted_pods_two_logs_count_once_and_only_within_the_run() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let w = RunWindow {
+            from: t("2026-12-01T12:00:00Z"),
+            until: t("2026-12-01T12:00:30Z"),
+        };
+        let line = |pod: &str, time: &str, text: &str| {
+            crate::logs::LogLine::parse(pod, &format!("{time} {text}"))
+        };
+        let gin = "[GIN] 2026/12/01 - 12:00:05 | 1 | 200 | 1ms | 127.0.0.1 | GET /api/status";
+        let limited = "[GIN] 2026/12/01 - 12:00:05 | 1 | 429 | 1ms | 127.0.0.1 | GET /api/status";
+        // The container before its restart: two requests, then killed.
+        let previous = vec![
+            line("a", "2026-12-01T11:59:59.900000000Z", gin),
+            line("a", "2026-12-01T12:00:05.000000000Z", gin),
+            line("a", "2026-12-01T12:00:06.000000000Z", limited),
+            line(
+                "a",
+                "2026-12-01T12:00:07.000000000Z",
+                "fatal error: runtime: out of memory",
+            ),
+        ];
+        // Its current log: the new container's request — and, while it waits to restart, the
+        // kubelet gives the last run as the current log too.
+        let current = vec![
+            line("a", "2026-12-01T12:00:06.000000000Z", limited),
+            line(
+                "a",
+                "2026-12-01T12:00:07.000000000Z",
+                "fatal error: runtime: out of memory",
+            ),
+            line("a", "2026-12-01T12:00:20.000000000Z", gin),
+            line("a", "2026-12-01T12:00:31.500000000Z", gin),
+        ];
+        let other = vec![line("b", "2026-12-01T12:00:10.000000000Z", gin)];
+        let logs = [current, other, previous];
+        let got = tally(logs.iter(), w, "/api/status");
+        assert_eq!(
+            got.served["a"],
+            BTreeMap::from([(200, 2), (429, 1)]),
+            "before the run, after it and the doubled lines are not counted"
+        );
+        assert_eq!(got.served["b"], BTreeMap::from([(200, 1)]));
+        let oom: Vec<&SignatureSeen> = got
+            .seen
+            .iter()
+            .filter(|s| s.id == "out-of-memory")
+            .collect();
+        assert_eq!(oom.len(), 1, "{:?}", got.seen);
+        assert_eq!((oom[0].pod.as_str(), oom[0].count), ("a", 1));
+        assert!(got.cut_short.is_empty());
     }
 
     #[test]
