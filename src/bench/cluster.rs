@@ -205,18 +205,24 @@ pub async fn service_url(
                 .selector
                 .as_ref()
                 .filter(|m| !m.is_empty())?;
-            let matched = targets
+            let selects = |p: &Pod| {
+                let labels = p.metadata.labels.as_ref();
+                selector
+                    .iter()
+                    .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            };
+            let matched = targets.iter().filter(|p| selects(p)).count();
+            // Pods it selects that are not the targets (the master behind a Service of all
+            // New-API pods when the slaves are asked for, or pods of something else).
+            let others = pods
+                .items
                 .iter()
-                .filter(|p| {
-                    let labels = p.metadata.labels.as_ref();
-                    selector
-                        .iter()
-                        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-                })
-                .count();
-            (matched > 0).then_some((matched, s))
+                .filter(|p| selects(p))
+                .count()
+                .saturating_sub(matched);
+            (matched > 0).then_some(((others == 0, matched), s))
         })
-        .max_by_key(|(n, s)| (*n, std::cmp::Reverse(s.metadata.name.clone())));
+        .max_by_key(|(rank, s)| (*rank, std::cmp::Reverse(s.metadata.name.clone())));
     let Some((_, svc)) = best else {
         let role_name = role.map_or("New-API", Role::as_str).to_string();
         return Err(BenchError::NoService {

@@ -417,16 +417,7 @@ pub async fn run(
     ));
     let outcome = drive(spec, opts.progress, stop).await?;
     drop(forwards);
-    let cluster = match watch {
-        Some(w) => match w.finish(outcome.elapsed, &path).await {
-            Ok(c) => Some(c),
-            Err(e) => {
-                warnings.push(format!("the cluster was not watched to the end: {e}"));
-                None
-            }
-        },
-        None => None,
-    };
+    let cluster = finish_watch(watch, outcome.elapsed, &path, &mut warnings).await;
     let through_forward = matches!(opts.source, Source::PortForward(_));
     let mut report = build_report(
         target,
@@ -489,6 +480,22 @@ fn ready_pods(snap: &Snapshot, settings: &Settings, role: Option<Role>) -> Vec<(
             Some((p.metadata.name.clone()?, port))
         })
         .collect()
+}
+
+/// Ends the watch after the load; what went wrong is a warning of the report.
+async fn finish_watch(
+    watch: Option<Watch>,
+    elapsed: Duration,
+    path: &str,
+    warnings: &mut Vec<String>,
+) -> Option<ClusterReport> {
+    match watch?.finish(elapsed, path).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warnings.push(format!("the cluster was not watched to the end: {e}"));
+            None
+        }
+    }
 }
 
 async fn start_watch(
@@ -795,10 +802,8 @@ async fn run_in_cluster(
     cluster::delete(kube, ns, &jobs).await;
     let (results, workers) = collected?;
     let outcome = worker::merge(&results).map_err(Error::Internal)?;
-    let cluster_report = match watch {
-        Some(w) => w.finish(outcome.elapsed, &opts.path).await.ok(),
-        None => None,
-    };
+    let mut warnings = Vec::new();
+    let cluster_report = finish_watch(watch, outcome.elapsed, &opts.path, &mut warnings).await;
     let mut report = build_report(
         url.clone(),
         opts,
@@ -806,7 +811,7 @@ async fn run_in_cluster(
         &outcome,
         cluster_report,
         not_watched,
-        Vec::new(),
+        warnings,
         ic.role,
         false,
     );

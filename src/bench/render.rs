@@ -176,7 +176,7 @@ pub fn render(r: &Report, style: Style, printer: &Printer) -> String {
                 p.pod.clone(),
                 p.role.as_str().to_string(),
                 match (p.cpu_mean_millis, p.cpu_max_millis) {
-                    (Some(a), Some(b)) => format!("{a}m/{b}m"),
+                    (Some(a), Some(b)) => format!("{a}m/{b}m{}", of_limit(b, p.cpu_limit_millis)),
                     _ => "-".into(),
                 },
                 format!(
@@ -184,7 +184,9 @@ pub fn render(r: &Report, style: Style, printer: &Printer) -> String {
                     milli(p.cpu_request_millis),
                     milli(p.cpu_limit_millis)
                 ),
-                p.memory_max_bytes.map_or("-".into(), mem),
+                p.memory_max_bytes.map_or("-".into(), |m| {
+                    format!("{}{}", mem(m), of_limit(m, p.memory_limit_bytes))
+                }),
                 format!(
                     "{}/{}",
                     mem(p.memory_request_bytes),
@@ -196,6 +198,27 @@ pub fn render(r: &Report, style: Style, printer: &Printer) -> String {
             ]);
         }
         o.push_str(&render_table(&t));
+        for p in &c.pods {
+            let logged: u64 = p.served.values().sum();
+            let bad: Vec<String> = p
+                .served
+                .iter()
+                .filter(|(s, _)| !(200..300).contains(*s))
+                .map(|(s, n)| format!("{s}: {}", count(*n)))
+                .collect();
+            if !bad.is_empty() {
+                o.push_str(&format!(
+                    "  {} pod/{} answered {} of the {} requests it logged\n",
+                    style.yellow("log:"),
+                    p.pod,
+                    bad.join(", "),
+                    count(logged)
+                ));
+            }
+            if let Some(note) = &p.note {
+                o.push_str(&format!("  pod/{}: {note}\n", p.pod));
+            }
+        }
         if let Some(why) = &c.metrics_unavailable {
             o.push_str(&format!("  usage not sampled: {why}\n"));
         }
@@ -233,8 +256,25 @@ pub fn render(r: &Report, style: Style, printer: &Printer) -> String {
     o
 }
 
+/// ` (N% of limit)` for a usage against its limit, nothing without a limit.
+fn of_limit(used: i64, limit: i64) -> String {
+    if limit > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        let pct = used as f64 * 100.0 / limit as f64;
+        format!(" ({pct:.0}% of limit)")
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn usage_is_shown_against_the_limit() {
+        assert_eq!(super::of_limit(2400, 3000), " (80% of limit)");
+        assert_eq!(super::of_limit(5, 0), "");
+    }
+
     #[test]
     fn counts_have_thousands_separators() {
         assert_eq!(super::count(0), "0");

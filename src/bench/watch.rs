@@ -212,11 +212,16 @@ impl Watch {
         let sampler = tokio::spawn(async move {
             let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
             let mut unavailable = None;
+            // The first sample is taken before the load (it only says whether metrics.k8s.io
+            // answers); then one every SAMPLE_EVERY, and a last one when the load stops, so
+            // that a run shorter than SAMPLE_EVERY is measured under load too.
+            let mut first = true;
+            let mut last = false;
             loop {
                 match pod_usage(&k, &ns).await {
                     Ok(now) => {
                         unavailable = None;
-                        for (pod, a) in now {
+                        for (pod, a) in now.into_iter().filter(|_| !first) {
                             let u = usage.entry(pod).or_default();
                             u.samples += 1;
                             u.cpu_sum += a.cpu_millis;
@@ -230,9 +235,13 @@ impl Watch {
                         }
                     }
                 }
+                first = false;
+                if last {
+                    break;
+                }
                 tokio::select! {
                     () = tokio::time::sleep(SAMPLE_EVERY) => {}
-                    () = s.wait() => break,
+                    () = s.wait() => last = true,
                 }
             }
             (usage, unavailable)
@@ -258,7 +267,11 @@ impl Watch {
     /// Stops sampling, lists the pods again, reads their logs over the run; `elapsed` is how
     /// long the load ran and `path` the path it requested.
     pub async fn finish(self, elapsed: Duration, path: &str) -> Result<ClusterReport> {
-        // One last sample, taken under the load's tail.
+        let window = RunWindow {
+            from: self.started_at,
+            until: jiff::Timestamp::now(),
+        };
+        // The sampler takes its last sample, under the load's tail, and ends.
         self.stop.stop();
         let (usage, unavailable) = self
             .sampler
@@ -271,8 +284,13 @@ impl Watch {
                 names.push(p.name.clone());
             }
         }
+        // The server takes whole seconds (kube rounds `sinceTime` to the nearest one, which
+        // dropped every line of a run shorter than the half second it was rounded up by), so
+        // the log is asked from the second before the start, with the kubelet's timestamps,
+        // and cut to the run here.
         let params = LogParams {
-            since_time: Some(self.started_at),
+            since_time: Some(window.since()),
+            timestamps: true,
             limit_bytes: Some(LOG_LIMIT_BYTES),
             ..LogParams::default()
         };
@@ -285,34 +303,48 @@ impl Watch {
             &|_| true,
         )
         .await;
-        let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
-        let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
-        let mut seen = Vec::new();
-        for lines in &logs {
-            let Some(pod) = lines.first().map(|l| l.pod.clone()) else {
-                continue;
+        // A container that restarted during the run took the first part of the run with it:
+        // its previous log has those lines and, above all, why it ended (OOM, Error 1040).
+        let restarted: Vec<String> = after
+            .iter()
+            .filter(|a| {
+                self.before
+                    .iter()
+                    .any(|b| b.name == a.name && a.restarts > b.restarts)
+            })
+            .map(|a| a.name.clone())
+            .collect();
+        let (previous, previous_failures) = if restarted.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let params = LogParams {
+                previous: true,
+                ..params.clone()
             };
-            let counts = served.entry(pod.clone()).or_default();
-            for l in lines {
-                if let Some(status) = gin_status(&l.line, path) {
-                    *counts.entry(status).or_default() += 1;
-                }
-            }
-            for m in crate::diagnose::signatures::scan(
-                lines.iter().map(|l| l.line.as_str()),
-                &signatures,
-            ) {
-                seen.push(SignatureSeen {
-                    pod: pod.clone(),
-                    id: m.id,
-                    count: m.count,
-                    cause: m.cause,
-                    runbook: m.runbook,
-                    line: m.last_line,
-                });
-            }
-        }
-        let unreadable: Vec<String> = failures.iter().map(|(p, e)| format!("{p}: {e}")).collect();
+            crate::logs::read(
+                &self.kube,
+                &self.settings.namespace,
+                &restarted,
+                &params,
+                4,
+                &|_| true,
+            )
+            .await
+        };
+        let Tally {
+            served,
+            seen,
+            cut_short,
+        } = tally(logs.iter().chain(&previous), window, path);
+        let unreadable: Vec<String> = failures
+            .iter()
+            .map(|(p, e)| format!("{p}: {e}"))
+            .chain(
+                previous_failures
+                    .iter()
+                    .map(|(p, e)| format!("{p} (the container before its restart): {e}")),
+            )
+            .collect();
         let read_ok = |pod: &str| !failures.iter().any(|(p, _)| p == pod);
         let secs = elapsed.as_secs_f64().max(0.001);
         let mut pods = Vec::new();
@@ -328,6 +360,10 @@ impl Watch {
             let note = match (b, a) {
                 (Some(_), None) => Some("gone after the run (deleted or evicted)".to_string()),
                 (None, Some(_)) => Some("started during the run".to_string()),
+                _ if cut_short.contains(name) => Some(format!(
+                    "its log over the run passed {}: the requests counted are a lower bound",
+                    crate::units::bytes(LOG_LIMIT_BYTES.unsigned_abs())
+                )),
                 _ => None,
             };
             let counts = served.get(name).cloned().unwrap_or_default();
@@ -364,6 +400,104 @@ impl Watch {
     }
 }
 
+/// What the pods' logs say of the run.
+struct Tally {
+    /// Requests to the path, by pod and status.
+    served: BTreeMap<String, BTreeMap<u16, u64>>,
+    seen: Vec<SignatureSeen>,
+    /// Pods whose log reached [`LOG_LIMIT_BYTES`] (their counts are short).
+    cut_short: Vec<String>,
+}
+
+/// Counts the `[GIN]` lines for `path` and the failure signatures in the logs read (the
+/// current logs and, for containers that restarted, their previous ones: one pod may come
+/// twice, a line it has in both counts once), only the lines of `window`.
+fn tally<'a>(
+    logs: impl Iterator<Item = &'a Vec<crate::logs::LogLine>>,
+    window: RunWindow,
+    path: &str,
+) -> Tally {
+    let mut by_pod: BTreeMap<&str, Vec<&crate::logs::LogLine>> = BTreeMap::new();
+    let mut cut_short = Vec::new();
+    for lines in logs {
+        let Some(pod) = lines.first().map(|l| l.pod.as_str()) else {
+            continue;
+        };
+        // What the kubelet sent, timestamps and newlines included: at the limit, the log
+        // was cut and the counts are short.
+        let bytes: usize = lines
+            .iter()
+            .map(|l| l.line.len() + l.time.as_ref().map_or(0, |t| t.len() + 1) + 1)
+            .sum();
+        if i64::try_from(bytes).unwrap_or(i64::MAX) >= LOG_LIMIT_BYTES - 4096 {
+            cut_short.push(pod.to_string());
+        }
+        by_pod
+            .entry(pod)
+            .or_default()
+            .extend(lines.iter().filter(|l| window.holds(l.time.as_deref())));
+    }
+    let signatures = crate::diagnose::signatures::builtin().unwrap_or_default();
+    let mut served: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
+    let mut seen = Vec::new();
+    for (pod, mut lines) in by_pod {
+        // A container waiting to restart shows its last run as the current log too: once.
+        lines.sort_by(|x, y| (&x.time, &x.line).cmp(&(&y.time, &y.line)));
+        lines.dedup_by(|x, y| x.time.is_some() && x.time == y.time && x.line == y.line);
+        let counts = served.entry(pod.to_string()).or_default();
+        for l in &lines {
+            if let Some(status) = gin_status(&l.line, path) {
+                *counts.entry(status).or_default() += 1;
+            }
+        }
+        for m in
+            crate::diagnose::signatures::scan(lines.iter().map(|l| l.line.as_str()), &signatures)
+        {
+            seen.push(SignatureSeen {
+                pod: pod.to_string(),
+                id: m.id,
+                count: m.count,
+                cause: m.cause,
+                runbook: m.runbook,
+                line: m.last_line,
+            });
+        }
+    }
+    Tally {
+        served,
+        seen,
+        cut_short,
+    }
+}
+
+/// The time the load ran, to cut the pods' logs to.
+#[derive(Debug, Clone, Copy)]
+struct RunWindow {
+    from: jiff::Timestamp,
+    until: jiff::Timestamp,
+}
+
+/// Lines logged this long after the load ended still count: the last responses' lines reach
+/// the kubelet a moment after the client read them.
+const LOG_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(1);
+
+impl RunWindow {
+    /// The `sinceTime` to ask for: the whole second the run started in (the API server keeps
+    /// whole seconds only; rounding to the nearest would cut up to half a second off the run).
+    fn since(self) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(self.from.as_second()).unwrap_or(self.from)
+    }
+
+    /// Whether a line with the kubelet's timestamp `time` was logged during the run; a line
+    /// without one (a kubelet that ignores `timestamps`) is kept, as the server chose it.
+    fn holds(self, time: Option<&str>) -> bool {
+        match time.map(str::parse::<jiff::Timestamp>) {
+            Some(Ok(t)) => t >= self.from && t <= self.until + LOG_GRACE,
+            _ => true,
+        }
+    }
+}
+
 /// The status of a New-API `[GIN]` request line for `path`
 /// (`[GIN] 2025/11/13 - 10:00:10 | 2025… | 200 |  1.2ms | 10.0.0.1 | GET "/api/status"`).
 pub fn gin_status(line: &str, path: &str) -> Option<u16> {
@@ -384,6 +518,82 @@ pub fn gin_status(line: &str, path: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_window_is_the_run_to_the_nanosecond() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let w = RunWindow {
+            from: t("2026-12-01T12:42:25.655Z"),
+            until: t("2026-12-01T12:42:25.724Z"),
+        };
+        // Asked from the second it started in, never rounded up past the run's first lines.
+        assert_eq!(w.since(), t("2026-12-01T12:42:25Z"));
+        let late = RunWindow {
+            from: t("2026-12-01T12:42:25.999Z"),
+            ..w
+        };
+        assert_eq!(late.since(), t("2026-12-01T12:42:25Z"));
+        assert!(!w.holds(Some("2026-12-01T12:42:25.654999999Z")), "before");
+        assert!(w.holds(Some("2026-12-01T12:42:25.655000000Z")));
+        assert!(w.holds(Some("2026-12-01T12:42:25.700000000Z")));
+        assert!(w.holds(Some("2026-12-01T12:42:26.724000000Z")), "the grace");
+        assert!(!w.holds(Some("2026-12-01T12:42:26.724000001Z")), "after");
+        assert!(w.holds(None), "no timestamp: as the server chose");
+    }
+
+    #[test]
+    fn a_restarted_pods_two_logs_count_once_and_only_within_the_run() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let w = RunWindow {
+            from: t("2026-12-01T12:00:00Z"),
+            until: t("2026-12-01T12:00:30Z"),
+        };
+        let line = |pod: &str, time: &str, text: &str| {
+            crate::logs::LogLine::parse(pod, &format!("{time} {text}"))
+        };
+        let gin = "[GIN] 2026/12/01 - 12:00:05 | 1 | 200 | 1ms | 127.0.0.1 | GET /api/status";
+        let limited = "[GIN] 2026/12/01 - 12:00:05 | 1 | 429 | 1ms | 127.0.0.1 | GET /api/status";
+        // The container before its restart: two requests, then killed.
+        let previous = vec![
+            line("a", "2026-12-01T11:59:59.900000000Z", gin),
+            line("a", "2026-12-01T12:00:05.000000000Z", gin),
+            line("a", "2026-12-01T12:00:06.000000000Z", limited),
+            line(
+                "a",
+                "2026-12-01T12:00:07.000000000Z",
+                "fatal error: runtime: out of memory",
+            ),
+        ];
+        // Its current log: the new container's request — and, while it waits to restart, the
+        // kubelet gives the last run as the current log too.
+        let current = vec![
+            line("a", "2026-12-01T12:00:06.000000000Z", limited),
+            line(
+                "a",
+                "2026-12-01T12:00:07.000000000Z",
+                "fatal error: runtime: out of memory",
+            ),
+            line("a", "2026-12-01T12:00:20.000000000Z", gin),
+            line("a", "2026-12-01T12:00:31.500000000Z", gin),
+        ];
+        let other = vec![line("b", "2026-12-01T12:00:10.000000000Z", gin)];
+        let logs = [current, other, previous];
+        let got = tally(logs.iter(), w, "/api/status");
+        assert_eq!(
+            got.served["a"],
+            BTreeMap::from([(200, 2), (429, 1)]),
+            "before the run, after it and the doubled lines are not counted"
+        );
+        assert_eq!(got.served["b"], BTreeMap::from([(200, 1)]));
+        let oom: Vec<&SignatureSeen> = got
+            .seen
+            .iter()
+            .filter(|s| s.id == "out-of-memory")
+            .collect();
+        assert_eq!(oom.len(), 1, "{:?}", got.seen);
+        assert_eq!((oom[0].pod.as_str(), oom[0].count), ("a", 1));
+        assert!(got.cut_short.is_empty());
+    }
 
     #[test]
     fn gin_lines_give_the_status_of_the_path() {

@@ -195,6 +195,26 @@ impl RunArgs {
     /// Where the load goes, checked before anything is sent.
     fn source(&self) -> Result<Source> {
         if self.in_cluster {
+            let usage = |m: String| Err(Error::from(BenchError::Usage(m)));
+            if self.workers == 0 || self.workers > bench::MAX_WORKERS {
+                return usage(format!(
+                    "--workers {}: give 1 to {}",
+                    self.workers,
+                    bench::MAX_WORKERS
+                ));
+            }
+            if self.load.connections < self.workers as usize {
+                return usage(format!(
+                    "--connections {} is fewer than --workers {}: each worker needs a connection",
+                    self.load.connections, self.workers
+                ));
+            }
+            if !crate::quantity::parse_cpu_millis(&self.worker_cpu).is_ok_and(|m| m > 0) {
+                return usage(format!(
+                    "--worker-cpu {:?}: give a CPU quantity above zero, e.g. 500m or 1",
+                    self.worker_cpu
+                ));
+            }
             return Ok(Source::InCluster(InCluster {
                 workers: self.workers,
                 image: self.image.clone(),

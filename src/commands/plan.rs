@@ -38,8 +38,9 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs, printer: &Printer) -> Resu
     if let Some(why) = &view.capacity_unknown {
         printer.warn(&format!("room not checked: {why}"));
     }
-    let (qps_per_pod, _) = settings.qps_per_pod(args.qps_per_pod, DEFAULT_QPS_PER_POD);
-    let report = plan_table(&view, &settings, &args.qps, qps_per_pod)?;
+    let (qps_per_pod, qps_source) = settings.qps_per_pod(args.qps_per_pod, DEFAULT_QPS_PER_POD);
+    let mut report = plan_table(&view, &settings, &args.qps, qps_per_pod)?;
+    report.qps_source = qps_source;
     printer.data(&report, |style| render_plan_table(&report, style, printer))?;
     Ok(exit::OK)
 }

@@ -89,13 +89,14 @@ fn target(args: &ScaleArgs, qps_per_pod: u32) -> Result<Target> {
 
 pub async fn run(global: &GlobalArgs, args: ScaleArgs, printer: &Printer) -> Result<u8> {
     let settings = global.settings()?;
-    let (qps_per_pod, _) = settings.qps_per_pod(args.qps_per_pod, DEFAULT_QPS_PER_POD);
+    let (qps_per_pod, qps_source) = settings.qps_per_pod(args.qps_per_pod, DEFAULT_QPS_PER_POD);
     let target = target(&args, qps_per_pod)?;
     let kube = k8s::connect(&settings).await?;
     let req = ScaleRequest {
         deployment: settings.workloads.slave.name.clone(),
         target,
         qps_per_pod,
+        qps_source,
         dry_run: args.dry_run,
         wait: (!args.no_wait).then_some(args.timeout),
         progress: true,

@@ -211,6 +211,8 @@ pub struct ScaleRequest {
     pub deployment: String,
     pub target: Target,
     pub qps_per_pod: u32,
+    /// Where `qps_per_pod` comes from, shown with it.
+    pub qps_source: String,
     pub dry_run: bool,
     /// Follow the rollout for at most this long; None: do not wait.
     pub wait: Option<Duration>,
@@ -286,6 +288,7 @@ pub async fn execute_scale(
         }
     };
     let mut plan = plan_scale(&view, settings, &req.deployment, to, req.qps_per_pod)?;
+    plan.qps_source.clone_from(&req.qps_source);
     plan.undoes = undoes;
     let mut report = ScaleReport {
         plan,

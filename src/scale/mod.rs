@@ -271,6 +271,9 @@ pub struct ScalePlan {
     /// When this plan returns to the count before a recorded scale (`--undo`).
     pub undoes: Option<ScaleRecord>,
     pub qps_per_pod: u32,
+    /// Where `qps_per_pod` comes from (`--qps-per-pod`, `[capacity]` of the config file with
+    /// when it was measured, or the deployment notes' estimate); empty when not said.
+    pub qps_source: String,
     pub throughput_before: Throughput,
     pub throughput_after: Throughput,
     /// The requests of one slave pod.
@@ -399,6 +402,7 @@ pub fn plan_scale(
         to,
         undoes: None,
         qps_per_pod,
+        qps_source: String::new(),
         throughput_before: throughput(from, masters, qps_per_pod),
         throughput_after: throughput(to, masters, qps_per_pod),
         per_pod,
@@ -503,12 +507,13 @@ pub fn render_scale_plan(plan: &ScalePlan, style: Style, printer: &Printer) -> S
         })
         .collect();
     out.push_str(&style.dim(&format!(
-        "requests: slaves N×({}, {}){}{}; throughput: ~{} QPS per New-API pod (--qps-per-pod)\n",
+        "requests: slaves N×({}, {}){}{}; throughput: ~{} QPS per New-API pod{}\n",
         format_cpu(plan.per_pod.cpu_millis),
         format_bytes(plan.per_pod.memory_bytes),
         if others.is_empty() { "" } else { " + " },
         others.join(" + "),
-        plan.qps_per_pod
+        plan.qps_per_pod,
+        source_note(&plan.qps_source)
     )));
     out.push('\n');
     if let Some(why) = &plan.capacity_unknown {
@@ -611,6 +616,15 @@ pub fn render_scale_plan(plan: &ScalePlan, style: Style, printer: &Printer) -> S
     out.push_str(&verdict);
     out.push('\n');
     out
+}
+
+/// ` (SOURCE)` after a QPS-per-pod figure, or nothing when the source is not known.
+pub fn source_note(source: &str) -> String {
+    if source.is_empty() {
+        String::new()
+    } else {
+        format!(" ({source})")
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct NodeSize {
 pub struct PlanReport {
     pub namespace: String,
     pub qps_per_pod: u32,
+    /// Where `qps_per_pod` comes from (see [`super::ScalePlan::qps_source`]).
+    pub qps_source: String,
     pub slave_deployment: String,
     pub slaves_now: i32,
     /// Slave pods bound to a node now.
@@ -134,6 +136,7 @@ pub fn plan_table(
     Ok(PlanReport {
         namespace: view.snapshot.namespace.clone(),
         qps_per_pod,
+        qps_source: String::new(),
         slave_deployment: name.clone(),
         slaves_now: dep.spec.replicas.unwrap_or(1),
         slaves_placed: placed,
@@ -197,10 +200,11 @@ pub fn render_plan_table(r: &PlanReport, style: Style, printer: &Printer) -> Str
         })
         .collect();
     out.push_str(&format!(
-        "\nRequests: {} (namespace {}); ~{} QPS per slave (--qps-per-pod).\n",
+        "\nRequests: {} (namespace {}); ~{} QPS per slave{}.\n",
         parts.join(" + "),
         r.namespace,
-        r.qps_per_pod
+        r.qps_per_pod,
+        super::source_note(&r.qps_source)
     ));
     out.push_str(&format!(
         "Now: {} slaves ({} on nodes).\n",
