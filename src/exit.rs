@@ -40,6 +40,9 @@ pub const CONFLICT: u8 = 76;
 /// bench --in-cluster: not every worker reported (pods not started, failed, no result); the
 /// report covers those that did (EX_TEMPFAIL, as a rollout that did not complete).
 pub const WORKERS_INCOMPLETE: u8 = 75;
+/// restore --fast-load: other clients are connected to the server; nothing was changed (retry
+/// when they are gone, or `--force`) (EX_TEMPFAIL).
+pub const SERVER_BUSY: u8 = 75;
 /// scale/restart: the answer at the confirmation prompt was no; nothing was changed.
 pub const DECLINED: u8 = 1;
 /// runbook run: completed, but steps that say `on_failure: continue` failed.
@@ -70,6 +73,7 @@ pub const ALL: &[(&str, u8)] = &[
     ("ROLLOUT_INCOMPLETE", ROLLOUT_INCOMPLETE),
     ("CONFLICT", CONFLICT),
     ("WORKERS_INCOMPLETE", WORKERS_INCOMPLETE),
+    ("SERVER_BUSY", SERVER_BUSY),
     ("DECLINED", DECLINED),
     ("RUN_FAILED_STEPS", RUN_FAILED_STEPS),
     ("RUN_ABORTED", RUN_ABORTED),
@@ -141,6 +145,7 @@ mod tests {
             (ROLLOUT_INCOMPLETE, 75),
             (CONFLICT, 76),
             (WORKERS_INCOMPLETE, 75),
+            (SERVER_BUSY, 75),
             (PERMISSION, 77),
             (CONFIG, 78),
             (DECLINED, 1),
