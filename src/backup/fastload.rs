@@ -157,7 +157,13 @@ pub async fn check(db: &mut Db, force: bool) -> Result<Plan> {
         .await?;
     let (version, comment) = found.into_iter().next().unwrap_or_default();
     let server = Server::detect(&version, &comment);
-    let others = other_sessions(db).await?;
+    let mut others = other_sessions(db).await?;
+    if !others.is_empty() {
+        // A client that has just disconnected (a backup run right before) can still be listed
+        // for a moment: look once more before refusing.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        others = other_sessions(db).await?;
+    }
     let forced_past = if others.is_empty() {
         Vec::new()
     } else if force {
