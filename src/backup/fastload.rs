@@ -568,6 +568,62 @@ mod tests {
         );
     }
 
+    /// What cannot be put back is said loudly, with the SQL, and ends as the failure that came
+    /// first (a signal: 143), or as an unreachable server (69) after a load that succeeded.
+    #[test]
+    fn globals_left_changed_name_the_sql_and_keep_the_first_failure() {
+        let left = |cause: Option<BackupError>| BackupError::GlobalsLeft {
+            endpoint: "ops@127.0.0.1:3306/new-api".into(),
+            left: put_back_sql(
+                &[Change {
+                    name: "sync_binlog".into(),
+                    original: "1".into(),
+                    fast: "0".into(),
+                }],
+                true,
+            ),
+            detail: "cannot connect to MySQL at ops@127.0.0.1:3306/new-api: connection refused"
+                .into(),
+            cause: cause.map(Box::new),
+        };
+        let e = left(None);
+        let text = e.to_string();
+        assert!(text.contains("GLOBAL VARIABLES OF ops@127.0.0.1:3306/new-api ARE LEFT CHANGED"));
+        assert!(
+            text.ends_with(
+                "put them back with: ALTER INSTANCE ENABLE INNODB REDO_LOG; SET GLOBAL sync_binlog = 1;"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            crate::error::Error::from(e).exit_code(),
+            crate::exit::UNAVAILABLE
+        );
+        let e = left(Some(BackupError::Interrupted {
+            what: "restore".into(),
+            signal: crate::signals::Signal::Terminate,
+        }));
+        assert!(
+            e.to_string()
+                .contains("the restore itself failed first: restore interrupted by SIGTERM")
+        );
+        assert_eq!(
+            crate::error::Error::from(e).exit_code(),
+            crate::exit::TERMINATED
+        );
+        let busy = BackupError::OtherClients {
+            endpoint: "e".into(),
+            sessions: vec!["app@10.0.0.7 (id 12)".into(), "app@10.0.0.8 (id 13)".into()],
+        };
+        assert!(busy.to_string().contains(
+            "2 other clients are connected to e: app@10.0.0.7 (id 12), app@10.0.0.8 (id 13)"
+        ));
+        assert_eq!(
+            crate::error::Error::from(busy).exit_code(),
+            crate::exit::SERVER_BUSY
+        );
+    }
+
     #[test]
     fn sessions_are_named_without_their_port() {
         let s = [

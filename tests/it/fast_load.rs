@@ -222,7 +222,7 @@ async fn fast_load_is_refused_with_other_clients_unless_forced_and_without_super
             "GRANT SELECT, INSERT, CREATE, DROP, ALTER, INDEX, PROCESS ON *.* TO 'weak'@'127.0.0.1'",
         ])
         .await;
-    let mut app = mysql_async::Conn::new(fx.db.opts("app", Some("app-pw"), None))
+    let app = mysql_async::Conn::new(fx.db.opts("app", Some("app-pw"), None))
         .await
         .expect("connect as app");
     let refused = fx.run(&["restore", &id, "--database", "busy", "--yes", "--fast-load"]);
