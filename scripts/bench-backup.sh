@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of `newapi-ops backup` / `restore` against mariadb-dump | zstd, mydumper, the mariadb
 # client and myloader, in one run on this machine (not a test; prints a Markdown table).
+# The restores are measured against the server's own floor: `LOAD DATA INFILE` of the same rows
+# from a file on the server (no client in the way) into the table with its primary key only,
+# then the same single `ALTER TABLE logs ADD KEY ...` that `restore` runs. The target: restore
+# at most 1.10x that floor, and below myloader.
 #
 #   scripts/bench-backup.sh [ROWS]      # default 1000000 rows in `logs`
 #
@@ -145,10 +149,58 @@ check() {
   echo >> "$WORK/checks"; echo >&2
   drop "$1"
 }
+# The floor: the rows of `logs` in LOAD DATA's format in a file the server reads itself, the table
+# created with its primary key only (as `restore` creates it), the secondary keys added in one
+# ALTER, with the session settings `restore` uses (unique and foreign-key checks off).
+"${ROOT[@]}" -e "SELECT * INTO OUTFILE '$WORK/logs.tsv' CHARACTER SET utf8mb4 FROM \`new-api\`.logs"
+"${ROOT[@]}" -N --raw -e 'SHOW CREATE TABLE `new-api`.logs' > "$WORK/logs.ddl"
+# Two ways: one statement (one transaction: MariaDB's bulk load into an empty table), and one
+# statement per 100,000 rows (the backup's chunks, one transaction each, as `restore` commits);
+# the floor is the faster of the two.
+mkdir -p "$WORK/chunks"
+split -l 100000 -d -a 4 "$WORK/logs.tsv" "$WORK/chunks/logs."
+python3 - "$WORK" <<'PY'
+import re, sys
+work = sys.argv[1]
+ddl = open(f"{work}/logs.ddl", encoding="utf-8").read().split("\t", 1)[1].strip()
+lines = ddl.split("\n")
+keys = [l.strip().rstrip(",") for l in lines if re.match(r"\s+(UNIQUE |FULLTEXT |SPATIAL )?KEY ", l)]
+body = [l for l in lines if not re.match(r"\s+(UNIQUE |FULLTEXT |SPATIAL )?KEY ", l)]
+# The line before the closing `) ENGINE=...` loses its comma.
+body[-2] = body[-2].rstrip(",")
+import glob
+def floor(name, files):
+    open(f"{work}/{name}.sql", "w", encoding="utf-8").write(
+        "SET SESSION unique_checks = 0, foreign_key_checks = 0;\n"
+        + "\n".join(body) + ";\n"
+        + "".join(f"LOAD DATA INFILE '{f}' INTO TABLE logs CHARACTER SET utf8mb4;\n" for f in files)
+        + "ALTER TABLE logs " + ", ".join("ADD " + k for k in keys) + ";\n")
+floor("floor1", [f"{work}/logs.tsv"])
+floor("floorn", sorted(glob.glob(f"{work}/chunks/logs.*")))
+PY
+# floor NAME LABEL: times one way (the client's -vvv gives each statement's time: the loads', then
+# the ALTER's) and prints "load indexes" seconds.
+floor_run() {
+  restart_server
+  "${ROOT[@]}" -e "CREATE DATABASE r_$1 CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+  time_it "$2" "mariadb --no-defaults -S '$WORK/sock' -uroot -vvv r_$1 < '$WORK/$1.sql'"
+  grep -Eo '\(([0-9.]+) sec\)' "$WORK/out.txt" | tr -d '()sec ' | tail -n +3 \
+    | awk '{ t[NR] = $1 } END { for (i = 1; i < NR; i++) l += t[i]; printf "%.2f %.2f", l, t[NR] }' \
+    > "$WORK/phases.$1"
+  check "r_$1"
+}
+floor_run floor1 "floor: server-side LOAD DATA INFILE (one statement) + one ALTER ADD KEY"
+floor_run floorn "floor: server-side LOAD DATA INFILE (per 100,000 rows) + one ALTER ADD KEY"
 restart_server
 time_it "newapi-ops restore (--threads $THREADS)" \
-  "'$BIN' -q restore latest --dir '$WORK/ours' --database r_ours --threads $THREADS --yes"
+  "'$BIN' -q -o json restore latest --dir '$WORK/ours' --database r_ours --threads $THREADS --yes"
+OURS_PHASES=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["phases"]; print(p["load_ms"]/1000, p["indexes_ms"]/1000)' "$WORK/out.txt")
 check r_ours
+restart_server
+time_it "newapi-ops restore --fast-load (--threads $THREADS)" \
+  "'$BIN' -q -o json restore latest --dir '$WORK/ours' --database r_fast --threads $THREADS --yes --fast-load"
+FAST_PHASES=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["phases"]; print(p["load_ms"]/1000, p["indexes_ms"]/1000)' "$WORK/out.txt")
+check r_fast
 restart_server
 "${ROOT[@]}" -e 'CREATE DATABASE r_client'
 time_it "mariadb < dump.sql" "mariadb '$DEF' r_client < '$WORK/dump.sql'"
@@ -156,7 +208,7 @@ check r_client
 restart_server
 time_it "myloader -t $THREADS" "myloader --defaults-file='$WORK/client.cnf' -t $THREADS -d '$WORK/mydumper' -B r_myloader"
 check r_myloader
-# The three restored copies held the same data.
+# The restored copies (and the floor's) held the same data.
 if [ "$(sed 's/^[^ ]* //' "$WORK/checks" | sort -u | wc -l)" != 1 ]; then
   log "the restored copies differ:"; cat "$WORK/checks" >&2; exit 1
 fi
@@ -168,5 +220,25 @@ echo "|---|---:|---:|"
 while IFS=$'\t' read -r name wall rss; do
   printf '| %s | %.2f s | %.1f MiB |\n' "${name//|/\\|}" "$wall" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')"
 done < "$RESULTS"
+echo
+wall() { awk -F'\t' -v n="$1" 'index($1, n) == 1 { print $2 }' "$RESULTS"; }
+F1=$(wall "floor: server-side LOAD DATA INFILE (one"); FN=$(wall "floor: server-side LOAD DATA INFILE (per")
+FLOOR=$(awk -v a="$F1" -v b="$FN" 'BEGIN { print (a < b) ? a : b }')
+OURS_T=$(wall "newapi-ops restore (--"); FAST_T=$(wall "newapi-ops restore --fast-load")
+MYL=$(wall "myloader"); CLIENT=$(wall "mariadb < dump.sql")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+met() { awk -v a="$1" -v f="$FLOOR" -v m="$MYL" 'BEGIN { print (a <= 1.10 * f && a < m) ? "met" : "not met" }'; }
+echo
+echo "The floor is the faster of A and B: $FLOOR s."
+echo
+echo "| restore | wall time | × floor | × myloader | target (≤ 1.10× floor, below myloader) | load / indexes |"
+echo "|---|---:|---:|---:|---|---|"
+P1=$(cat "$WORK/phases.floor1"); PN=$(cat "$WORK/phases.floorn")
+printf '| floor A: LOAD DATA INFILE, one statement, + one ALTER | %.2f s | %s | %s | — | %s s |\n' "$F1" "$(ratio "$F1" "$FLOOR")" "$(ratio "$F1" "$MYL")" "${P1// / s \/ }"
+printf '| floor B: LOAD DATA INFILE per 100,000 rows, + one ALTER | %.2f s | %s | %s | — | %s s |\n' "$FN" "$(ratio "$FN" "$FLOOR")" "$(ratio "$FN" "$MYL")" "${PN// / s \/ }"
+printf '| newapi-ops restore | %.2f s | %s | %s | %s | %s s |\n' "$OURS_T" "$(ratio "$OURS_T" "$FLOOR")" "$(ratio "$OURS_T" "$MYL")" "$(met "$OURS_T")" "${OURS_PHASES// / s \/ }"
+printf '| newapi-ops restore --fast-load | %.2f s | %s | %s | %s | %s s |\n' "$FAST_T" "$(ratio "$FAST_T" "$FLOOR")" "$(ratio "$FAST_T" "$MYL")" "$(met "$FAST_T")" "${FAST_PHASES// / s \/ }"
+printf '| mariadb < dump.sql | %.2f s | %s | %s | — | — |\n' "$CLIENT" "$(ratio "$CLIENT" "$FLOOR")" "$(ratio "$CLIENT" "$MYL")"
+printf '| myloader -t %s | %.2f s | %s | 1.000 | — | — |\n' "$THREADS" "$MYL" "$(ratio "$MYL" "$FLOOR")"
 echo
 echo "Sizes: newapi-ops $((OURS / 1048576)) MiB, mariadb-dump | zstd $((DUMPZ / 1048576)) MiB, mydumper -c $((MYD / 1048576)) MiB."

@@ -423,6 +423,11 @@ fn backup_code(e: &BackupError) -> u8 {
         | BackupError::BadManifest { .. }
         | BackupError::Mismatch { .. } => exit::DATA,
         BackupError::TargetNotEmpty { .. } => exit::CANT_CREATE,
+        BackupError::OtherClients { .. } => exit::SERVER_BUSY,
+        BackupError::FastLoadDenied { .. } => exit::PERMISSION,
+        BackupError::GlobalsLeft { cause, .. } => {
+            cause.as_deref().map_or(exit::UNAVAILABLE, backup_code)
+        }
         BackupError::Declined { .. } => exit::DECLINED,
         BackupError::Interrupted { signal, .. } | BackupError::StoppedFollowing { signal, .. } => {
             signal_code(*signal)

@@ -43,6 +43,9 @@ pub const WORKERS_INCOMPLETE: u8 = 75;
 /// backup schedule --run-now: the backup Job failed (the failed pod's last log lines are shown;
 /// EX_TEMPFAIL: fix the cause and run it again).
 pub const JOB_FAILED: u8 = 75;
+/// restore --fast-load: other clients are connected to the server; nothing was changed (retry
+/// when they are gone, or `--force`) (EX_TEMPFAIL).
+pub const SERVER_BUSY: u8 = 75;
 /// scale/restart: the answer at the confirmation prompt was no; nothing was changed.
 pub const DECLINED: u8 = 1;
 /// runbook run: completed, but steps that say `on_failure: continue` failed.
@@ -74,6 +77,7 @@ pub const ALL: &[(&str, u8)] = &[
     ("CONFLICT", CONFLICT),
     ("WORKERS_INCOMPLETE", WORKERS_INCOMPLETE),
     ("JOB_FAILED", JOB_FAILED),
+    ("SERVER_BUSY", SERVER_BUSY),
     ("DECLINED", DECLINED),
     ("RUN_FAILED_STEPS", RUN_FAILED_STEPS),
     ("RUN_ABORTED", RUN_ABORTED),
@@ -146,6 +150,7 @@ mod tests {
             (CONFLICT, 76),
             (WORKERS_INCOMPLETE, 75),
             (JOB_FAILED, 75),
+            (SERVER_BUSY, 75),
             (PERMISSION, 77),
             (CONFIG, 78),
             (DECLINED, 1),

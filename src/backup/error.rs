@@ -146,6 +146,40 @@ pub enum BackupError {
     #[error("{what} interrupted by {signal}")]
     Interrupted { what: String, signal: Signal },
 
+    /// `restore --fast-load` on a server that other clients use.
+    #[error(
+        "--fast-load: {} connected to {endpoint}: {}; relaxing durability would put their writes at risk too",
+        crate::units::plural(sessions.len(), "other client is", "other clients are"),
+        sessions.join(", ")
+    )]
+    OtherClients {
+        endpoint: String,
+        sessions: Vec<String>,
+    },
+
+    /// `restore --fast-load` by an account that may not set globals.
+    #[error("--fast-load: the account on {endpoint} may not change global variables: {detail}")]
+    FastLoadDenied {
+        endpoint: String,
+        mariadb: bool,
+        detail: String,
+    },
+
+    /// Globals relaxed by `--fast-load` that could not be put back.
+    #[error(
+        "--fast-load: GLOBAL VARIABLES OF {endpoint} ARE LEFT CHANGED ({detail}); put them back with: {}{}",
+        left.join(" "),
+        cause.as_ref().map(|c| format!(" — the restore itself failed first: {c}")).unwrap_or_default()
+    )]
+    GlobalsLeft {
+        endpoint: String,
+        /// The statements still to run, in order.
+        left: Vec<String>,
+        detail: String,
+        /// What failed before (the load, or a change of the globals).
+        cause: Option<Box<BackupError>>,
+    },
+
     /// A restore stopped after it had begun changing the target: by a signal or an error.
     #[error(
         "restore of backup {id} into `{database}` on {endpoint} {}: `{database}` is left half-loaded",
@@ -283,6 +317,12 @@ impl BackupError {
             BackupError::StoppedFollowing { job, namespace, .. } => format!(
                 "watch it with `kubectl -n {namespace} get job {job} -w` or `newapi-ops backup status -n {namespace}`; stop it with `kubectl -n {namespace} delete job {job}`"
             ),
+            BackupError::OtherClients { .. } => "--fast-load is for a dedicated or scratch server: stop the other clients (or restore without --fast-load); --force proceeds all the same".into(),
+            BackupError::FastLoadDenied { mariadb, .. } => format!(
+                "grant {} to the account, or restore without --fast-load",
+                if *mariadb { "SUPER" } else { "SYSTEM_VARIABLES_ADMIN (and INNODB_REDO_LOG_ENABLE for the redo log)" }
+            ),
+            BackupError::GlobalsLeft { .. } => "run the statements above as an account with SUPER (MariaDB) or SYSTEM_VARIABLES_ADMIN (MySQL) as soon as the server answers: until then it runs with relaxed durability".into(),
             BackupError::RestoreIncomplete {
                 id,
                 database,

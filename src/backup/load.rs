@@ -31,7 +31,7 @@ use super::error::{BackupError, Result};
 use super::files::{self, Identities, OpenError};
 use super::manifest::Manifest;
 use super::sql::{self, SplitDdl, ident, quote};
-use super::{Progress, infile, verify};
+use super::{Progress, fastload, infile, verify};
 use crate::backends::Endpoint;
 use crate::signals::Signal;
 
@@ -49,6 +49,9 @@ pub struct RestoreOptions {
     pub identity: Option<PathBuf>,
     /// How rows are sent: LOAD DATA LOCAL INFILE when the server allows it, or INSERT.
     pub method: LoadMethod,
+    /// Relax the server's durability during the load ([`fastload`]): for a dedicated or
+    /// scratch server; refused while other clients are connected unless `force`.
+    pub fast_load: bool,
 }
 
 /// How a restore sends rows to the server.
@@ -105,6 +108,9 @@ pub struct RestoreSummary {
     pub notes: Vec<String>,
     /// Where the time went.
     pub phases: Phases,
+    /// With `--fast-load`: the globals relaxed during the load, all put back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fast_load: Option<fastload::FastLoadReport>,
 }
 
 /// A restore checked and ready; nothing has changed yet.
@@ -123,6 +129,8 @@ pub struct PreparedRestore {
     pub method_note: Option<String>,
     /// The target's tables before the restore.
     existing: Vec<String>,
+    /// With `--fast-load`: what will be relaxed (checked, nothing changed yet).
+    pub fast_load: Option<fastload::Plan>,
     control: Db,
 }
 
@@ -170,6 +178,11 @@ pub async fn prepare_restore(dir: &Path, opts: RestoreOptions) -> Result<Prepare
         .cloned()
         .collect();
     let (method, method_note) = choose_method(&mut control, opts.method).await?;
+    let fast_load = if opts.fast_load {
+        Some(fastload::check(&mut control, opts.force).await?)
+    } else {
+        None
+    };
     Ok(PreparedRestore {
         dir: dir.to_path_buf(),
         manifest,
@@ -180,6 +193,7 @@ pub async fn prepare_restore(dir: &Path, opts: RestoreOptions) -> Result<Prepare
         method,
         method_note,
         existing,
+        fast_load,
         control,
     })
 }
@@ -303,7 +317,54 @@ impl PreparedRestore {
     /// Loads the backup unless `stop` resolves first (with the signal that stopped it): then the
     /// load is dropped where it is. Once the target has begun to change, any failure is a
     /// [`BackupError::RestoreIncomplete`] naming what is left and how to clean it.
+    ///
+    /// With `--fast-load`, the globals are relaxed just before the load and put back after it,
+    /// whatever its outcome (success, error, `stop`); if that fails, the error is a
+    /// [`BackupError::GlobalsLeft`] that names them and the SQL to put them back.
     pub async fn run_until(
+        mut self,
+        progress: &dyn Progress,
+        stop: impl std::future::Future<Output = Signal>,
+    ) -> Result<RestoreSummary> {
+        let relaxed = match self.fast_load.take() {
+            Some(plan) => match plan.apply(&self.opts.mysql).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.control.close().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let outcome = self.run_inner(progress, stop).await;
+        let Some(relaxed) = relaxed else {
+            return outcome;
+        };
+        match (relaxed.put_back().await, outcome) {
+            (Ok(report), Ok(mut summary)) => {
+                summary.fast_load = Some(report);
+                Ok(summary)
+            }
+            (Ok(_), Err(e)) => Err(e),
+            (
+                Err(BackupError::GlobalsLeft {
+                    endpoint,
+                    left,
+                    detail,
+                    ..
+                }),
+                outcome,
+            ) => Err(BackupError::GlobalsLeft {
+                endpoint,
+                left,
+                detail,
+                cause: outcome.err().map(Box::new),
+            }),
+            (Err(other), _) => Err(other),
+        }
+    }
+
+    async fn run_inner(
         self,
         progress: &dyn Progress,
         stop: impl std::future::Future<Output = Signal>,
@@ -509,6 +570,7 @@ impl PreparedRestore {
             method,
             notes,
             phases,
+            fast_load: None,
         })
     }
 }

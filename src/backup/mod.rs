@@ -22,6 +22,7 @@
 mod conn;
 pub mod dump;
 pub mod error;
+pub mod fastload;
 pub mod files;
 pub mod infile;
 pub mod load;

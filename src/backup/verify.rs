@@ -199,6 +199,7 @@ async fn restore_and_compare(
             force: false,
             identity: identity.map(Path::to_path_buf),
             method: LoadMethod::Auto,
+            fast_load: false,
         },
     )
     .await?;

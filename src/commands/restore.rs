@@ -34,9 +34,18 @@ pub struct RestoreArgs {
     pub identity: Option<PathBuf>,
 
     /// Restore into a database that has tables: the backup's tables there are dropped and
-    /// replaced (others are left alone).
+    /// replaced (others are left alone). With --fast-load, also proceed while other clients
+    /// are connected to the server.
     #[arg(long)]
     pub force: bool,
+
+    /// For a dedicated or scratch server only: relax the server's durability during the load
+    /// (innodb_flush_log_at_trx_commit=0, sync_binlog=0, innodb_doublewrite=0 where it is
+    /// dynamic; MySQL 8.0.21 and later: the redo log disabled), every changed global put back
+    /// afterwards — after an error, Ctrl-C or SIGTERM too. Needs SUPER (MariaDB) or
+    /// SYSTEM_VARIABLES_ADMIN (MySQL); refused while other clients are connected, unless --force.
+    #[arg(long)]
+    pub fast_load: bool,
 
     #[command(flatten)]
     pub confirm: YesArg,
@@ -68,6 +77,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
             force: args.force,
             identity: args.identity.clone(),
             method: args.load_with.into(),
+            fast_load: args.fast_load,
         },
     )
     .await?;
@@ -93,6 +103,9 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
     ));
     if let Some(why) = &prepared.method_note {
         printer.note(why);
+    }
+    if let Some(plan) = &prepared.fast_load {
+        printer.note(&fast_load_note(plan));
     }
     let prepared_note = prepared.method_note.is_some();
     let progress = Bars::new(printer);
@@ -124,12 +137,63 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
             secs(p.foreign_keys_ms),
         );
 
+        if let Some(f) = &summary.fast_load {
+            let changed: Vec<String> = f
+                .changed
+                .iter()
+                .map(|c| format!("{} {} → {} → {}", c.name, c.original, c.fast, c.original))
+                .chain(f.redo_log_disabled.then(|| "redo log off → on".to_string()))
+                .collect();
+            s.push_str(&format!(
+                "  fast load: {}; all put back\n",
+                if changed.is_empty() {
+                    "nothing needed relaxing".to_string()
+                } else {
+                    changed.join(", ")
+                }
+            ));
+        }
         if !summary.replaced.is_empty() {
             s.push_str(&format!("  replaced: {}\n", summary.replaced.join(", ")));
         }
         s
     })?;
     Ok(exit::OK)
+}
+
+/// What `--fast-load` is about to change, with the SQL that puts it back by hand (for the case
+/// where the process is killed outright: SIGKILL leaves no chance to do it).
+fn fast_load_note(plan: &backup::fastload::Plan) -> String {
+    let mut parts: Vec<String> = plan
+        .changes
+        .iter()
+        .map(|c| format!("{} {} → {}", c.name, c.original, c.fast))
+        .collect();
+    if plan.redo_log {
+        parts.push("redo log disabled".into());
+    }
+    let mut note = if parts.is_empty() {
+        format!(
+            "fast load: nothing to relax on {} (already relaxed)",
+            plan.server.version
+        )
+    } else {
+        format!(
+            "fast load: durability relaxed during the load ({}), put back afterwards; if this process is killed outright, put them back with: {}",
+            parts.join(", "),
+            plan.put_back_sql().join(" ")
+        )
+    };
+    for n in &plan.notes {
+        note.push_str(&format!("; {n}"));
+    }
+    if !plan.forced_past.is_empty() {
+        note.push_str(&format!(
+            "; --force: other clients connected ({}) run with relaxed durability too",
+            plan.forced_past.join(", ")
+        ));
+    }
+    note
 }
 
 fn secs(ms: u64) -> f64 {

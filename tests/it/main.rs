@@ -16,6 +16,7 @@ mod diag_mysql;
 mod diag_redis;
 mod diag_scale;
 mod diagnose;
+mod fast_load;
 mod in_cluster;
 mod incident;
 mod logs;
