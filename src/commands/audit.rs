@@ -9,8 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::audit::{self, FixMode, Severity};
 use crate::commands::GlobalArgs;
-use crate::commands::flags::YesArg;
-use crate::diagnose::{MYSQL_URL_ENV, REDIS_URL_ENV};
+use crate::commands::flags::{BackendUrls, YesArg};
 use crate::error::{Error, Result, audit_exit_code};
 use crate::k8s;
 use crate::printer::Printer;
@@ -91,13 +90,8 @@ pub struct AuditArgs {
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
-    /// Reach MySQL here instead of through the cluster; see `diagnose --mysql-url`.
-    #[arg(long, env = MYSQL_URL_ENV, hide_env_values = true, value_name = "URL")]
-    pub mysql_url: Option<String>,
-
-    /// Reach Redis here instead of through the cluster; see `diagnose --redis-url`.
-    #[arg(long, env = REDIS_URL_ENV, hide_env_values = true, value_name = "URL")]
-    pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub backends: BackendUrls,
 
     /// Where the transcripts of --fix go [default: $XDG_STATE_HOME/newapi-ops/runs].
     #[arg(long, value_name = "DIR", env = "NEWAPI_OPS_RUNS_DIR")]
@@ -139,8 +133,8 @@ impl AuditArgs {
         }
         Ok(audit::Options {
             timeout: self.timeout,
-            mysql_url: self.mysql_url.clone(),
-            redis_url: self.redis_url.clone(),
+            mysql_url: self.backends.mysql.mysql_url.clone(),
+            redis_url: self.backends.redis_url.clone(),
             backup_dir: crate::backup::store::dir_or_default(self.backup_dir.clone()),
             backup_max_age: self.backup_max_age,
             fix: audit::fix::FixInputs {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::commands::GlobalArgs;
-use crate::diagnose::{self, MYSQL_URL_ENV, REDIS_URL_ENV, could_not_run, finding::Component};
+use crate::commands::flags::BackendUrls;
+use crate::diagnose::{self, could_not_run, finding::Component};
 use crate::error::Result;
 use crate::k8s;
 use crate::printer::Printer;
@@ -23,14 +24,8 @@ pub struct DiagnoseArgs {
     #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
-    /// Reach MySQL here instead of through the cluster (mysql://user@host:port/db). Put the password in
-    /// NEWAPI_OPS_MYSQL_URL rather than on the command line, where `ps` shows it.
-    #[arg(long, env = MYSQL_URL_ENV, hide_env_values = true, value_name = "URL")]
-    pub mysql_url: Option<String>,
-
-    /// Reach Redis here instead of through the cluster (redis://[:password@]host:port/db); see --mysql-url.
-    #[arg(long, env = REDIS_URL_ENV, hide_env_values = true, value_name = "URL")]
-    pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub backends: BackendUrls,
 
     /// Restarts above this are a warning.
     #[arg(long, default_value_t = 5)]
@@ -91,8 +86,8 @@ impl DiagnoseArgs {
         diagnose::Options {
             components: self.only.iter().map(|c| (*c).into()).collect(),
             timeout: self.timeout,
-            mysql_url: self.mysql_url.clone(),
-            redis_url: self.redis_url.clone(),
+            mysql_url: self.backends.mysql.mysql_url.clone(),
+            redis_url: self.backends.redis_url.clone(),
             restart_threshold: self.restart_threshold,
             stuck_after: self.stuck_after,
             long_query: self.long_query,

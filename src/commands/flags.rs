@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::diagnose::{MYSQL_URL_ENV, REDIS_URL_ENV};
+
 /// `--yes`: go ahead without a prompt.
 #[derive(Debug, Args, Clone, Copy, Default)]
 pub struct YesArg {
@@ -20,11 +22,28 @@ pub struct MysqlArgs {
     /// password in NEWAPI_OPS_MYSQL_URL rather than on the command line, where `ps` shows it.
     #[arg(
         long,
-        env = "NEWAPI_OPS_MYSQL_URL",
+        env = MYSQL_URL_ENV,
         hide_env_values = true,
         value_name = "URL"
     )]
     pub mysql_url: Option<String>,
+}
+
+/// `--mysql-url` and `--redis-url` of the commands that read both backends (diagnose, audit).
+#[derive(Debug, Args, Clone, Default)]
+pub struct BackendUrls {
+    #[command(flatten)]
+    pub mysql: MysqlArgs,
+
+    /// Reach Redis here instead of through the cluster (redis://[:password@]host:port/db). Put
+    /// the password in NEWAPI_OPS_REDIS_URL rather than on the command line, where `ps` shows it.
+    #[arg(
+        long,
+        env = REDIS_URL_ENV,
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
 }
 
 /// `--dir`: where backups live.
