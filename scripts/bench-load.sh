@@ -21,6 +21,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2
 fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+# With two CPUs or more, nginx gets CPU 0 and the load generators CPU 1 (taskset): the two never
+# take each other's core, so the tail measures the tools, not the scheduler (BENCHMARKS.md).
+# BENCH_PIN=0 runs unpinned.
+server_cpu=(); tool_cpu=()
+if [ "${BENCH_PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  server_cpu=(taskset -c 0); tool_cpu=(taskset -c 1)
+fi
 if [ -n "${NEWAPI_OPS_BIN:-}" ]; then
   bin="$NEWAPI_OPS_BIN"
   echo "using $bin (not a release build: the figures are not the ones to record)" >&2
@@ -52,7 +59,7 @@ http {
   }
 }
 CONF
-"$nginx_bin" -c "$dir/nginx.conf" -p "$dir" &
+"${server_cpu[@]}" "$nginx_bin" -c "$dir/nginx.conf" -p "$dir" &
 nginx_pid=$!
 trap 'kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 url="http://127.0.0.1:$port/api/status"
@@ -63,7 +70,7 @@ n_requests=$(( conns * 4000 ))   # ab and hey take a count: about as many reques
 
 # Each tool: requests/s, p50 ms, p99 ms (one line, space separated).
 run_wrk() {
-  local out; out="$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")"
+  local out; out="$("${tool_cpu[@]}" wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")"
   local rps p50 p99
   rps="$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"
@@ -78,11 +85,11 @@ n,u=float(m.group(1)),m.group(2)
 print(round(n/1000 if u=='us' else n*1000 if u=='s' else n,3))" "$1"
 }
 run_bench() {
-  "$bin" bench --url "$url" -t1 -c "$conns" -d "${secs}s" --no-watch -q -o json \
+  "${tool_cpu[@]}" "$bin" bench --url "$url" -t1 -c "$conns" -d "${secs}s" --no-watch -q -o json \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latency"]; print(round(r["requests_per_second"],1), round(l["p50_ms"],3), round(l["p99_ms"],3))'
 }
 run_hey() {
-  local out; out="$(hey -n "$n_requests" -c "$conns" "$url")"
+  local out; out="$("${tool_cpu[@]}" hey -n "$n_requests" -c "$conns" "$url")"
   local rps p50 p99
   rps="$(awk '/Requests\/sec:/ {print $2}' <<<"$out")"
   p50="$(awk '/ 50%% in/ || /50% in/ {print $3}' <<<"$out")"
@@ -90,7 +97,7 @@ run_hey() {
   python3 -c "print($rps, round(float('$p50')*1000,3), round(float('$p99')*1000,3))"
 }
 run_ab() {
-  local out; out="$(ab -q -k -n "$n_requests" -c "$conns" "$url" 2>/dev/null)"
+  local out; out="$("${tool_cpu[@]}" ab -q -k -n "$n_requests" -c "$conns" "$url" 2>/dev/null)"
   local rps p50 p99
   rps="$(awk '/^Requests per second:/ {print $4}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"
@@ -132,7 +139,7 @@ echo
 echo "| --rate | requests | requests/s held | error | p50 | p99 | max send lag | issue 15 (within 2 %) |"
 echo "|---|---|---|---|---|---|---|---|"
 for rate in 1000 5000 20000; do
-  "$bin" bench --url "$url" -t1 -c "$conns" -d "${secs}s" --rate "$rate" --no-watch -q -o json \
+  "${tool_cpu[@]}" "$bin" bench --url "$url" -t1 -c "$conns" -d "${secs}s" --rate "$rate" --no-watch -q -o json \
     | python3 -c "
 import json,sys
 r=json.load(sys.stdin); rate=$rate; l=r['latency']; err=(r['requests_per_second']-rate)/rate

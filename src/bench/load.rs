@@ -3,7 +3,8 @@
 //! reached or it is stopped.
 //!
 //! - **Closed loop** (no rate): a ticket is sent as soon as its connection is free, as wrk, hey
-//!   and ab do; latency is from send to the end of the response.
+//!   and ab do; latency is from writing the request on an open connection to the end of the
+//!   response (connecting is not in it, as in wrk).
 //! - **Open loop** (`rate`): ticket `i` is due at `start + i / rate`. A free connection waits for
 //!   its ticket's time, sends, and records the latency **from the intended send time** — so a
 //!   stall that holds every connection shows up in the latencies of the requests it delayed
@@ -306,8 +307,11 @@ async fn connection_loop(
                     client::connect(endpoint.addr, spec.timeout).await?
                 }
             };
+            // The closed loop times the request on an open connection, as wrk does: a
+            // connection's first request does not carry the connect.
+            let written = Instant::now();
             let status = c.get(&endpoint.request).await?;
-            Ok::<(u16, client::Conn), Failure>((status, c))
+            Ok::<(u16, client::Conn, Instant), Failure>((status, c, written))
         };
         let result = tokio::select! {
             biased;
@@ -318,8 +322,8 @@ async fn connection_loop(
         *last = Some(now);
         shared.live.done.fetch_add(1, Ordering::Relaxed);
         match result {
-            Ok((status, c)) => {
-                out.latencies.record(now - due.unwrap_or(sent));
+            Ok((status, c, written)) => {
+                out.latencies.record(now - due.unwrap_or(written));
                 *out.statuses.entry(status).or_default() += 1;
                 if c.reusable() {
                     conn = Some(c);
