@@ -77,7 +77,10 @@ pub async fn plan_scale(ctx: &Ctx, a: &c::ScaleArgs<Resolved>) -> Result<Plan, S
         &format!("deployment/{name}"),
     )
     .map_err(|e| e.to_string())?;
-    let plan = scale::plan_scale(&view, &ctx.settings, &name, to, scale::DEFAULT_QPS_PER_POD)
+    // The capacity model as `plan` and `scale` use it: a measured `[capacity]` value when the
+    // config file has one.
+    let (qps_per_pod, _) = ctx.settings.qps_per_pod(None, scale::DEFAULT_QPS_PER_POD);
+    let plan = scale::plan_scale(&view, &ctx.settings, &name, to, qps_per_pod)
         .map_err(|e| err_line(&e))?;
     let mut details = Vec::new();
     let fits = plan.capacity.as_ref().map(|c| c.placement.placed.len());
