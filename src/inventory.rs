@@ -556,3 +556,32 @@ impl PodsReport {
         }
     }
 }
+
+/// Whether an image reference names one version: a digest (`@sha256:…`) or a tag other than
+/// `latest` (`repo:5000/app` has no tag: the colon is the registry's port).
+pub fn image_is_pinned(image: &str) -> bool {
+    if image.contains('@') {
+        return true;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split_once(':').is_some_and(|(_, tag)| tag != "latest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_is_pinned;
+
+    #[test]
+    fn an_image_is_pinned_by_a_digest_or_a_tag_other_than_latest() {
+        for (image, pinned) in [
+            ("calciumion/new-api:v0.9.0", true),
+            ("registry:5000/new-api@sha256:0123", true),
+            ("calciumion/new-api:latest", false),
+            ("calciumion/new-api", false),
+            ("registry:5000/new-api", false),
+            ("", false),
+        ] {
+            assert_eq!(image_is_pinned(image), pinned, "{image}");
+        }
+    }
+}

@@ -1805,11 +1805,7 @@ fn image_tags(ctx: &Ctx<'_>) -> Verdict {
         "on `latest` or untagged",
         |_, c| {
             let image = c.image.clone().unwrap_or_default();
-            let tag = image
-                .rsplit('/')
-                .next()
-                .and_then(|last| last.split_once(':').map(|(_, t)| t.to_string()));
-            if !image.contains('@') && tag.as_deref().is_none_or(|t| t == "latest") {
+            if !crate::inventory::image_is_pinned(&image) {
                 vec![format!("{image} is not pinned")]
             } else {
                 Vec::new()

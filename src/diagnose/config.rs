@@ -196,11 +196,7 @@ pub fn check_config(templates: &[Template<'_>], src: &Sources<'_>) -> Vec<Findin
     for t in templates {
         for c in &t.spec.containers {
             let image = c.image.clone().unwrap_or_default();
-            let tag = image
-                .rsplit('/')
-                .next()
-                .and_then(|last| last.split_once(':').map(|(_, t)| t.to_string()));
-            if !image.contains('@') && tag.as_deref().is_none_or(|t| t == "latest") {
+            if !crate::inventory::image_is_pinned(&image) {
                 out.push(
                     finding(
                         "config.image-latest",
