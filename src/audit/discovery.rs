@@ -57,27 +57,10 @@ pub async fn discover(kube: &Kube) -> Result<ApiVersions> {
             g.versions.into_iter().map(|v| v.version).collect(),
         );
     }
-    let server_version = kube
-        .client
-        .apiserver_version()
-        .await
-        .ok()
-        .map(|v| v.git_version);
-    // batch/v1 is served everywhere (Jobs); whether it has CronJobs needs its resource list.
-    let mut cronjob = None;
-    for gv in ["batch/v1", "batch/v1beta1"] {
-        if pick(&served, &[gv]).is_none() {
-            continue;
-        }
-        match kube.client.list_api_group_resources(gv).await {
-            Ok(list) if list.resources.iter().any(|r| r.name == "cronjobs") => {
-                cronjob = Some(gv.to_string());
-                break;
-            }
-            Ok(_) => {}
-            Err(e) => return Err(kube.error(&Call::new("get", format!("/apis/{gv}"), None), e)),
-        }
-    }
+    // Which version serves CronJobs (batch/v1 from 1.21, batch/v1beta1 before) needs the
+    // resource lists: the backup schedule's discovery, which also asks the server's version.
+    let (server_version, cronjob) = crate::backup::schedule::api::discover(kube).await?;
+    let cronjob = cronjob.map(|api| api.api_version);
     Ok(ApiVersions {
         server_version,
         hpa: pick(
