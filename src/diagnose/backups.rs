@@ -298,12 +298,7 @@ mod tests {
                 period_secs: period,
                 schedule_error: period.is_none().then(|| "5 fields expected".to_string()),
             }),
-            last_success: None,
-            last_failure: None,
-            last_failed: false,
-            running: Vec::new(),
-            volume: None,
-            volume_note: None,
+            ..ScheduleStatus::default()
         }
     }
 

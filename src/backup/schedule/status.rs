@@ -144,7 +144,7 @@ pub struct Failure {
 }
 
 /// Everything `backup status` shows of the cluster.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ScheduleStatus {
     pub namespace: String,
     pub server_version: Option<String>,
@@ -186,13 +186,7 @@ pub async fn gather(kube: &Kube, namespace: &str) -> Result<ScheduleStatus> {
         namespace: namespace.to_string(),
         server_version,
         api_version: api.as_ref().map(|a| a.api_version.clone()),
-        cronjob: None,
-        last_success: None,
-        last_failure: None,
-        last_failed: false,
-        running: Vec::new(),
-        volume: None,
-        volume_note: None,
+        ..ScheduleStatus::default()
     };
     if let Some(api) = &api {
         st.cronjob = cronjob_view(kube, api, namespace).await?;
