@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Run, Sandbox, findings, private_sandbox, private_sandbox_with, sandbox, subjects_of,
+    Run, Sandbox, findings, private_sandbox, private_sandbox_dir, private_sandbox_with, sandbox,
+    subjects_of,
 };
 
 /// Whether this machine can serve metrics.k8s.io (root and `ip`); tests of the served path say
@@ -33,18 +34,26 @@ fn diagnose_nodes(sb: &Sandbox) -> (Value, i32) {
     (out.json(), code)
 }
 
-fn get_raw(sb: &Sandbox, path: &str) -> Value {
-    let out = std::process::Command::new(kubectl())
-        .args(["get", "--raw", path])
-        .env("KUBECONFIG", &sb.kubeconfig)
+/// Runs `cmd`, which must succeed, and returns its standard output.
+fn succeed(cmd: &mut std::process::Command) -> Vec<u8> {
+    let out = cmd
         .output()
-        .expect("run kubectl");
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "kubectl get --raw {path}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON from metrics.k8s.io")
+    out.stdout
+}
+
+fn get_raw(sb: &Sandbox, path: &str) -> Value {
+    let out = succeed(
+        std::process::Command::new(kubectl())
+            .args(["get", "--raw", path])
+            .env("KUBECONFIG", &sb.kubeconfig),
+    );
+    serde_json::from_slice(&out).expect("JSON from metrics.k8s.io")
 }
 
 /// The kubectl that scripts/setup.sh built next to the control plane.
@@ -106,18 +115,66 @@ fn metrics_are_served_through_the_aggregation_layer() {
     );
 }
 
+/// A veth pair on the host (this kernel has no dummy links), removed when dropped.
+struct Link(String);
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
+fn ip(args: &[&str]) {
+    succeed(std::process::Command::new("ip").args(args));
+}
+
+/// Two sandboxes whose directories hash to the same /30, or one and the leftover of a killed
+/// run (a CI run lost its metrics.k8s.io this way): the address is already on another link of
+/// the host. `up` takes the next free /30, and the API server reaches its own metrics server.
+#[test]
+fn a_link_already_on_the_sandboxes_addresses_is_stepped_round() {
+    if newapi_ops_sandbox::netns::unavailable().is_some() {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("skipped: no network namespaces here (not root, or no `ip`)");
+        }
+        return;
+    }
+    let name = "netns-clash";
+    let preferred = newapi_ops_sandbox::netns::NetnsPlan::for_dir(&private_sandbox_dir(name));
+    let link = Link(format!("naoc{}", std::process::id()));
+    let peer = format!("{}p", link.0);
+    ip(&[
+        "link", "add", &link.0, "type", "veth", "peer", "name", &peer,
+    ]);
+    ip(&[
+        "addr",
+        "add",
+        &format!("{}/30", preferred.host_addr),
+        "dev",
+        &link.0,
+    ]);
+    ip(&["link", "set", &link.0, "up"]);
+
+    let sb = private_sandbox(name);
+    let got = sb.metrics.as_ref().expect("metrics.k8s.io is served");
+    let host = got["host_addr"].as_str().unwrap();
+    assert_ne!(host, preferred.host_addr.to_string(), "{got:#}");
+    assert_eq!(got["name"], preferred.name.as_str());
+    let nodes = get_raw(&sb, "/apis/metrics.k8s.io/v1beta1/nodes");
+    assert_eq!(nodes["kind"], "NodeMetricsList");
+    drop(link);
+}
+
 /// Annotates a pod of namespace new-api in `sb` with the usage the metrics server reports.
 fn annotate(sb: &Sandbox, pod: &str, usage: &str) {
-    let out = std::process::Command::new(kubectl())
-        .args(["annotate", "--overwrite", "-n", "new-api", "pod", pod])
-        .arg(format!("sandbox.newapi-ops.io/usage={usage}"))
-        .env("KUBECONFIG", &sb.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        std::process::Command::new(kubectl())
+            .args(["annotate", "--overwrite", "-n", "new-api", "pod", pod])
+            .arg(format!("sandbox.newapi-ops.io/usage={usage}"))
+            .env("KUBECONFIG", &sb.kubeconfig),
     );
 }
 

@@ -82,6 +82,12 @@ pub fn private_sandbox(name: &str) -> Sandbox {
     private_sandbox_with(name, &[])
 }
 
+/// Where [`private_sandbox`] puts the sandbox of `name` (for a test that prepares the machine
+/// before it starts).
+pub fn private_sandbox_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("newapi-ops-test-{}-{name}", std::process::id()))
+}
+
 /// [`private_sandbox`] started with extra `sandbox up` arguments (e.g. `--no-metrics`).
 pub fn private_sandbox_with(name: &str, up_args: &[&str]) -> Sandbox {
     type Started = Vec<(String, Vec<String>, Sandbox)>;
@@ -98,7 +104,7 @@ pub fn private_sandbox_with(name: &str, up_args: &[&str]) -> Sandbox {
         );
         return sb.clone();
     }
-    let dir = std::env::temp_dir().join(format!("newapi-ops-test-{}-{name}", std::process::id()));
+    let dir = private_sandbox_dir(name);
     start_watchdog(&dir);
     let out = Command::new(bin())
         .args(["sandbox", "up", "--dir"])
@@ -132,6 +138,8 @@ impl Run {
 /// on: it must outlive this process, and it is reparented to init when we exit.
 #[allow(clippy::zombie_processes)]
 fn start_watchdog(dir: &Path) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_dead_runs);
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{bin}' sandbox down --dir '{dir}' >/dev/null 2>&1",
         pid = std::process::id(),
@@ -146,6 +154,38 @@ fn start_watchdog(dir: &Path) {
         .process_group(0)
         .spawn()
         .expect("start the sandbox watchdog");
+}
+
+/// Stops what test runs that died before their watchdogs ran left behind (a CI machine whose
+/// run was cut short keeps its processes' namespaces, links and directories otherwise): every
+/// `newapi-ops-test-<pid>[-name]` sandbox of the temporary directory whose process is gone.
+fn sweep_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("newapi-ops-test-"))
+        else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = Command::new(bin())
+            .args(["sandbox", "down", "--dir"])
+            .arg(entry.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 use std::os::unix::process::CommandExt as _;

@@ -220,7 +220,6 @@ pub async fn up(
     }
 
     // metrics.k8s.io: a network namespace the API server can reach (it refuses loopback).
-    let plan = NetnsPlan::for_dir(&dir);
     let (metrics, metrics_off, netns_guard) = if !opts.metrics {
         (None, Some("started with --no-metrics".to_string()), None)
     } else if let Some(why) = netns::unavailable() {
@@ -229,11 +228,11 @@ pub async fn up(
         ));
         (None, Some(why), None)
     } else {
+        let plan = netns::create(&dir)?;
         progress(&format!(
-            "creating network namespace {} ({} <-> {}) for the metrics server",
+            "created network namespace {} ({} <-> {}) for the metrics server",
             plan.name, plan.host_addr, plan.ns_addr
         ));
-        netns::create(&plan)?;
         let listen = plan.metrics_addr();
         (
             Some(MetricsState {

@@ -2,9 +2,13 @@
 //! aggregation layer can reach it (it refuses loopback endpoints).
 //!
 //! `up` creates a namespace `newapi-ops-<hash>` and a veth pair whose two ends hold the two usable
-//! addresses of a /30 in 10.254.0.0/16, both derived from the sandbox directory, so a given
-//! directory always gets the same names and a crashed run's leftovers are found (and removed) by
-//! name. Only the host and that namespace are on the link: nothing is routed elsewhere.
+//! addresses of a /30 in 10.254.0.0/16. The names are derived from the sandbox directory, so a
+//! given directory always gets the same names and a crashed run's leftovers are found (and
+//! removed) by name. The /30 starts at a block derived from the directory too, but is the first
+//! one from there that no address or route of the host overlaps, chosen under a lock: two
+//! sandboxes (or one and a leftover of a killed run) whose directories hash to the same block
+//! would otherwise both route 10.254.x.2, and one API server would reach the other's metrics
+//! server. Only the host and that namespace are on the link: nothing is routed elsewhere.
 //!
 //! The metrics server itself runs in the host's namespace (it talks to the API server on
 //! 127.0.0.1) and only its listening socket is created inside the namespace ([`bind_in`]): a
@@ -40,27 +44,100 @@ pub struct NetnsPlan {
     pub ns_addr: Ipv4Addr,
 }
 
+/// How many /30 blocks 10.254.0.0/16 holds.
+const BLOCKS: u32 = 1 << 14;
+
 impl NetnsPlan {
-    /// The plan for the sandbox in `dir` (an absolute path).
+    /// The plan for the sandbox in `dir` (an absolute path), with the /30 it prefers; [`create`]
+    /// moves it on to a free one.
     pub fn for_dir(dir: &Path) -> NetnsPlan {
         let digest = Sha256::digest(dir.as_os_str().as_encoded_bytes());
         let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-        // 16384 /30 blocks in 10.254.0.0/16.
-        let block = (u32::from(digest[4]) << 8 | u32::from(digest[5])) & 0x3fff;
-        let base = u32::from(Ipv4Addr::new(10, 254, 0, 0)) + block * 4;
-        NetnsPlan {
+        let block = (u32::from(digest[4]) << 8 | u32::from(digest[5])) % BLOCKS;
+        let mut plan = NetnsPlan {
             name: format!("newapi-ops-{tag}"),
             host_if: format!("nao{tag}h"),
             ns_if: format!("nao{tag}n"),
-            host_addr: Ipv4Addr::from(base + 1),
-            ns_addr: Ipv4Addr::from(base + 2),
-        }
+            host_addr: Ipv4Addr::UNSPECIFIED,
+            ns_addr: Ipv4Addr::UNSPECIFIED,
+        };
+        plan.set_block(block);
+        plan
+    }
+
+    fn block(&self) -> u32 {
+        (u32::from(self.host_addr) - u32::from(Ipv4Addr::new(10, 254, 0, 0))) / 4
+    }
+
+    fn set_block(&mut self, block: u32) {
+        let base = u32::from(Ipv4Addr::new(10, 254, 0, 0)) + (block % BLOCKS) * 4;
+        self.host_addr = Ipv4Addr::from(base + 1);
+        self.ns_addr = Ipv4Addr::from(base + 2);
     }
 
     /// Where the metrics server listens.
     pub fn metrics_addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.ns_addr, METRICS_PORT)
     }
+}
+
+/// A network the host already has (an address with its prefix, or a route's destination).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Net {
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Net {
+    fn parse(text: &str) -> Option<Net> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, p.parse().ok().filter(|p| *p <= 32)?),
+            None => (text, 32),
+        };
+        Some(Net {
+            addr: addr.parse().ok()?,
+            prefix,
+        })
+    }
+
+    /// Whether this network and the /30 at `base` share an address. Networks wider than a /16
+    /// (a default route, a 10.0.0.0/8 LAN) do not count: the /30 is more specific and wins for its
+    /// four addresses without taking anything from anyone else.
+    fn overlaps(&self, base: u32) -> bool {
+        if self.prefix < 16 {
+            return false;
+        }
+        let bits = u32::from(self.prefix.min(30));
+        let mask = u32::MAX << (32 - bits);
+        u32::from(self.addr) & mask == base & mask
+    }
+}
+
+/// The first block from `preferred` on (wrapping) that none of `used` overlaps.
+fn first_free_block(preferred: u32, used: &[Net]) -> Option<u32> {
+    let start = u32::from(Ipv4Addr::new(10, 254, 0, 0));
+    (0..BLOCKS)
+        .map(|i| (preferred + i) % BLOCKS)
+        .find(|block| !used.iter().any(|n| n.overlaps(start + block * 4)))
+}
+
+/// The host's IPv4 addresses (`ip -4 -o addr show`: the word after `inet`) and route
+/// destinations (`ip -4 route show table all`: the first word that is an address).
+fn host_networks() -> Result<Vec<Net>, String> {
+    let mut nets = Vec::new();
+    let addrs = ip_output(&["-4", "-o", "addr", "show"])?;
+    for line in addrs.lines() {
+        let mut words = line.split_whitespace();
+        if words.by_ref().any(|w| w == "inet") {
+            nets.extend(words.next().and_then(Net::parse));
+        }
+    }
+    let routes = ip_output(&["-4", "route", "show", "table", "all"])?;
+    for line in routes.lines() {
+        // `10.0.0.0/24 dev …`, or a route type first: `local 127.0.0.1 dev lo table local …`.
+        nets.extend(line.split_whitespace().take(2).find_map(Net::parse));
+    }
+    Ok(nets)
 }
 
 /// Why the namespace cannot be made here, or None when it can (root, and `ip` runs).
@@ -77,12 +154,17 @@ pub fn unavailable() -> Option<String> {
 
 /// Runs `ip ARGS`; the error carries its stderr.
 fn ip(args: &[&str]) -> Result<(), String> {
+    ip_output(args).map(drop)
+}
+
+/// Runs `ip ARGS` and returns what it printed; the error carries its stderr.
+fn ip_output(args: &[&str]) -> Result<String, String> {
     let out = Command::new("ip")
         .args(args)
         .output()
         .map_err(|e| format!("running ip {}: {e}", args.join(" ")))?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
             "ip {} failed: {}",
@@ -92,9 +174,45 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Creates the namespace and the link, after removing any leftover of the same names.
-pub fn create(plan: &NetnsPlan) -> Result<(), SandboxError> {
-    remove(plan);
+/// Where concurrent `up`s take turns choosing a free /30 (root only, like the rest of this).
+const LOCK_FILE: &str = "/run/newapi-ops-netns.lock";
+
+/// Creates the namespace and the link for the sandbox in `dir`, after removing any leftover of
+/// the same names, on the first /30 from the directory's own that the host does not use yet.
+/// Returns the plan with the addresses it got.
+pub fn create(dir: &Path) -> Result<NetnsPlan, SandboxError> {
+    let mut plan = NetnsPlan::for_dir(dir);
+    remove(&plan);
+    let failed = |plan: &NetnsPlan, detail: String| SandboxError::Netns {
+        name: plan.name.clone(),
+        detail,
+    };
+    // Held until the address is on the link, so that the next `up` sees it taken.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .map_err(|e| failed(&plan, format!("opening {LOCK_FILE}: {e}")))?;
+    lock.lock()
+        .map_err(|e| failed(&plan, format!("locking {LOCK_FILE}: {e}")))?;
+    let used = host_networks().map_err(|e| failed(&plan, e))?;
+    let block = first_free_block(plan.block(), &used).ok_or_else(|| {
+        failed(
+            &plan,
+            "every /30 of 10.254.0.0/16 is already an address or a route of this host \
+             (`ip -4 addr` and `ip -4 route` show them)"
+                .into(),
+        )
+    })?;
+    plan.set_block(block);
+    create_on(&plan)?;
+    drop(lock);
+    Ok(plan)
+}
+
+/// Creates the namespace and the link of `plan`; on failure, removes what was made.
+fn create_on(plan: &NetnsPlan) -> Result<(), SandboxError> {
     let host = format!("{}/30", plan.host_addr);
     let inner = format!("{}/30", plan.ns_addr);
     let steps: [&[&str]; 7] = [
@@ -158,6 +276,62 @@ pub fn bind_in(name: &str, addr: SocketAddrV4) -> std::io::Result<std::net::TcpL
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(text: &str) -> Net {
+        Net::parse(text).expect(text)
+    }
+
+    #[test]
+    fn a_block_the_host_uses_is_skipped_for_the_next_free_one() {
+        let a = NetnsPlan::for_dir(Path::new("/tmp/sandbox-a"));
+        let preferred = a.block();
+        // Nothing in the way: the directory's own block.
+        let unrelated = [net("127.0.0.1/8"), net("192.168.1.7/24"), net("10.0.0.0/8")];
+        assert_eq!(first_free_block(preferred, &unrelated), Some(preferred));
+        // Another sandbox's host end (or a leftover of a killed run) on the same /30.
+        let taken = [net(&format!("{}/30", a.host_addr))];
+        assert_eq!(
+            first_free_block(preferred, &taken),
+            Some((preferred + 1) % BLOCKS)
+        );
+        // A route to a /24 around it takes 64 blocks; a single address one.
+        let mut b = a.clone();
+        b.set_block(preferred);
+        let wide = [net(&format!("{}/24", b.ns_addr))];
+        let free = first_free_block(preferred, &wide).unwrap();
+        let mut got = a.clone();
+        got.set_block(free);
+        assert_ne!(got.host_addr.octets()[2], a.host_addr.octets()[2]);
+        assert_eq!(
+            first_free_block(
+                preferred,
+                &[Net {
+                    addr: a.ns_addr,
+                    prefix: 32
+                }]
+            ),
+            Some((preferred + 1) % BLOCKS)
+        );
+        // The last block wraps round to the first.
+        let last = [net("10.254.255.253/30")];
+        assert_eq!(first_free_block(BLOCKS - 1, &last), Some(0));
+        // All of 10.254.0.0/16 in use: none.
+        assert_eq!(first_free_block(preferred, &[net("10.254.0.0/16")]), None);
+    }
+
+    #[test]
+    fn host_networks_are_read_from_what_ip_prints() {
+        assert_eq!(Net::parse("10.254.76.1/30"), Some(net("10.254.76.1/30")));
+        assert_eq!(
+            Net::parse("10.1.2.3"),
+            Some(Net {
+                addr: Ipv4Addr::new(10, 1, 2, 3),
+                prefix: 32
+            })
+        );
+        assert_eq!(Net::parse("default"), None);
+        assert_eq!(Net::parse("10.1.2.3/33"), None);
+    }
 
     #[test]
     fn plans_are_stable_and_fit_the_limits() {
