@@ -433,6 +433,7 @@ fn backup_code(e: &BackupError) -> u8 {
             signal_code(*signal)
         }
         BackupError::JobFailed { .. } => exit::JOB_FAILED,
+        BackupError::StillRunning { .. } => exit::JOB_NOT_FINISHED,
         BackupError::RestoreIncomplete { cause, .. } => backup_code(cause),
     }
 }

@@ -43,6 +43,9 @@ pub const WORKERS_INCOMPLETE: u8 = 75;
 /// backup schedule --run-now: the backup Job failed (the failed pod's last log lines are shown;
 /// EX_TEMPFAIL: fix the cause and run it again).
 pub const JOB_FAILED: u8 = 75;
+/// backup schedule --run-now: the Job had not finished within --timeout; it keeps running
+/// (EX_TEMPFAIL: look again later).
+pub const JOB_NOT_FINISHED: u8 = 75;
 /// restore --fast-load: other clients are connected to the server; nothing was changed (retry
 /// when they are gone, or `--force`) (EX_TEMPFAIL).
 pub const SERVER_BUSY: u8 = 75;
@@ -77,6 +80,7 @@ pub const ALL: &[(&str, u8)] = &[
     ("CONFLICT", CONFLICT),
     ("WORKERS_INCOMPLETE", WORKERS_INCOMPLETE),
     ("JOB_FAILED", JOB_FAILED),
+    ("JOB_NOT_FINISHED", JOB_NOT_FINISHED),
     ("SERVER_BUSY", SERVER_BUSY),
     ("DECLINED", DECLINED),
     ("RUN_FAILED_STEPS", RUN_FAILED_STEPS),

@@ -131,6 +131,20 @@ pub enum BackupError {
         failure: Box<crate::backup::schedule::status::Failure>,
     },
 
+    /// `backup schedule --run-now`: the Job had not finished within `--timeout`; it goes on.
+    #[error(
+        "backup job {job} in namespace {namespace} had not finished after {}{}: stopped following it; the Job keeps running",
+        crate::units::duration(*.waited),
+        if .last.is_empty() { String::new() } else { format!(" ({})", .last) }
+    )]
+    StillRunning {
+        job: String,
+        namespace: String,
+        waited: std::time::Duration,
+        /// Where it was at the last poll (`job X: pod Y running backup (58 s)`), redacted.
+        last: String,
+    },
+
     /// `backup schedule --run-now`: Ctrl-C or SIGTERM while following; the Job goes on.
     #[error(
         "stopped following backup job {job} ({signal}): the Job keeps running in namespace {namespace}"
@@ -314,7 +328,8 @@ impl BackupError {
                     |p| format!("`newapi-ops logs {p} -n {namespace}`")
                 )
             ),
-            BackupError::StoppedFollowing { job, namespace, .. } => format!(
+            BackupError::StoppedFollowing { job, namespace, .. }
+            | BackupError::StillRunning { job, namespace, .. } => format!(
                 "watch it with `kubectl -n {namespace} get job {job} -w` or `newapi-ops backup status -n {namespace}`; stop it with `kubectl -n {namespace} delete job {job}`"
             ),
             BackupError::OtherClients { .. } => "--fast-load is for a dedicated or scratch server: stop the other clients (or restore without --fast-load); --force proceeds all the same".into(),

@@ -66,7 +66,8 @@ its Service name; no password is copied into the objects.
 
 --run-now then starts a Job from the CronJob's template (as `kubectl create job \
 --from=cronjob/newapi-ops-backup` does) and follows it: the backup id on success; on failure \
-exit 75 with the failed pod's last log lines. Ctrl-C stops following; the Job keeps running.
+exit 75 with the failed pod's last log lines. Ctrl-C, SIGTERM or --timeout (default 1h) stops \
+following; the Job keeps running.
 
 Outside the cluster, use cron instead: `newapi-ops backup schedule --crontab --dir DIR` prints \
 a crontab line such as
@@ -214,6 +215,12 @@ pub struct ScheduleArgs {
     /// the backup id, or the failed pod's last log lines (exit 75).
     #[arg(long, conflicts_with = "dry_run")]
     pub run_now: bool,
+
+    /// With --run-now: how long to follow the Job before giving up on it (it keeps running;
+    /// exit 75), e.g. 90s, 30m, 2h.
+    #[arg(long, default_value = "1h", value_parser = crate::units::parse_timeout,
+          requires = "run_now")]
+    pub timeout: std::time::Duration,
 
     #[command(flatten)]
     pub dir: DirArg,
@@ -582,7 +589,7 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
         return Ok(exit::OK);
     }
     crate::secrets::learn(printer.redactor(), &kube, &settings).await;
-    let finished = run_now(&kube, &api, &ns, printer).await?;
+    let finished = run_now(&kube, &api, &ns, args.timeout, printer).await?;
     let failure = finished.failure.clone();
     let (job, id) = (finished.job.clone(), finished.backup_id.clone());
     out.run = Some(finished);
@@ -623,12 +630,13 @@ async fn run_schedule(global: &GlobalArgs, args: ScheduleArgs, printer: &Printer
     }
 }
 
-/// Starts the Job and follows it, with a progress line on a terminal; Ctrl-C or SIGTERM stops
-/// following (the Job keeps running).
+/// Starts the Job and follows it for up to `timeout`, with a progress line on a terminal; the
+/// timeout, Ctrl-C or SIGTERM stops following (the Job keeps running).
 async fn run_now(
     kube: &Kube,
     api: &schedule::CronJobApi,
     ns: &str,
+    timeout: std::time::Duration,
     printer: &Printer,
 ) -> Result<schedule::run::Finished> {
     use std::io::IsTerminal;
@@ -643,10 +651,16 @@ async fn run_now(
             b
         });
     let redactor = printer.redactor().clone();
+    let last = std::sync::Mutex::new(String::new());
     let progress = |line: &str| {
         if let Some(b) = &bar {
             b.set_message(redactor.text(line));
         }
+        line.clone_into(
+            &mut last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
     };
     let r = tokio::select! {
         biased;
@@ -656,7 +670,19 @@ async fn run_now(
             signal,
         }
         .into()),
-        r = schedule::run::follow(kube, ns, &job, &progress) => r,
+        r = tokio::time::timeout(timeout, schedule::run::follow(kube, ns, &job, &progress)) => {
+            r.unwrap_or_else(|_| {
+                let last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let prefix = format!("job {job}: ");
+                Err(backup::BackupError::StillRunning {
+                    job: job.clone(),
+                    namespace: ns.to_string(),
+                    waited: timeout,
+                    last: redactor.text(last.strip_prefix(&prefix).unwrap_or(&last)),
+                }
+                .into())
+            })
+        }
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

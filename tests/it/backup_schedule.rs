@@ -12,6 +12,8 @@
 //! - A service account without the rights the job needs: the Job fails, its log says which
 //!   right is missing.
 //! - No log of any of these pods holds the password.
+//! - A Job that cannot finish (an image that does not exist): `--run-now --timeout` exits 75,
+//!   says where it was and how to watch it, and the Job is left running.
 //! - SIGTERM while `--run-now` follows: exit 143, the message says the Job keeps running and
 //!   how to watch it, and the Job completes.
 
@@ -478,4 +480,59 @@ async fn sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it
     // And it does: the Job completes without anyone following it.
     let jobs: Api<Job> = Api::namespaced(client, NS);
     assert_eq!(finished(&jobs, &job).await, "Complete");
+}
+
+#[tokio::test]
+async fn a_job_not_finished_within_the_timeout_is_left_running_with_exit_75() {
+    // Refused before anything happens: a timeout without --run-now, or of no time at all.
+    Run::new(["backup", "schedule", "--timeout", "5m"])
+        .output()
+        .code(64)
+        .stderr_has("--run-now");
+    Run::new(["backup", "schedule", "--run-now", "--timeout", "0"])
+        .output()
+        .code(64)
+        .stderr_has("no time at all");
+    let Some((_turn, s, client)) =
+        start("a_job_not_finished_within_the_timeout_is_left_running_with_exit_75").await
+    else {
+        return;
+    };
+    // The sandbox never pulls another tag than the one it built: the pod waits for its image
+    // for good, as on a cluster without that tag.
+    let out = schedule(
+        &s.sb,
+        &[
+            "--image",
+            "newapi-ops:0.0.0-missing",
+            "--run-now",
+            "--timeout",
+            "3s",
+        ],
+    );
+    let restored = schedule(&s.sb, &[]);
+    out.code(75)
+        .stderr_has("had not finished after 3 s")
+        .stderr_has("the Job keeps running")
+        .stderr_has("kubectl -n new-api get job newapi-ops-backup-");
+    assert!(!out.stderr.contains(PASSWORD), "{}", out.stderr);
+    restored.code(0);
+    let job = out
+        .stderr
+        .split("backup job ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the job's name")
+        .to_string();
+    // It is still there, not finished, and this test removes it.
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let j = jobs.get(&job).await.expect("the job keeps running");
+    let conditions = j.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(
+        !conditions.iter().any(|c| c.status == "True"),
+        "{conditions:?}"
+    );
+    jobs.delete(&job, &kube::api::DeleteParams::background())
+        .await
+        .expect("delete the job");
 }
