@@ -47,7 +47,7 @@ pub const JOB_FAILED: u8 = 75;
 /// (EX_TEMPFAIL: look again later).
 pub const JOB_NOT_FINISHED: u8 = 75;
 /// restore --fast-load: other clients are connected to the server; nothing was changed (retry
-/// when they are gone, or `--force`) (EX_TEMPFAIL).
+/// when they are gone, or `--allow-other-clients`) (EX_TEMPFAIL).
 pub const SERVER_BUSY: u8 = 75;
 /// scale/restart: the answer at the confirmation prompt was no; nothing was changed.
 pub const DECLINED: u8 = 1;

@@ -332,7 +332,7 @@ impl BackupError {
             | BackupError::StillRunning { job, namespace, .. } => format!(
                 "watch it with `kubectl -n {namespace} get job {job} -w` or `newapi-ops backup status -n {namespace}`; stop it with `kubectl -n {namespace} delete job {job}`"
             ),
-            BackupError::OtherClients { .. } => "--fast-load is for a dedicated or scratch server: stop the other clients (or restore without --fast-load); --force proceeds all the same".into(),
+            BackupError::OtherClients { .. } => "--fast-load is for a dedicated or scratch server: stop the other clients (or restore without --fast-load); --allow-other-clients proceeds all the same".into(),
             BackupError::FastLoadDenied { mariadb, .. } => format!(
                 "grant {} to the account, or restore without --fast-load",
                 if *mariadb { "SUPER" } else { "SYSTEM_VARIABLES_ADMIN (and INNODB_REDO_LOG_ENABLE for the redo log)" }

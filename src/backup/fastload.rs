@@ -2,7 +2,7 @@
 //! myloader offers, for a dedicated or scratch server only.
 //!
 //! [`check`] (before anything changes, with the rest of the restore's checks) tells MariaDB from
-//! MySQL, refuses when other clients are connected (unless forced), proves that the account may
+//! MySQL, refuses when other clients are connected (unless allowed), proves that the account may
 //! set globals (by setting one to the value it has), and makes the [`Plan`]: the globals whose
 //! value differs from the fast one, and on MySQL 8.0.21 and later the redo log.
 //! [`Plan::apply`] records each original value, then changes it, on a connection of its own; the
@@ -122,8 +122,8 @@ pub struct Plan {
     pub redo_log: bool,
     /// What was left alone, and why (a read-only variable on this server).
     pub notes: Vec<String>,
-    /// Other sessions connected, allowed by `--force`.
-    pub forced_past: Vec<String>,
+    /// Other sessions connected, allowed by `--allow-other-clients`.
+    pub others_allowed: Vec<String>,
 }
 
 /// What the load ran with and what was put back, for the summary.
@@ -146,9 +146,9 @@ struct Session {
 /// Users that are the server's own threads, not clients.
 const SYSTEM_USERS: &[&str] = &["system user", "event_scheduler"];
 
-/// Checks that `db`'s server may be relaxed (no other client unless `force`; the privilege to
+/// Checks that `db`'s server may be relaxed (no other client unless `allow_other_clients`; the privilege to
 /// set globals) and plans what to change. Changes nothing.
-pub async fn check(db: &mut Db, force: bool) -> Result<Plan> {
+pub async fn check(db: &mut Db, allow_other_clients: bool) -> Result<Plan> {
     let found: Vec<(String, String)> = db
         .rows(
             "SELECT VERSION(), @@version_comment",
@@ -164,9 +164,9 @@ pub async fn check(db: &mut Db, force: bool) -> Result<Plan> {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         others = other_sessions(db).await?;
     }
-    let forced_past = if others.is_empty() {
+    let others_allowed = if others.is_empty() {
         Vec::new()
-    } else if force {
+    } else if allow_other_clients {
         describe(&others)
     } else {
         return Err(BackupError::OtherClients {
@@ -224,7 +224,7 @@ pub async fn check(db: &mut Db, force: bool) -> Result<Plan> {
         changes,
         redo_log,
         notes,
-        forced_past,
+        others_allowed,
     })
 }
 

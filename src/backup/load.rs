@@ -50,8 +50,11 @@ pub struct RestoreOptions {
     /// How rows are sent: LOAD DATA LOCAL INFILE when the server allows it, or INSERT.
     pub method: LoadMethod,
     /// Relax the server's durability during the load ([`fastload`]): for a dedicated or
-    /// scratch server; refused while other clients are connected unless `force`.
+    /// scratch server; refused while other clients are connected unless
+    /// `allow_other_clients`.
     pub fast_load: bool,
+    /// With `fast_load`: proceed while other clients are connected.
+    pub allow_other_clients: bool,
 }
 
 /// How a restore sends rows to the server.
@@ -179,7 +182,7 @@ pub async fn prepare_restore(dir: &Path, opts: RestoreOptions) -> Result<Prepare
         .collect();
     let (method, method_note) = choose_method(&mut control, opts.method).await?;
     let fast_load = if opts.fast_load {
-        Some(fastload::check(&mut control, opts.force).await?)
+        Some(fastload::check(&mut control, opts.allow_other_clients).await?)
     } else {
         None
     };

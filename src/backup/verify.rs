@@ -200,6 +200,7 @@ async fn restore_and_compare(
             identity: identity.map(Path::to_path_buf),
             method: LoadMethod::Auto,
             fast_load: false,
+            allow_other_clients: false,
         },
     )
     .await?;

@@ -34,8 +34,7 @@ pub struct RestoreArgs {
     pub identity: Option<PathBuf>,
 
     /// Restore into a database that has tables: the backup's tables there are dropped and
-    /// replaced (others are left alone). With --fast-load, also proceed while other clients
-    /// are connected to the server.
+    /// replaced (others are left alone).
     #[arg(long)]
     pub force: bool,
 
@@ -43,9 +42,15 @@ pub struct RestoreArgs {
     /// (innodb_flush_log_at_trx_commit=0, sync_binlog=0, innodb_doublewrite=0 where it is
     /// dynamic; MySQL 8.0.21 and later: the redo log disabled), every changed global put back
     /// afterwards — after an error, Ctrl-C or SIGTERM too. Needs SUPER (MariaDB) or
-    /// SYSTEM_VARIABLES_ADMIN (MySQL); refused while other clients are connected, unless --force.
+    /// SYSTEM_VARIABLES_ADMIN (MySQL); refused while other clients are connected, unless
+    /// --allow-other-clients.
     #[arg(long)]
     pub fast_load: bool,
+
+    /// With --fast-load: proceed while other clients are connected to the server (their writes
+    /// run with relaxed durability too).
+    #[arg(long, requires = "fast_load")]
+    pub allow_other_clients: bool,
 
     #[command(flatten)]
     pub confirm: YesArg,
@@ -78,6 +83,7 @@ pub async fn run(global: &GlobalArgs, args: RestoreArgs, printer: &Printer) -> R
             identity: args.identity.clone(),
             method: args.load_with.into(),
             fast_load: args.fast_load,
+            allow_other_clients: args.allow_other_clients,
         },
     )
     .await?;
@@ -187,10 +193,10 @@ fn fast_load_note(plan: &backup::fastload::Plan) -> String {
     for n in &plan.notes {
         note.push_str(&format!("; {n}"));
     }
-    if !plan.forced_past.is_empty() {
+    if !plan.others_allowed.is_empty() {
         note.push_str(&format!(
-            "; --force: other clients connected ({}) run with relaxed durability too",
-            plan.forced_past.join(", ")
+            "; --allow-other-clients: other clients connected ({}) run with relaxed durability too",
+            plan.others_allowed.join(", ")
         ));
     }
     note

@@ -2,7 +2,7 @@
 //! fixture): the same data as a normal restore, the globals relaxed during the load and put
 //! back after it — also when the restore is stopped by a real SIGTERM or SIGINT mid-load, or
 //! fails mid-load because its connections are killed on the server —, refused while another
-//! client is connected (unless `--force`) and for an account without SUPER.
+//! client is connected (unless `--allow-other-clients`) and for an account without SUPER.
 
 use mysql_async::prelude::Queryable;
 use newapi_ops::backup::manifest::Manifest;
@@ -125,7 +125,7 @@ async fn fast_load_stopped_by_sigterm_or_sigint_puts_the_globals_back() {
         (nix::sys::signal::SIGINT, 130, "SIGINT"),
     ] {
         let db = format!("copy_{}", name.to_lowercase());
-        // --force: the test's own connection watches the load (another client).
+        // --allow-other-clients: the test's own connection watches the load (another client).
         let mut child = fx.spawn(&[
             "restore",
             &id,
@@ -135,7 +135,7 @@ async fn fast_load_stopped_by_sigterm_or_sigint_puts_the_globals_back() {
             "--threads",
             "1",
             "--fast-load",
-            "--force",
+            "--allow-other-clients",
         ]);
         let mut c = fx.conn().await;
         hold_mid_load(&mut c, &mut child, &db).await;
@@ -177,7 +177,7 @@ async fn fast_load_failing_mid_load_puts_the_globals_back() {
         "--threads",
         "2",
         "--fast-load",
-        "--force",
+        "--allow-other-clients",
     ]);
     let mut c = fx.conn().await;
     wait_for_statement(
@@ -210,10 +210,10 @@ async fn fast_load_failing_mid_load_puts_the_globals_back() {
 }
 
 /// Another client connected: refused (75) naming it, nothing changed (no database, globals as
-/// they were); with --force the load proceeds and puts the globals back. An account without
+/// they were); with --allow-other-clients the load proceeds and puts the globals back. An account without
 /// SUPER: refused (77) before anything changes, saying which privilege it needs.
 #[tokio::test(flavor = "multi_thread")]
-async fn fast_load_is_refused_with_other_clients_unless_forced_and_without_super() {
+async fn fast_load_is_refused_with_other_clients_unless_allowed_and_without_super() {
     let (fx, id) = fixture(2_000, "1000").await;
     fx.db
         .exec(&[
@@ -230,7 +230,7 @@ async fn fast_load_is_refused_with_other_clients_unless_forced_and_without_super
         .code(75)
         .stderr_has("--fast-load: 1 other client is connected")
         .stderr_has("app@127.0.0.1 (id ")
-        .stderr_has("--force proceeds all the same");
+        .stderr_has("--allow-other-clients proceeds all the same");
     let mut c = fx.conn().await;
     assert_eq!(globals(&mut c).await, ("1".into(), "1".into()));
     let made: Option<String> = c
@@ -240,7 +240,9 @@ async fn fast_load_is_refused_with_other_clients_unless_forced_and_without_super
         .await
         .unwrap();
     assert_eq!(made, None, "a refused restore created its database");
-    let forced = fx.run(&[
+    // --force is about the target's tables, not about other clients; and
+    // --allow-other-clients means nothing without --fast-load.
+    fx.run(&[
         "restore",
         &id,
         "--database",
@@ -248,10 +250,31 @@ async fn fast_load_is_refused_with_other_clients_unless_forced_and_without_super
         "--yes",
         "--fast-load",
         "--force",
+    ])
+    .code(75)
+    .stderr_has("--allow-other-clients proceeds all the same");
+    fx.run(&[
+        "restore",
+        &id,
+        "--database",
+        "busy",
+        "--yes",
+        "--allow-other-clients",
+    ])
+    .code(64)
+    .stderr_has("--fast-load");
+    let forced = fx.run(&[
+        "restore",
+        &id,
+        "--database",
+        "busy",
+        "--yes",
+        "--fast-load",
+        "--allow-other-clients",
     ]);
     forced
         .code(0)
-        .stderr_has("--force: other clients connected (")
+        .stderr_has("--allow-other-clients: other clients connected (")
         .stdout_has("all put back");
     assert_eq!(globals(&mut c).await, ("1".into(), "1".into()));
     let _ = app.disconnect().await;
