@@ -225,7 +225,12 @@ async fn fast_load_is_refused_with_other_clients_unless_allowed_and_without_supe
     let app = mysql_async::Conn::new(fx.db.opts("app", Some("app-pw"), None))
         .await
         .expect("connect as app");
-    let refused = fx.run(&["restore", &id, "--database", "busy", "--yes", "--fast-load"]);
+    let into_busy = |extra: &[&str]| {
+        let mut args = vec!["restore", id.as_str(), "--database", "busy", "--yes"];
+        args.extend_from_slice(extra);
+        fx.run(&args)
+    };
+    let refused = into_busy(&["--fast-load"]);
     refused
         .code(75)
         .stderr_has("--fast-load: 1 other client is connected")
@@ -242,36 +247,13 @@ async fn fast_load_is_refused_with_other_clients_unless_allowed_and_without_supe
     assert_eq!(made, None, "a refused restore created its database");
     // --force is about the target's tables, not about other clients; and
     // --allow-other-clients means nothing without --fast-load.
-    fx.run(&[
-        "restore",
-        &id,
-        "--database",
-        "busy",
-        "--yes",
-        "--fast-load",
-        "--force",
-    ])
-    .code(75)
-    .stderr_has("--allow-other-clients proceeds all the same");
-    fx.run(&[
-        "restore",
-        &id,
-        "--database",
-        "busy",
-        "--yes",
-        "--allow-other-clients",
-    ])
-    .code(64)
-    .stderr_has("--fast-load");
-    let forced = fx.run(&[
-        "restore",
-        &id,
-        "--database",
-        "busy",
-        "--yes",
-        "--fast-load",
-        "--allow-other-clients",
-    ]);
+    into_busy(&["--fast-load", "--force"])
+        .code(75)
+        .stderr_has("--allow-other-clients proceeds all the same");
+    into_busy(&["--allow-other-clients"])
+        .code(64)
+        .stderr_has("--fast-load");
+    let forced = into_busy(&["--fast-load", "--allow-other-clients"]);
     forced
         .code(0)
         .stderr_has("--allow-other-clients: other clients connected (")
