@@ -146,8 +146,8 @@ struct Session {
 /// Users that are the server's own threads, not clients.
 const SYSTEM_USERS: &[&str] = &["system user", "event_scheduler"];
 
-/// Checks that `db`'s server may be relaxed (no other client unless `allow_other_clients`; the privilege to
-/// set globals) and plans what to change. Changes nothing.
+/// Checks that `db`'s server may be relaxed (no other client unless `allow_other_clients`; the
+/// privilege to set globals) and plans what to change. Changes nothing.
 pub async fn check(db: &mut Db, allow_other_clients: bool) -> Result<Plan> {
     let found: Vec<(String, String)> = db
         .rows(

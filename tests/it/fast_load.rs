@@ -253,8 +253,8 @@ async fn fast_load_is_refused_with_other_clients_unless_allowed_and_without_supe
     into_busy(&["--allow-other-clients"])
         .code(64)
         .stderr_has("--fast-load");
-    let forced = into_busy(&["--fast-load", "--allow-other-clients"]);
-    forced
+    let allowed = into_busy(&["--fast-load", "--allow-other-clients"]);
+    allowed
         .code(0)
         .stderr_has("--allow-other-clients: other clients connected (")
         .stdout_has("all put back");
