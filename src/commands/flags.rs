@@ -15,6 +15,26 @@ pub struct YesArg {
     pub yes: bool,
 }
 
+/// `--no-wait` and `--timeout`: whether and how long to follow a rollout (scale, restart).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct RolloutWaitArgs {
+    /// Do not follow the rollout after the change.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// How long to follow each rollout before giving up (e.g. 90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "5m",
+          value_parser = crate::units::parse_timeout)]
+    pub timeout: std::time::Duration,
+}
+
+impl RolloutWaitArgs {
+    /// How long to wait for the rollout, or None not to.
+    pub fn wait(&self) -> Option<std::time::Duration> {
+        (!self.no_wait).then_some(self.timeout)
+    }
+}
+
 /// `--mysql-url`: reach MySQL directly instead of through the cluster.
 #[derive(Debug, Args, Clone, Default)]
 pub struct MysqlArgs {

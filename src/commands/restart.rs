@@ -3,12 +3,10 @@
 //! rolling update has room, a confirmation, and followed until every pod is replaced and
 //! available. The work is in [`crate::scale`].
 
-use std::time::Duration;
-
 use clap::{Args, ValueEnum};
 
 use crate::commands::GlobalArgs;
-use crate::commands::flags::YesArg;
+use crate::commands::flags::{RolloutWaitArgs, YesArg};
 use crate::error::Result;
 use crate::exit;
 use crate::inventory::Role;
@@ -41,14 +39,8 @@ pub struct RestartArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Do not follow the rollout after the change.
-    #[arg(long)]
-    pub no_wait: bool,
-
-    /// How long to follow each rollout before giving up (e.g. 90s, 5m, 1h).
-    #[arg(long, value_name = "DURATION", default_value = "5m",
-          value_parser = crate::units::parse_timeout)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub wait: RolloutWaitArgs,
 }
 
 pub async fn run(global: &GlobalArgs, args: RestartArgs, printer: &Printer) -> Result<u8> {
@@ -62,7 +54,7 @@ pub async fn run(global: &GlobalArgs, args: RestartArgs, printer: &Printer) -> R
     let req = RestartRequest {
         roles,
         dry_run: args.dry_run,
-        wait: (!args.no_wait).then_some(args.timeout),
+        wait: args.wait.wait(),
         progress: true,
     };
     let confirm = crate::confirm::from_flags(args.confirm.yes);

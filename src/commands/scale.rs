@@ -2,12 +2,10 @@
 //! through the `scale` subresource after a capacity preflight and a confirmation, follows the
 //! rollout, and records the change for `--undo`. The work is in [`crate::scale`].
 
-use std::time::Duration;
-
 use clap::Args;
 
 use crate::commands::GlobalArgs;
-use crate::commands::flags::YesArg;
+use crate::commands::flags::{RolloutWaitArgs, YesArg};
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::k8s;
@@ -44,14 +42,8 @@ pub struct ScaleArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Do not follow the rollout after the change.
-    #[arg(long)]
-    pub no_wait: bool,
-
-    /// How long to follow the rollout before giving up (e.g. 90s, 5m, 1h).
-    #[arg(long, value_name = "DURATION", default_value = "5m",
-          value_parser = crate::units::parse_timeout)]
-    pub timeout: Duration,
+    #[command(flatten)]
+    pub wait: RolloutWaitArgs,
 
     /// The largest replica count accepted.
     #[arg(long, value_name = "N", env = "NEWAPI_OPS_MAX_REPLICAS", default_value_t = DEFAULT_MAX_REPLICAS,
@@ -98,7 +90,7 @@ pub async fn run(global: &GlobalArgs, args: ScaleArgs, printer: &Printer) -> Res
         qps_per_pod,
         qps_source,
         dry_run: args.dry_run,
-        wait: (!args.no_wait).then_some(args.timeout),
+        wait: args.wait.wait(),
         progress: true,
     };
     let confirm = crate::confirm::from_flags(args.confirm.yes);
@@ -183,8 +175,8 @@ mod tests {
         let err = args(&["4", "--yes", "--timeout", "0"]).unwrap_err();
         assert!(err.to_string().contains("above zero"), "{err}");
         assert_eq!(
-            args(&["4", "--timeout", "1h30m"]).unwrap().timeout,
-            Duration::from_secs(5400)
+            args(&["4", "--timeout", "1h30m"]).unwrap().wait.timeout,
+            std::time::Duration::from_secs(5400)
         );
     }
 }
