@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::Value as Json;
 
 use super::facts::{Facts, Read};
@@ -468,7 +468,30 @@ pub struct Workload<'a> {
     pub claim_templates: Vec<String>,
 }
 
-impl Workload<'_> {
+impl<'a> Workload<'a> {
+    /// The workload of a controller's pod template; None when the template has no spec.
+    fn of(
+        role: Role,
+        kind: &'static str,
+        name: &'a str,
+        replicas: Option<i32>,
+        template: &'a PodTemplateSpec,
+    ) -> Option<Workload<'a>> {
+        Some(Workload {
+            role,
+            kind,
+            name,
+            replicas: replicas.unwrap_or(1),
+            labels: template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+            spec: template.spec.as_ref()?,
+            claim_templates: Vec::new(),
+        })
+    }
+
     pub fn subject(&self) -> String {
         format!("{}/{}", self.kind.to_lowercase(), self.name)
     }
@@ -484,58 +507,34 @@ impl<'a> Ctx<'a> {
     pub fn new(f: &'a Facts) -> Ctx<'a> {
         let mut workloads = Vec::new();
         for role in Role::ALL {
-            let name = &role.workload(&f.settings).name;
-            if let Some(d) = f
+            let name = role.workload(&f.settings).name.as_str();
+            let named = |m: &ObjectMeta| m.name.as_deref() == Some(name);
+            let found = f
                 .snapshot
                 .deployments
                 .iter()
-                .find(|d| d.metadata.name.as_ref() == Some(name))
-                && let Some(spec) = d.spec.template.spec.as_ref()
-            {
-                workloads.push(Workload {
-                    role,
-                    kind: "Deployment",
-                    name: name.as_str(),
-                    replicas: d.spec.replicas.unwrap_or(1),
-                    labels: d
-                        .spec
-                        .template
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.labels.clone())
-                        .unwrap_or_default(),
-                    spec,
-                    claim_templates: Vec::new(),
-                });
-            } else if let Some(s) = f
-                .snapshot
-                .statefulsets
-                .iter()
-                .find(|s| s.metadata.name.as_ref() == Some(name))
-                && let Some(spec) = s.spec.template.spec.as_ref()
-            {
-                workloads.push(Workload {
-                    role,
-                    kind: "StatefulSet",
-                    name: name.as_str(),
-                    replicas: s.spec.replicas.unwrap_or(1),
-                    labels: s
-                        .spec
-                        .template
-                        .metadata
-                        .as_ref()
-                        .and_then(|m| m.labels.clone())
-                        .unwrap_or_default(),
-                    spec,
-                    claim_templates: s
+                .find(|d| named(&d.metadata))
+                .and_then(|d| {
+                    Workload::of(role, "Deployment", name, d.spec.replicas, &d.spec.template)
+                })
+                .or_else(|| {
+                    let s = f
+                        .snapshot
+                        .statefulsets
+                        .iter()
+                        .find(|s| named(&s.metadata))?;
+                    let mut w =
+                        Workload::of(role, "StatefulSet", name, s.spec.replicas, &s.spec.template)?;
+                    w.claim_templates = s
                         .spec
                         .volume_claim_templates
                         .iter()
                         .flatten()
                         .filter_map(|c| c.metadata.name.clone())
-                        .collect(),
+                        .collect();
+                    Some(w)
                 });
-            }
+            workloads.extend(found);
         }
         Ctx { f, workloads }
     }
