@@ -272,7 +272,15 @@ async fn run_down(dir: &Path, keep_data: bool, printer: &Printer) -> Result<u8> 
     let report = sandbox::down(dir, keep_data).await?;
     printer.data(&report, |_| {
         if !report.found {
-            return format!("No sandbox in {}: nothing to stop.\n", report.dir.display());
+            let left = report
+                .netns_removed
+                .as_ref()
+                .map(|ns| format!(" (its network namespace {ns} was left behind: removed)"))
+                .unwrap_or_default();
+            return format!(
+                "No sandbox in {}: nothing to stop{left}.\n",
+                report.dir.display()
+            );
         }
         let mut out = String::new();
         for s in &report.stopped {

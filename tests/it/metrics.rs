@@ -130,16 +130,23 @@ fn ip(args: &[&str]) {
     succeed(std::process::Command::new("ip").args(args));
 }
 
+/// Whether this machine cannot make network namespaces (not root, or no `ip`); a test that
+/// needs them says it is skipped.
+#[allow(clippy::print_stderr)] // a skipped test says so where cargo test shows it
+fn no_network_namespaces() -> bool {
+    let Some(why) = newapi_ops_sandbox::netns::unavailable() else {
+        return false;
+    };
+    eprintln!("skipped: no network namespaces here ({why})");
+    true
+}
+
 /// Two sandboxes whose directories hash to the same /30, or one and the leftover of a killed
 /// run (a CI run lost its metrics.k8s.io this way): the address is already on another link of
 /// the host. `up` takes the next free /30, and the API server reaches its own metrics server.
 #[test]
 fn a_link_already_on_the_sandboxes_addresses_is_stepped_round() {
-    if newapi_ops_sandbox::netns::unavailable().is_some() {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!("skipped: no network namespaces here (not root, or no `ip`)");
-        }
+    if no_network_namespaces() {
         return;
     }
     let name = "netns-clash";
@@ -166,6 +173,34 @@ fn a_link_already_on_the_sandboxes_addresses_is_stepped_round() {
     let nodes = get_raw(&sb, "/apis/metrics.k8s.io/v1beta1/nodes");
     assert_eq!(nodes["kind"], "NodeMetricsList");
     drop(link);
+}
+
+/// The directory of a crashed sandbox removed by hand: `down` there still removes the network
+/// namespace named after it, and says so.
+#[test]
+fn down_where_the_directory_is_gone_removes_its_namespace() {
+    if no_network_namespaces() {
+        return;
+    }
+    let dir = private_sandbox_dir("gone");
+    let plan = newapi_ops_sandbox::netns::NetnsPlan::for_dir(&dir);
+    ip(&["netns", "add", &plan.name]);
+    let down = Run::new(["sandbox", "down", "--dir", dir.to_str().unwrap()]).output();
+    down.code(0).stdout_has(&format!(
+        "nothing to stop (its network namespace {} was left behind: removed)",
+        plan.name
+    ));
+    let left = succeed(std::process::Command::new("ip").args(["netns", "list"]));
+    assert!(
+        !String::from_utf8_lossy(&left).contains(&plan.name),
+        "{}",
+        String::from_utf8_lossy(&left)
+    );
+    // Nothing there at all: nothing said about a namespace.
+    Run::new(["sandbox", "down", "--dir", dir.to_str().unwrap()])
+        .output()
+        .code(0)
+        .stdout_has("nothing to stop.");
 }
 
 /// Annotates a pod of namespace new-api in `sb` with the usage the metrics server reports.

@@ -1027,6 +1027,15 @@ pub struct DownReport {
     pub elapsed: Duration,
 }
 
+/// Removes the network namespace named after `dir`, if there is one; returns its name then.
+fn remove_netns_of(dir: &Path) -> Option<String> {
+    if netns::unavailable().is_some() {
+        return None;
+    }
+    let plan = NetnsPlan::for_dir(dir);
+    netns::remove(&plan).then_some(plan.name)
+}
+
 /// Stops the sandbox in `dir` and removes the directory (unless `keep_data`).
 pub async fn down(dir: &Path, keep_data: bool) -> Result<DownReport, SandboxError> {
     let begin = Instant::now();
@@ -1039,13 +1048,13 @@ pub async fn down(dir: &Path, keep_data: bool) -> Result<DownReport, SandboxErro
         netns_removed: None,
         elapsed: Duration::ZERO,
     };
-    if !dir.exists() {
+    if !dir.exists() || (!dir.join(MARKER).exists() && is_empty_dir(&dir)?) {
+        // Nothing of a sandbox here any more, but its namespace may be (the directory of a
+        // crashed run removed by hand): its name is this directory's.
+        report.netns_removed = remove_netns_of(&dir);
         return Ok(report);
     }
     if !dir.join(MARKER).exists() {
-        if is_empty_dir(&dir)? {
-            return Ok(report);
-        }
         return Err(SandboxError::NotASandbox { dir });
     }
     report.found = true;
@@ -1104,12 +1113,7 @@ pub async fn down(dir: &Path, keep_data: bool) -> Result<DownReport, SandboxErro
         .await;
     }
     // By name, whatever the state says: a crashed `up` may have made it before saving anything.
-    if netns::unavailable().is_none() {
-        let plan = NetnsPlan::for_dir(&dir);
-        if netns::remove(&plan) {
-            report.netns_removed = Some(plan.name);
-        }
-    }
+    report.netns_removed = remove_netns_of(&dir);
     if keep_data {
         // The next `up` must not take the stopped processes' pids for live ones.
         let _ = std::fs::remove_file(dir.join(STATE_FILE));
