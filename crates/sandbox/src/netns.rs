@@ -121,23 +121,31 @@ fn first_free_block(preferred: u32, used: &[Net]) -> Option<u32> {
         .find(|block| !used.iter().any(|n| n.overlaps(start + block * 4)))
 }
 
-/// The host's IPv4 addresses (`ip -4 -o addr show`: the word after `inet`) and route
-/// destinations (`ip -4 route show table all`: the first word that is an address).
+/// The host's IPv4 addresses and route destinations, as `ip` prints them.
 fn host_networks() -> Result<Vec<Net>, String> {
-    let mut nets = Vec::new();
     let addrs = ip_output(&["-4", "-o", "addr", "show"])?;
+    let routes = ip_output(&["-4", "route", "show", "table", "all"])?;
+    Ok(networks_in(&addrs, &routes))
+}
+
+/// The networks in `ip -4 -o addr show` (the word after `inet`, as its network and as the
+/// address itself) and `ip -4 route show table all` (the first word that is an address).
+fn networks_in(addrs: &str, routes: &str) -> Vec<Net> {
+    let mut nets = Vec::new();
     for line in addrs.lines() {
         let mut words = line.split_whitespace();
-        if words.by_ref().any(|w| w == "inet") {
-            nets.extend(words.next().and_then(Net::parse));
+        if words.by_ref().any(|w| w == "inet")
+            && let Some(net) = words.next().and_then(Net::parse)
+        {
+            // The address itself too: on a network wider than a /16 it would not count.
+            nets.extend([net, Net { prefix: 32, ..net }]);
         }
     }
-    let routes = ip_output(&["-4", "route", "show", "table", "all"])?;
     for line in routes.lines() {
         // `10.0.0.0/24 dev …`, or a route type first: `local 127.0.0.1 dev lo table local …`.
         nets.extend(line.split_whitespace().take(2).find_map(Net::parse));
     }
-    Ok(nets)
+    nets
 }
 
 /// Why the namespace cannot be made here, or None when it can (root, and `ip` runs).
@@ -321,6 +329,31 @@ mod tests {
 
     #[test]
     fn host_networks_are_read_from_what_ip_prints() {
+        let addrs = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
+2: eth0    inet 10.254.7.9/8 brd 10.255.255.255 scope global eth0\\       valid_lft forever
+5: naoab12cd34h    inet 10.254.76.1/30 scope global naoab12cd34h\\       valid_lft forever";
+        let routes = "default via 10.0.0.1 dev eth0
+10.254.76.0/30 dev naoab12cd34h proto kernel scope link src 10.254.76.1
+local 127.0.0.1 dev lo table local proto kernel scope host src 127.0.0.1
+broadcast 10.255.255.255 dev eth0 table local proto kernel scope link src 10.254.7.9";
+        let nets = networks_in(addrs, routes);
+        for n in [
+            "127.0.0.1/8",
+            "127.0.0.1/32",
+            "10.254.7.9/8",
+            "10.254.7.9/32",
+            "10.254.76.1/30",
+            "10.254.76.0/30",
+            "10.255.255.255/32",
+        ] {
+            assert!(nets.contains(&net(n)), "{n} missing from {nets:?}");
+        }
+        assert_eq!(nets.len(), 9, "{nets:?}");
+        // The host's own address on a /8 keeps its block taken; the rest of the /8 does not.
+        let own =
+            (u32::from(Ipv4Addr::new(10, 254, 7, 9)) - u32::from(Ipv4Addr::new(10, 254, 0, 0))) / 4;
+        assert_eq!(first_free_block(own, &nets), Some(own + 1));
+
         assert_eq!(Net::parse("10.254.76.1/30"), Some(net("10.254.76.1/30")));
         assert_eq!(
             Net::parse("10.1.2.3"),
