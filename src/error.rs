@@ -191,6 +191,24 @@ fn pending_lines(pending: &[String]) -> String {
 }
 
 impl Error {
+    /// Whether a wait should retry after this error, as the API server may come back: it did
+    /// not answer (refused, reset, timed out), TLS broke mid-way, or it answered 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } | Error::Tls { .. } => true,
+            Error::Api { code, .. } => *code == 0 || *code >= 500,
+            _ => false,
+        }
+    }
+
+    /// What went wrong without the server's address, for a message that names it already.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Unreachable { detail, .. } | Error::Tls { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Wraps an I/O error with what we were doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
@@ -409,7 +427,8 @@ fn backup_code(e: &BackupError) -> u8 {
         BackupError::Connect { .. }
         | BackupError::Lost { .. }
         | BackupError::ForwardLost { .. }
-        | BackupError::CronJobUnsupported { .. } => exit::UNAVAILABLE,
+        | BackupError::CronJobUnsupported { .. }
+        | BackupError::LostWhileFollowing { .. } => exit::UNAVAILABLE,
         BackupError::Denied { .. }
         | BackupError::LockRefused { .. }
         | BackupError::WrongIdentity { .. } => exit::PERMISSION,

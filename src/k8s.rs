@@ -14,6 +14,13 @@ use serde::de::DeserializeOwned;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 
+/// The longest one look of a wait (at a rollout, at a Job) may take before it counts as the API
+/// server not answering.
+pub const POLL_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the API server may stay unreachable during a wait before the wait gives up.
+pub const UNREACHABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A connected client plus what we know about where it points.
 #[derive(Clone)]
 pub struct Kube {

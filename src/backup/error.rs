@@ -145,6 +145,20 @@ pub enum BackupError {
         last: String,
     },
 
+    /// `backup schedule --run-now`: the API server stopped answering while the Job was
+    /// followed; the Job goes on in the cluster.
+    #[error(
+        "lost the API server at {server} while following backup job {job} in namespace {namespace}: {detail} (unreachable for {}); the Job keeps running in the cluster",
+        crate::units::duration(*.lost_for)
+    )]
+    LostWhileFollowing {
+        job: String,
+        namespace: String,
+        server: String,
+        detail: String,
+        lost_for: std::time::Duration,
+    },
+
     /// `backup schedule --run-now`: Ctrl-C or SIGTERM while following; the Job goes on.
     #[error(
         "stopped following backup job {job} ({signal}): the Job keeps running in namespace {namespace}"
@@ -327,6 +341,9 @@ impl BackupError {
                     || format!("`kubectl -n {namespace} get pods -l job-name`"),
                     |p| format!("`newapi-ops logs {p} -n {namespace}`")
                 )
+            ),
+            BackupError::LostWhileFollowing { job, namespace, .. } => format!(
+                "once the API server answers again (`kubectl cluster-info`), see how it ended: `newapi-ops backup status -n {namespace}` or `kubectl -n {namespace} get job {job}`"
             ),
             BackupError::StoppedFollowing { job, namespace, .. }
             | BackupError::StillRunning { job, namespace, .. } => format!(

@@ -19,11 +19,9 @@ use kube::api::ListParams;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::k8s::{Call, Kube};
+use crate::k8s::{Call, Kube, POLL_LIMIT, UNREACHABLE_GRACE};
 use crate::units::plural;
 
-/// How long the API server may stay unreachable during a wait before we give up.
-const UNREACHABLE_GRACE: Duration = Duration::from_secs(15);
 /// How long pods must stay unschedulable, with nothing else about the rollout changing, before
 /// we stop waiting. Longer than kube-scheduler's longest retry back-off (10 s), so a pod that
 /// failed while an old pod was still terminating has been retried by then.
@@ -284,15 +282,6 @@ fn same_picture(a: &Observed, b: &Observed) -> bool {
     ) && names(a) == names(b)
 }
 
-/// Errors worth retrying while the API server may come back.
-fn transient(e: &Error) -> bool {
-    match e {
-        Error::Unreachable { .. } | Error::Tls { .. } => true,
-        Error::Api { code, .. } => *code == 0 || *code >= 500,
-        _ => false,
-    }
-}
-
 /// One look at the Deployment and its pods, bounded by `limit` (a frozen API server must not
 /// hold the wait past its timeout).
 async fn poll(kube: &Kube, w: &Watch, limit: Duration) -> Result<(Deployment, Vec<Pod>)> {
@@ -409,9 +398,6 @@ pub async fn wait(kube: &Kube, w: &Watch) -> Result<RolloutReport> {
     outcome
 }
 
-/// The longest one poll may take before it counts as the API server not answering.
-const POLL_LIMIT: Duration = Duration::from_secs(10);
-
 async fn wait_inner(
     kube: &Kube,
     w: &Watch,
@@ -426,16 +412,11 @@ async fn wait_inner(
     loop {
         let left = w.timeout.saturating_sub(start.elapsed());
         match poll(kube, w, left.clamp(Duration::from_secs(1), POLL_LIMIT)).await {
-            Err(e) if transient(&e) => {
+            Err(e) if e.is_transient() => {
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 tracing::debug!("poll failed, retrying: {e}");
                 if since.elapsed() >= UNREACHABLE_GRACE || start.elapsed() >= w.timeout {
-                    let detail = match &e {
-                        Error::Unreachable { detail, .. } | Error::Tls { detail, .. } => {
-                            detail.clone()
-                        }
-                        other => other.to_string(),
-                    };
+                    let detail = e.detail();
                     return Err(Error::LostDuringRollout {
                         server: kube.server.clone(),
                         detail: format!(

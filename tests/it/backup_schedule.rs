@@ -14,6 +14,8 @@
 //! - No log of any of these pods holds the password.
 //! - A Job that cannot finish (an image that does not exist): `--run-now --timeout` exits 75,
 //!   says where it was and how to watch it, and the Job is left running.
+//! - The API server frozen while `--run-now` follows (SIGSTOP: it accepts and never answers):
+//!   exit 69 naming it and the Job, which keeps running and completes once it is back.
 //! - SIGTERM while `--run-now` follows: exit 143, the message says the Job keeps running and
 //!   how to watch it, and the Job completes.
 
@@ -425,15 +427,17 @@ async fn failing_backup_jobs_say_why_in_run_now_status_and_diagnose() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it() {
-    let Some((_turn, s, client)) =
-        start("sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it").await
-    else {
-        return;
-    };
-    use std::io::{BufRead as _, BufReader, Read as _};
-    let home = tempfile::tempdir().unwrap();
+/// `backup schedule --run-now` started with the file's schedule, its stderr read up to the
+/// `started job NAME` line: the child, the rest of its stderr and the job's name.
+fn spawn_run_now(
+    sb: &Sandbox,
+    home: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    use std::io::{BufRead as _, BufReader};
     let mut child = std::process::Command::new(crate::support::bin())
         .args([
             "backup",
@@ -446,9 +450,9 @@ async fn sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it
         ])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
+        .env("HOME", home)
         .env("NO_COLOR", "1")
-        .env("KUBECONFIG", &s.sb.kubeconfig)
+        .env("KUBECONFIG", &sb.kubeconfig)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -462,14 +466,69 @@ async fn sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
+    (child, stderr, job)
+}
+
+/// The rest of a spawned `--run-now`'s stderr, and its exit code.
+fn rest_and_code(
+    mut child: std::process::Child,
+    mut stderr: std::io::BufReader<std::process::ChildStderr>,
+) -> (String, Option<i32>) {
+    use std::io::Read as _;
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    (rest, child.wait().unwrap().code())
+}
+
+/// The API server frozen while `--run-now` follows the Job: each look is bounded, and after the
+/// grace the command ends with 69 naming the API server and the Job, which goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_api_server_while_following_ends_with_69_and_the_job_goes_on() {
+    use nix::sys::signal::Signal;
+    let Some((_turn, s, client)) =
+        start("a_frozen_api_server_while_following_ends_with_69_and_the_job_goes_on").await
+    else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let (child, stderr, job) = spawn_run_now(&s.sb, home.path());
+    crate::support::signal_process(&s.sb, "kube-apiserver", Signal::SIGSTOP);
+    let (rest, code) = tokio::task::spawn_blocking(move || rest_and_code(child, stderr))
+        .await
+        .unwrap();
+    crate::support::signal_process(&s.sb, "kube-apiserver", Signal::SIGCONT);
+    assert_eq!(code, Some(69), "{rest}");
+    assert!(
+        rest.contains(&format!(
+            "lost the API server at {}",
+            s.sb.api_server.trim_end_matches('/')
+        )) && rest.contains(&format!("while following backup job {job}"))
+            && rest.contains("no answer")
+            && rest.contains("the Job keeps running in the cluster")
+            && rest.contains(&format!("kubectl -n new-api get job {job}")),
+        "{rest}"
+    );
+    assert!(!rest.contains(PASSWORD), "{rest}");
+    // And it does: once the API server is back, the Job completes without anyone following it.
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    assert_eq!(finished(&jobs, &job).await, "Complete");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it() {
+    let Some((_turn, s, client)) =
+        start("sigterm_while_following_leaves_the_job_running_and_says_how_to_watch_it").await
+    else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let (child, stderr, job) = spawn_run_now(&s.sb, home.path());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    let code = child.wait().unwrap().code();
+    let (rest, code) = rest_and_code(child, stderr);
     assert_eq!(code, Some(143), "{rest}");
     assert!(
         rest.contains(&format!("stopped following backup job {job} (SIGTERM)"))

@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 
 use super::status::{self, Failure};
 use super::{CronJobApi, NAME};
+use crate::backup::BackupError;
 use crate::error::{Error, Result};
-use crate::k8s::{Call, Kube};
+use crate::k8s::{Call, Kube, POLL_LIMIT, UNREACHABLE_GRACE};
 
 /// How often the Job is looked at while it runs.
 const POLL: Duration = Duration::from_secs(1);
@@ -101,6 +102,9 @@ pub struct Finished {
 
 /// Follows `job` until it is Complete or Failed, calling `progress` with a line saying where it
 /// is whenever that changes (and every poll, for the elapsed time).
+///
+/// Each look is bounded ([`POLL_LIMIT`]); while the API server does not answer, it looks again
+/// for up to [`UNREACHABLE_GRACE`], then gives up following (the Job goes on without us).
 pub async fn follow(
     kube: &Kube,
     namespace: &str,
@@ -110,9 +114,40 @@ pub async fn follow(
     let jobs: Api<Job> = Api::namespaced(kube.client.clone(), namespace);
     let call = Call::new("get", "jobs.batch", Some(namespace));
     let started = std::time::Instant::now();
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
-        let j = jobs.get(job).await.map_err(|e| kube.error(&call, e))?;
-        let pods = status::pods_of(kube, namespace, job).await?;
+        let look = async {
+            let j = jobs.get(job).await.map_err(|e| kube.error(&call, e))?;
+            let pods = status::pods_of(kube, namespace, job).await?;
+            Ok::<_, Error>((j, pods))
+        };
+        let (j, pods) = match kube.within(POLL_LIMIT, &call, look).await {
+            Ok(looked) => {
+                failing_since = None;
+                looked
+            }
+            Err(e) if e.is_transient() => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= UNREACHABLE_GRACE {
+                    return Err(BackupError::LostWhileFollowing {
+                        job: job.to_string(),
+                        namespace: namespace.to_string(),
+                        server: kube.server.clone(),
+                        detail: e.detail(),
+                        lost_for: since.elapsed(),
+                    }
+                    .into());
+                }
+                tracing::debug!("looking at job {job} failed, retrying: {e}");
+                progress(&format!(
+                    "job {job}: the API server does not answer, looking again ({})",
+                    crate::units::duration(since.elapsed())
+                ));
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let elapsed = started.elapsed().as_secs();
         match status::outcome_of(&j).map(|(k, _)| k) {
             Some("Complete") => {
@@ -124,7 +159,10 @@ pub async fn follow(
                     .or(pods.first())
                     .and_then(|p| p.metadata.name.clone());
                 let backup = match &pod {
-                    Some(p) => summary_line(kube, namespace, p).await,
+                    Some(p) => tokio::time::timeout(POLL_LIMIT, summary_line(kube, namespace, p))
+                        .await
+                        .ok()
+                        .flatten(),
                     None => None,
                 };
                 return Ok(Finished {
@@ -142,7 +180,9 @@ pub async fn follow(
                 });
             }
             Some(_) => {
-                let failure = status::failure(kube, namespace, &j).await?;
+                let failure = kube
+                    .within(POLL_LIMIT, &call, status::failure(kube, namespace, &j))
+                    .await?;
                 return Ok(Finished {
                     job: job.to_string(),
                     namespace: namespace.to_string(),
