@@ -141,7 +141,7 @@ pub enum BackupError {
         job: String,
         namespace: String,
         waited: std::time::Duration,
-        /// Where it was at the last poll (`job X: pod Y running backup (58 s)`), redacted.
+        /// Where it was at the last poll (`pod Y running backup (58 s)`).
         last: String,
     },
 

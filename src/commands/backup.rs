@@ -651,16 +651,10 @@ async fn run_now(
             b
         });
     let redactor = printer.redactor().clone();
-    let last = std::sync::Mutex::new(String::new());
     let progress = |line: &str| {
         if let Some(b) = &bar {
             b.set_message(redactor.text(line));
         }
-        line.clone_into(
-            &mut last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
     };
     let r = tokio::select! {
         biased;
@@ -670,19 +664,7 @@ async fn run_now(
             signal,
         }
         .into()),
-        r = tokio::time::timeout(timeout, schedule::run::follow(kube, ns, &job, &progress)) => {
-            r.unwrap_or_else(|_| {
-                let last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let prefix = format!("job {job}: ");
-                Err(backup::BackupError::StillRunning {
-                    job: job.clone(),
-                    namespace: ns.to_string(),
-                    waited: timeout,
-                    last: redactor.text(last.strip_prefix(&prefix).unwrap_or(&last)),
-                }
-                .into())
-            })
-        }
+        r = schedule::run::follow(kube, ns, &job, timeout, &progress) => r,
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -5,6 +5,7 @@
 //! or Failed: the backup id it wrote (the JSON summary its `backup` container printed), or the
 //! failed pod's last log lines.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -100,12 +101,41 @@ pub struct Finished {
     pub failure: Option<Failure>,
 }
 
-/// Follows `job` until it is Complete or Failed, calling `progress` with a line saying where it
-/// is whenever that changes (and every poll, for the elapsed time).
+/// Follows `job` until it is Complete or Failed, for up to `timeout`, calling `progress` with a
+/// line saying where it is whenever that changes (and every poll, for the elapsed time). Not
+/// finished by then: [`BackupError::StillRunning`], with where it was.
 ///
 /// Each look is bounded ([`POLL_LIMIT`]); while the API server does not answer, it looks again
 /// for up to [`UNREACHABLE_GRACE`], then gives up following (the Job goes on without us).
 pub async fn follow(
+    kube: &Kube,
+    namespace: &str,
+    job: &str,
+    timeout: Duration,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Finished> {
+    let last = std::sync::Mutex::new(String::new());
+    let tracked = |line: &str| {
+        progress(line);
+        line.clone_into(&mut last.lock().unwrap_or_else(PoisonError::into_inner));
+    };
+    match tokio::time::timeout(timeout, follow_until_done(kube, namespace, job, &tracked)).await {
+        Ok(done) => done,
+        Err(_) => {
+            let last = last.lock().unwrap_or_else(PoisonError::into_inner);
+            let prefix = format!("job {job}: ");
+            Err(BackupError::StillRunning {
+                job: job.to_string(),
+                namespace: namespace.to_string(),
+                waited: timeout,
+                last: last.strip_prefix(&prefix).unwrap_or(&last).to_string(),
+            }
+            .into())
+        }
+    }
+}
+
+async fn follow_until_done(
     kube: &Kube,
     namespace: &str,
     job: &str,
