@@ -82,19 +82,24 @@ pub fn check_pod_usage(pods: &[PodUsage], th: &NodeThresholds) -> Vec<Finding> {
         if let Some(mem) = percent(p.usage.memory_bytes, p.limits.memory_bytes)
             && mem > th.memory_usage_percent
         {
+            let next = "newapi-ops runbook run high-memory \
+                        (raise memory limits, look for a leak; OOMKilled is next)";
             out.push(
                 f(
-                "nodes.pod-memory-usage",
-                format!("pod {} uses {mem}% of its memory limit", p.name),
-                format!(
-                    "usage {} of limit {} (tuning rule: memory > {}%)",
-                    format_bytes(p.usage.memory_bytes),
-                    format_bytes(p.limits.memory_bytes),
+                    "nodes.pod-memory-usage",
+                    format!("pod {} uses {mem}% of its memory limit", p.name),
+                    format!(
+                        "usage {} of limit {} (tuning rule: memory > {}%)",
+                        format_bytes(p.usage.memory_bytes),
+                        format_bytes(p.limits.memory_bytes),
+                        th.memory_usage_percent
+                    ),
+                    next,
+                )
+                .cause(format!(
+                    "memory usage above {}% of the limit",
                     th.memory_usage_percent
-                ),
-                "newapi-ops runbook run high-memory (raise memory limits, look for a leak; OOMKilled is next)",
-            )
-                .cause(format!("memory usage above {}% of the limit", th.memory_usage_percent))
+                ))
                 .weight(mem),
             );
         }
