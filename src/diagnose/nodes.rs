@@ -49,58 +49,50 @@ pub struct PodUsage {
 /// limit, memory above `memory_usage_percent` of its memory limit (a pod without a limit is
 /// not judged on that resource).
 pub fn check_pod_usage(pods: &[PodUsage], th: &NodeThresholds) -> Vec<Finding> {
+    type Show = fn(i64) -> String;
     let mut out = Vec::new();
     for p in pods {
-        let f = |check: &str, summary: String, evidence: String, next: &str| {
-            Finding::new(Component::Nodes, check, Severity::Warning, summary)
+        let rules: [(&str, &str, i64, i64, Show, i64, &str); 2] = [
+            (
+                "nodes.pod-cpu-usage",
+                "CPU",
+                p.usage.cpu_millis,
+                p.limits.cpu_millis,
+                format_cpu,
+                th.cpu_usage_percent,
+                "newapi-ops runbook run high-cpu (scale out the slaves or raise CPU limits)",
+            ),
+            (
+                "nodes.pod-memory-usage",
+                "memory",
+                p.usage.memory_bytes,
+                p.limits.memory_bytes,
+                format_bytes,
+                th.memory_usage_percent,
+                "newapi-ops runbook run high-memory \
+                 (raise memory limits, look for a leak; OOMKilled is next)",
+            ),
+        ];
+        for (check, what, used, limit, show, threshold, next) in rules {
+            let Some(pct) = percent(used, limit).filter(|pct| *pct > threshold) else {
+                continue;
+            };
+            out.push(
+                Finding::new(
+                    Component::Nodes,
+                    check,
+                    Severity::Warning,
+                    format!("pod {} uses {pct}% of its {what} limit", p.name),
+                )
                 .subject(format!("pod/{}", p.name))
-                .evidence(evidence)
+                .evidence(format!(
+                    "usage {} of limit {} (tuning rule: {what} > {threshold}%)",
+                    show(used),
+                    show(limit)
+                ))
                 .next(next.to_string())
-        };
-        if let Some(cpu) = percent(p.usage.cpu_millis, p.limits.cpu_millis)
-            && cpu > th.cpu_usage_percent
-        {
-            out.push(
-                f(
-                    "nodes.pod-cpu-usage",
-                    format!("pod {} uses {cpu}% of its CPU limit", p.name),
-                    format!(
-                        "usage {} of limit {} (tuning rule: CPU > {}%)",
-                        format_cpu(p.usage.cpu_millis),
-                        format_cpu(p.limits.cpu_millis),
-                        th.cpu_usage_percent
-                    ),
-                    "newapi-ops runbook run high-cpu (scale out the slaves or raise CPU limits)",
-                )
-                .cause(format!(
-                    "CPU usage above {}% of the limit",
-                    th.cpu_usage_percent
-                ))
-                .weight(cpu),
-            );
-        }
-        if let Some(mem) = percent(p.usage.memory_bytes, p.limits.memory_bytes)
-            && mem > th.memory_usage_percent
-        {
-            let next = "newapi-ops runbook run high-memory \
-                        (raise memory limits, look for a leak; OOMKilled is next)";
-            out.push(
-                f(
-                    "nodes.pod-memory-usage",
-                    format!("pod {} uses {mem}% of its memory limit", p.name),
-                    format!(
-                        "usage {} of limit {} (tuning rule: memory > {}%)",
-                        format_bytes(p.usage.memory_bytes),
-                        format_bytes(p.limits.memory_bytes),
-                        th.memory_usage_percent
-                    ),
-                    next,
-                )
-                .cause(format!(
-                    "memory usage above {}% of the limit",
-                    th.memory_usage_percent
-                ))
-                .weight(mem),
+                .cause(format!("{what} usage above {threshold}% of the limit"))
+                .weight(pct),
             );
         }
     }
