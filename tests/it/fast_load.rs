@@ -210,8 +210,8 @@ async fn fast_load_failing_mid_load_puts_the_globals_back() {
 }
 
 /// Another client connected: refused (75) naming it, nothing changed (no database, globals as
-/// they were); with --allow-other-clients the load proceeds and puts the globals back. An account without
-/// SUPER: refused (77) before anything changes, saying which privilege it needs.
+/// they were); with --allow-other-clients the load proceeds and puts the globals back. An
+/// account without SUPER: refused (77) before anything changes, saying which privilege it needs.
 #[tokio::test(flavor = "multi_thread")]
 async fn fast_load_is_refused_with_other_clients_unless_allowed_and_without_super() {
     let (fx, id) = fixture(2_000, "1000").await;

@@ -47,24 +47,38 @@ fn succeed(cmd: &mut std::process::Command) -> Vec<u8> {
     out.stdout
 }
 
-fn get_raw(sb: &Sandbox, path: &str) -> Value {
-    let out = succeed(
-        std::process::Command::new(kubectl())
-            .args(["get", "--raw", path])
-            .env("KUBECONFIG", &sb.kubeconfig),
-    );
-    serde_json::from_slice(&out).expect("JSON from metrics.k8s.io")
+/// Runs `f` to its end, for the synchronous tests here.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
-/// The kubectl that scripts/setup.sh built next to the control plane.
-fn kubectl() -> std::path::PathBuf {
-    let dir = std::env::var_os("KUBEBUILDER_ASSETS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap())
-                .join(".cache/newapi-ops/k8s-1.20.2/bin")
-        });
-    dir.join("kubectl")
+/// A GET of `path` through the API server as the user of `kubeconfig` (what `kubectl get --raw`
+/// does): the JSON it answered, or the API server's error.
+fn try_get_raw(kubeconfig: &std::path::Path, path: &str) -> Result<Value, kube::Error> {
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    block_on(async {
+        crate::support::client_of(kubeconfig)
+            .await
+            .request(request)
+            .await
+    })
+}
+
+fn get_raw(sb: &Sandbox, path: &str) -> Value {
+    try_get_raw(&sb.kubeconfig, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// The HTTP status of the API server's answer to a GET of `path` that must fail.
+fn refused_code(kubeconfig: &std::path::Path, path: &str) -> u16 {
+    match try_get_raw(kubeconfig, path) {
+        Ok(v) => panic!("GET {path} answered: {v:#}"),
+        Err(kube::Error::Api(status)) => status.code,
+        Err(e) => panic!("GET {path}: not an answer of the API server: {e}"),
+    }
 }
 
 #[test]
@@ -99,13 +113,10 @@ fn metrics_are_served_through_the_aggregation_layer() {
     assert!(all["items"].as_array().unwrap().len() >= pods["items"].as_array().unwrap().len());
 
     // A user without RBAC rights gets the API server's 403, not figures.
-    let denied = std::process::Command::new(kubectl())
-        .args(["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"])
-        .env("KUBECONFIG", &sb.viewer_kubeconfig)
-        .output()
-        .unwrap();
-    assert!(!denied.status.success());
-    assert!(String::from_utf8_lossy(&denied.stderr).contains("forbidden"));
+    assert_eq!(
+        refused_code(&sb.viewer_kubeconfig, "/apis/metrics.k8s.io/v1beta1/nodes"),
+        403
+    );
 
     // diagnose no longer says usage is unchecked.
     let (report, _) = diagnose_nodes(sb);
@@ -205,12 +216,15 @@ fn down_where_the_directory_is_gone_removes_its_namespace() {
 
 /// Annotates a pod of namespace new-api in `sb` with the usage the metrics server reports.
 fn annotate(sb: &Sandbox, pod: &str, usage: &str) {
-    succeed(
-        std::process::Command::new(kubectl())
-            .args(["annotate", "--overwrite", "-n", "new-api", "pod", pod])
-            .arg(format!("sandbox.newapi-ops.io/usage={usage}"))
-            .env("KUBECONFIG", &sb.kubeconfig),
-    );
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, Patch, PatchParams};
+    let patch = json!({"metadata": {"annotations": {"sandbox.newapi-ops.io/usage": usage}}});
+    block_on(async {
+        let pods: Api<Pod> = Api::namespaced(crate::support::admin_client_of(sb).await, "new-api");
+        pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+    })
+    .unwrap_or_else(|e| panic!("annotating pod {pod}: {e}"));
 }
 
 #[test]
@@ -372,10 +386,10 @@ fn without_metrics_usage_is_not_checked() {
             .contains("metrics.k8s.io is not served")
     );
     assert!(code <= 1, "{report:#}");
-    let discovery = std::process::Command::new(kubectl())
-        .args(["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"])
-        .env("KUBECONFIG", &sb.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(!discovery.status.success(), "nothing serves metrics.k8s.io");
+    // Nothing serves metrics.k8s.io: the API server does not know the group.
+    assert_eq!(
+        refused_code(&sb.kubeconfig, "/apis/metrics.k8s.io/v1beta1/nodes"),
+        404,
+        "nothing serves metrics.k8s.io"
+    );
 }

@@ -313,7 +313,12 @@ pub async fn admin_client() -> kube::Client {
 
 /// A kube client as the admin of `sb`.
 pub async fn admin_client_of(sb: &Sandbox) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(&sb.kubeconfig).expect("read kubeconfig");
+    client_of(&sb.kubeconfig).await
+}
+
+/// A kube client as the user of `kubeconfig`.
+pub async fn client_of(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .expect("kube config");
