@@ -16,7 +16,8 @@
 #
 # Usage: scripts/image.sh [--release | --debug | --binary PATH] [--out DIR] [--tag TAG]
 #                         [--rootfs DIR] [--no-strip]
-#   --release (default) / --debug   cargo build (offline) that profile first, and use its binary
+#   --release (default) / --debug   cargo build (offline) that profile of the tool without the
+#                                   sandbox (--no-default-features) first, and use its binary
 #   --binary PATH                   use this binary as it is (what `newapi-ops sandbox up` does)
 #   --out DIR                       the OCI layout to write (replaced); default target/image
 #   --tag TAG                       the tag; default the binary's version (`newapi-ops --version`)
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
     --tag) [ $# -ge 2 ] || die "--tag needs a value"; tag="$2"; shift ;;
     --rootfs) [ $# -ge 2 ] || die "--rootfs needs a directory"; rootfs_only="$2"; shift ;;
     --no-strip) strip_debug=no ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -59,11 +60,14 @@ for tool in tar ldd; do have "$tool" || missing+=("$tool"); done
 [ "${#missing[@]}" -eq 0 ] || die "missing programs: ${missing[*]} (Debian: apt-get install ${missing[*]/ldd/libc-bin}; scripts/setup.sh installs umoci)"
 
 if [ -z "$binary" ]; then
-  flags=(--locked --offline --bin newapi-ops)
+  # What runs in a cluster has no use for the sandbox: the tool without it, in a target
+  # directory of its own (so the features of target/$profile, the tests' binary, do not flip).
+  flags=(--locked --offline -p newapi-ops --bin newapi-ops --no-default-features
+         --target-dir "$ROOT/target/image-build")
   [ "$profile" = release ] && flags+=(--release)
   log "cargo build ${flags[*]}"
   (cd "$ROOT" && cargo build "${flags[@]}" >&2)
-  binary="$ROOT/target/$profile/newapi-ops"
+  binary="$ROOT/target/image-build/$profile/newapi-ops"
 fi
 [ -x "$binary" ] || die "$binary is not an executable file"
 
