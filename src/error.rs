@@ -259,7 +259,8 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             Error::Usage(_) => "see `newapi-ops --help`".into(),
-            Error::NoKubeconfig { .. } => "pass --kubeconfig PATH or set KUBECONFIG; for a local cluster to try, run `newapi-ops sandbox up`".into(),
+            Error::NoKubeconfig { .. } if cfg!(feature = "sandbox") => "pass --kubeconfig PATH or set KUBECONFIG; for a local cluster to try, run `newapi-ops sandbox up`".into(),
+            Error::NoKubeconfig { .. } => "pass --kubeconfig PATH or set KUBECONFIG; in a pod, mount its service account token (automountServiceAccountToken: true)".into(),
             Error::KubeconfigInvalid { .. } => "check the file with `kubectl config view --kubeconfig PATH`".into(),
             Error::UnknownContext { available, .. } => {
                 if available.is_empty() {
@@ -502,6 +503,23 @@ pub fn report_exit_code(worst: crate::diagnose::finding::Severity) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without a kubeconfig, the hint offers `sandbox up` only in a build that has it (not in
+    /// the container image's).
+    #[test]
+    fn no_kubeconfig_offers_the_sandbox_only_where_it_is_built() {
+        let hint = Error::NoKubeconfig {
+            looked: "~/.kube/config (missing)".into(),
+        }
+        .hint()
+        .unwrap();
+        assert!(hint.contains("--kubeconfig"), "{hint}");
+        assert_eq!(
+            hint.contains("sandbox up"),
+            cfg!(feature = "sandbox"),
+            "{hint}"
+        );
+    }
 
     #[test]
     fn signals_end_in_128_plus_their_number() {

@@ -112,6 +112,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<u8, Error> {
         Command::Incident(args) => commands::incident::run(&cli.global, args, printer).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => commands::sandbox::run(&cli.global, args, printer).await,
+        #[cfg(not(feature = "sandbox"))]
+        Command::Sandbox(_) => Err(commands::no_sandbox()),
         Command::Completions(args) => commands::completions::completions(&args),
         Command::Man(args) => commands::completions::man(&args, printer),
     }

@@ -140,10 +140,34 @@ pub enum Command {
     /// A local Kubernetes control plane with the seed deployment, MariaDB and Redis, to rehearse on.
     #[cfg(feature = "sandbox")]
     Sandbox(sandbox::SandboxArgs),
+    /// In a build without the sandbox (the container image): `sandbox …` says why it is not
+    /// there instead of clap's "unrecognized subcommand".
+    #[cfg(not(feature = "sandbox"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Sandbox(NoSandboxArgs),
     /// A shell completion script (bash, zsh, fish, powershell) on stdout.
     Completions(completions::CompletionsArgs),
     /// The man page on stdout, or one page per command into a directory (--dir).
     Man(completions::ManArgs),
+}
+
+/// Whatever follows `sandbox` in a build without it.
+#[cfg(not(feature = "sandbox"))]
+#[derive(Debug, clap::Args)]
+pub struct NoSandboxArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    _rest: Vec<String>,
+}
+
+/// The answer of `sandbox …` in a build without it.
+#[cfg(not(feature = "sandbox"))]
+pub fn no_sandbox() -> crate::error::Error {
+    crate::error::Error::Usage(
+        "this newapi-ops was built without the sandbox (--no-default-features, as the container \
+         image is): `newapi-ops sandbox` is in the default build (`cargo build --release`), for a \
+         developer's machine"
+            .into(),
+    )
 }
 
 impl Command {
@@ -183,5 +207,51 @@ impl GlobalArgs {
     /// calls this once, before it connects.
     pub fn settings(&self) -> Result<Settings> {
         Settings::resolve(&self.overrides())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// The help lists `sandbox` exactly where it is built.
+    #[test]
+    fn the_help_lists_the_sandbox_where_it_is_built() {
+        let help = Cli::command().render_help().to_string();
+        assert_eq!(
+            help.lines().any(|l| l.trim_start().starts_with("sandbox ")),
+            cfg!(feature = "sandbox"),
+            "{help}"
+        );
+    }
+
+    /// Without the sandbox, `sandbox …` (whatever follows, `--help` included) is a usage error
+    /// that says why, through the same dispatch every command takes.
+    #[cfg(not(feature = "sandbox"))]
+    #[tokio::test]
+    async fn sandbox_in_a_build_without_it_says_why() {
+        for args in [
+            &["newapi-ops", "sandbox"][..],
+            &[
+                "newapi-ops",
+                "sandbox",
+                "up",
+                "--dir",
+                "/tmp/x",
+                "--no-metrics",
+            ],
+            &["newapi-ops", "-n", "new-api", "sandbox", "--help"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let printer = crate::printer::Printer::new(Format::Human, true, true);
+            let err = crate::run(cli, &printer).await.unwrap_err();
+            assert_eq!(err.exit_code(), crate::exit::USAGE, "{args:?}");
+            assert!(
+                err.to_string().contains("built without the sandbox"),
+                "{err}"
+            );
+        }
     }
 }
