@@ -420,8 +420,8 @@ async fn wait_inner(
                     return Err(Error::LostDuringRollout {
                         server: kube.server.clone(),
                         detail: format!(
-                            "{detail} (unreachable for {}s)",
-                            since.elapsed().as_secs()
+                            "{detail} (unreachable for {})",
+                            crate::units::duration(since.elapsed())
                         ),
                         what: w.story.what.clone(),
                         state: w.story.accepted.clone(),
